@@ -1,0 +1,56 @@
+//! A stored chat message and a presence change: what the engine carries between nodes.
+
+use serde::{Serialize, ser::SerializeStruct};
+
+use super::{MessageId, RoomName, UserName};
+
+/// A message as stored by the engine. Its `ts` is the millisecond part of its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub room: RoomName,
+    pub id: MessageId,
+    pub user: UserName,
+    pub body: String,
+}
+
+impl Message {
+    pub fn ts(&self) -> u64 {
+        self.id.millis()
+    }
+}
+
+/// Serializes the fields of a `message` frame (the `type` tag is added by the frame enum).
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Message", 5)?;
+        s.serialize_field("room", &self.room)?;
+        s.serialize_field("id", &self.id)?;
+        s.serialize_field("user", &self.user)?;
+        s.serialize_field("body", &self.body)?;
+        s.serialize_field("ts", &self.ts())?;
+        s.end()
+    }
+}
+
+/// Whether a user entered or left a room (first session in, last session out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceKind {
+    Join,
+    Leave,
+}
+
+/// A user entered or left a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub room: RoomName,
+    pub user: UserName,
+    pub kind: PresenceKind,
+}
+
+/// One user in a room and how many sessions they have there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub user: UserName,
+    pub sessions: u32,
+}

@@ -1,0 +1,302 @@
+//! The behaviour every engine must show, as a test suite any engine can be run against.
+//!
+//! `tests/engine_contract.rs` runs it for each engine through [`engine_contract_tests!`]: the
+//! engine is built with [`HISTORY_LEN`] and a [`Recorder`] as its delivery, and each check uses
+//! rooms of its own, so the suite also runs against a shared backing store.
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::sync::Notify;
+
+use super::{BusEvent, Delivery, Engine, NewMessage};
+use crate::{
+    domain::{Member, MessageId, PresenceKind, RoomName, SessionId, UserName},
+    protocol::HistoryQuery,
+};
+
+/// The history length engines under test are built with.
+pub const HISTORY_LEN: usize = 20;
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A [`Delivery`] that keeps every event for inspection.
+#[derive(Default)]
+pub struct Recorder {
+    events: Mutex<Vec<BusEvent>>,
+    arrived: Notify,
+}
+
+impl Delivery for Recorder {
+    fn deliver(&self, event: BusEvent) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+        self.arrived.notify_waiters();
+    }
+}
+
+impl Recorder {
+    fn of_room(&self, room: &RoomName) -> Vec<BusEvent> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.iter().filter(|e| e.room() == room).cloned().collect()
+    }
+
+    /// Waits until `room` has at least `count` events, and returns them all.
+    pub async fn wait_for(&self, room: &RoomName, count: usize) -> Vec<BusEvent> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let arrived = self.arrived.notified();
+            let events = self.of_room(room);
+            if events.len() >= count {
+                return events;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                panic!("room {room}: {} of {count} events after {WAIT:?}", self.of_room(room).len());
+            }
+        }
+    }
+}
+
+/// An engine under test and what it delivered.
+pub struct Harness {
+    pub engine: Arc<dyn Engine>,
+    pub events: Arc<Recorder>,
+}
+
+impl Harness {
+    pub async fn new<F, Fut>(make: F) -> Self
+    where
+        F: FnOnce(usize, Arc<dyn Delivery>) -> Fut,
+        Fut: Future<Output = Arc<dyn Engine>>,
+    {
+        let events = Arc::new(Recorder::default());
+        let engine = make(HISTORY_LEN, events.clone()).await;
+        Self { engine, events }
+    }
+
+    async fn publish(&self, room: &RoomName, user: &str, body: &str) -> MessageId {
+        let message = NewMessage { room: room.clone(), user: user_name(user), body: body.into() };
+        self.engine.publish(message).await.expect("publish")
+    }
+}
+
+/// A room name no other check (or earlier run against the same store) uses.
+pub fn unique_room(prefix: &str) -> RoomName {
+    RoomName::parse(&format!("{prefix}-{}", uuid::Uuid::new_v4().simple())).expect("room name")
+}
+
+fn user_name(name: &str) -> UserName {
+    UserName::parse(name).expect("user name")
+}
+
+fn message_ids(events: &[BusEvent]) -> Vec<MessageId> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            BusEvent::Message(m) => Some(m.id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Concurrent publishers: every message is delivered once, in id order, each publisher's in
+/// the order it published them, and ids are the acked ones.
+pub async fn publish_delivers_every_message_once_in_id_order(h: &Harness) {
+    let room = unique_room("order");
+    let publishers = (0..3).map(|p| {
+        let room = room.clone();
+        async move {
+            let mut acked = Vec::new();
+            for n in 0..15 {
+                acked.push(h.publish(&room, &format!("user{p}"), &format!("{p}:{n}")).await);
+            }
+            acked
+        }
+    });
+    let acked: Vec<Vec<MessageId>> = futures_util::future::join_all(publishers).await;
+    let events = h.events.wait_for(&room, 45).await;
+    let delivered = message_ids(&events);
+    assert_eq!(delivered.len(), 45, "each message delivered exactly once");
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "ids strictly increase: {delivered:?}");
+    let acked_all: HashSet<MessageId> = acked.iter().flatten().copied().collect();
+    assert_eq!(acked_all, delivered.iter().copied().collect(), "delivered ids are the acked ids");
+    for own in &acked {
+        assert!(own.windows(2).all(|w| w[0] < w[1]), "a publisher's messages keep its order");
+    }
+    for event in &events {
+        if let BusEvent::Message(m) = event {
+            let (p, _) = m.body.split_once(':').expect("body");
+            assert_eq!(m.user.as_str(), format!("user{p}"), "user travels with the body");
+        }
+    }
+}
+
+/// Rooms are independent, and history returns exactly what was delivered, in the same order.
+pub async fn history_matches_delivery_per_room(h: &Harness) {
+    let (a, b) = (unique_room("a"), unique_room("b"));
+    for n in 0..6 {
+        h.publish(if n % 2 == 0 { &a } else { &b }, "alice", &n.to_string()).await;
+    }
+    for room in [&a, &b] {
+        let delivered = message_ids(&h.events.wait_for(room, 3).await);
+        let history = h.engine.history(room, HistoryQuery::default()).await.expect("history");
+        assert_eq!(history.iter().map(|m| m.id).collect::<Vec<_>>(), delivered);
+        assert!(history.iter().all(|m| &m.room == room));
+    }
+}
+
+/// `after`, `before` and `limit` select the documented page, always in id order.
+pub async fn history_pages_in_id_order(h: &Harness) {
+    let room = unique_room("pages");
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(h.publish(&room, "alice", &n.to_string()).await);
+    }
+    let page = |before: Option<usize>, after: Option<usize>, limit: usize| {
+        let query = HistoryQuery { before: before.map(|i| ids[i]), after: after.map(|i| ids[i]), limit };
+        let engine = h.engine.clone();
+        let room = room.clone();
+        async move {
+            let found = engine.history(&room, query).await.expect("history");
+            found.iter().map(|m| m.body.parse::<usize>().expect("body")).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(None, None, 50).await, (0..10).collect::<Vec<_>>());
+    assert_eq!(page(None, None, 3).await, vec![7, 8, 9], "newest first page");
+    assert_eq!(page(None, Some(2), 3).await, vec![3, 4, 5], "forward from after");
+    assert_eq!(page(Some(5), None, 2).await, vec![3, 4], "newest before before");
+    assert_eq!(page(Some(5), Some(2), 50).await, vec![3, 4], "strictly between");
+    assert_eq!(page(None, Some(9), 50).await, Vec::<usize>::new());
+    let empty = h.engine.history(&unique_room("none"), HistoryQuery::default()).await;
+    assert_eq!(empty.expect("history").len(), 0);
+}
+
+/// History keeps the newest `HISTORY_LEN` messages.
+pub async fn history_is_bounded(h: &Harness) {
+    let room = unique_room("bounded");
+    let mut ids = Vec::new();
+    for n in 0..HISTORY_LEN + 5 {
+        ids.push(h.publish(&room, "alice", &n.to_string()).await);
+    }
+    let query = HistoryQuery { limit: 500, ..HistoryQuery::default() };
+    let kept = h.engine.history(&room, query).await.expect("history");
+    assert_eq!(kept.iter().map(|m| m.id).collect::<Vec<_>>(), ids[5..].to_vec());
+}
+
+/// `recover` replays what follows `since` and says whether anything was trimmed in between.
+pub async fn recover_replays_after_since(h: &Harness) {
+    let room = unique_room("recover");
+    let fresh = h.engine.recover(&room, None).await.expect("recover");
+    assert_eq!((fresh.last_id, fresh.recovered, fresh.messages.len()), (None, true, 0));
+
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(h.publish(&room, "alice", &n.to_string()).await);
+    }
+    let plain = h.engine.recover(&room, None).await.expect("recover");
+    assert_eq!((plain.last_id, plain.messages.len()), (Some(ids[4]), 0));
+
+    let resumed = h.engine.recover(&room, Some(ids[1])).await.expect("recover");
+    assert!(resumed.recovered);
+    assert_eq!(resumed.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids[2..].to_vec());
+    assert_eq!(resumed.last_id, Some(ids[4]));
+
+    for n in 5..HISTORY_LEN + 5 {
+        ids.push(h.publish(&room, "alice", &n.to_string()).await);
+    }
+    let partial = h.engine.recover(&room, Some(ids[1])).await.expect("recover");
+    assert!(!partial.recovered, "messages after since were trimmed");
+    assert_eq!(partial.messages.len(), HISTORY_LEN, "what is retained is still replayed");
+    assert_eq!(partial.messages.first().map(|m| m.id), Some(ids[ids.len() - HISTORY_LEN]));
+    let edge = h.engine.recover(&room, Some(ids[ids.len() - HISTORY_LEN])).await;
+    assert!(edge.expect("recover").recovered, "since at the oldest retained id loses nothing");
+}
+
+/// Presence counts sessions per user and announces a user once in, once out.
+pub async fn presence_counts_sessions_and_announces_once(h: &Harness) {
+    let room = unique_room("presence");
+    let (alice, bob) = (user_name("alice"), user_name("bob"));
+    let (a1, a2, b1) = (SessionId::random(), SessionId::random(), SessionId::random());
+    let p = &h.engine;
+    p.join(&room, &alice, a1).await.expect("join");
+    let members = p.join(&room, &alice, a2).await.expect("join");
+    assert_eq!(members, vec![Member { user: alice.clone(), sessions: 2 }]);
+    let members = p.join(&room, &bob, b1).await.expect("join");
+    assert_eq!(members.iter().map(|m| (m.user.as_str(), m.sessions)).collect::<Vec<_>>(), [
+        ("alice", 2),
+        ("bob", 1)
+    ]);
+    p.join(&room, &bob, b1).await.expect("joining twice is a no-op");
+    p.leave(&room, &alice, a1).await.expect("leave");
+    p.leave(&room, &bob, b1).await.expect("leave");
+    p.leave(&room, &bob, b1).await.expect("leaving twice is a no-op");
+    assert_eq!(p.members(&room).await.expect("members"), vec![Member {
+        user: alice.clone(),
+        sessions: 1
+    }]);
+    p.leave(&room, &alice, a2).await.expect("leave");
+    assert!(p.members(&room).await.expect("members").is_empty());
+
+    let events = h.events.wait_for(&room, 4).await;
+    let changes: Vec<(String, PresenceKind)> = events
+        .iter()
+        .filter_map(|e| match e {
+            BusEvent::Presence(c) => Some((c.user.to_string(), c.kind)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, [
+        ("alice".to_string(), PresenceKind::Join),
+        ("bob".to_string(), PresenceKind::Join),
+        ("bob".to_string(), PresenceKind::Leave),
+        ("alice".to_string(), PresenceKind::Leave),
+    ]);
+}
+
+/// Presence changes travel with the room's messages, in the order they happened.
+pub async fn presence_is_ordered_with_messages(h: &Harness) {
+    let room = unique_room("mixed");
+    let carol = user_name("carol");
+    let session = SessionId::random();
+    h.engine.join(&room, &carol, session).await.expect("join");
+    let id = h.publish(&room, "carol", "hello").await;
+    h.engine.leave(&room, &carol, session).await.expect("leave");
+    let events = h.events.wait_for(&room, 3).await;
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            BusEvent::Presence(c) => format!("{:?}", c.kind),
+            BusEvent::Message(m) => format!("message {}", m.id),
+            BusEvent::Gap { .. } => "gap".into(),
+        })
+        .collect();
+    assert_eq!(kinds, ["Join".to_string(), format!("message {id}"), "Leave".to_string()]);
+}
+
+/// Defines one `#[tokio::test]` per contract check for the engine that `$make` builds
+/// (`async fn(history_len: usize, delivery: Arc<dyn Delivery>) -> Arc<dyn Engine>`).
+#[macro_export]
+macro_rules! engine_contract_tests {
+    ($make:path) => {
+        $crate::engine_contract_tests!(@each $make;
+            publish_delivers_every_message_once_in_id_order,
+            history_matches_delivery_per_room,
+            history_pages_in_id_order,
+            history_is_bounded,
+            recover_replays_after_since,
+            presence_counts_sessions_and_announces_once,
+            presence_is_ordered_with_messages,
+        );
+    };
+    (@each $make:path; $($check:ident,)*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let harness = $crate::engine::contract::Harness::new($make).await;
+                $crate::engine::contract::$check(&harness).await;
+            }
+        )*
+    };
+}

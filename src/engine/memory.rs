@@ -1,0 +1,194 @@
+//! The single-node engine: history, ids and presence in this process, no Redis.
+//!
+//! One lock guards everything, and events are handed to the [`Delivery`] while it is held: that
+//! is what makes a room's deliveries come out in id order, presence changes included, exactly as
+//! a Redis bus shard orders them. The critical sections are short and never wait on I/O.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use async_trait::async_trait;
+
+use super::{
+    Broker, BusEvent, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery,
+};
+use crate::{
+    domain::{
+        Member, Message, MessageId, PresenceChange, PresenceKind, RoomName, SessionId, UserName,
+    },
+    protocol::HistoryQuery,
+};
+
+/// The in-memory engine. History lives until the process exits, `history_len` messages per room.
+pub struct MemoryEngine {
+    state: Mutex<State>,
+    history_len: usize,
+    delivery: Arc<dyn Delivery>,
+}
+
+#[derive(Default)]
+struct State {
+    logs: HashMap<RoomName, RoomLog>,
+    presence: HashMap<RoomName, BTreeMap<UserName, Vec<SessionId>>>,
+}
+
+#[derive(Default)]
+struct RoomLog {
+    messages: VecDeque<Message>,
+    last_id: Option<MessageId>,
+    /// The newest id trimmed away: `since` older than this cannot be fully recovered.
+    trimmed_through: Option<MessageId>,
+}
+
+impl MemoryEngine {
+    pub fn new(history_len: usize, delivery: Arc<dyn Delivery>) -> Self {
+        Self { state: Mutex::new(State::default()), history_len: history_len.max(1), delivery }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than refusing all service would, so keep serving.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn members_of(users: Option<&BTreeMap<UserName, Vec<SessionId>>>) -> Vec<Member> {
+    users
+        .into_iter()
+        .flatten()
+        .map(|(user, sessions)| Member { user: user.clone(), sessions: sessions.len() as u32 })
+        .collect()
+}
+
+/// The page of `messages` (in id order) that `query` asks for.
+fn page(messages: &VecDeque<Message>, query: HistoryQuery) -> Vec<Message> {
+    let in_range = |m: &&Message| {
+        query.after.is_none_or(|after| m.id > after) && query.before.is_none_or(|b| m.id < b)
+    };
+    if query.after.is_some() {
+        messages.iter().filter(in_range).take(query.limit).cloned().collect()
+    } else {
+        let mut newest: Vec<Message> =
+            messages.iter().rev().filter(in_range).take(query.limit).cloned().collect();
+        newest.reverse();
+        newest
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryEngine {
+    async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
+        let mut state = self.state();
+        let log = state.logs.entry(message.room.clone()).or_default();
+        let id = log.last_id.unwrap_or_default().next_after(now_ms());
+        log.last_id = Some(id);
+        let stored = Message { room: message.room, id, user: message.user, body: message.body };
+        log.messages.push_back(stored.clone());
+        while log.messages.len() > self.history_len {
+            log.trimmed_through = log.messages.pop_front().map(|m| m.id);
+        }
+        self.delivery.deliver(BusEvent::Message(Arc::new(stored)));
+        Ok(id)
+    }
+
+    async fn history(
+        &self,
+        room: &RoomName,
+        query: HistoryQuery,
+    ) -> Result<Vec<Message>, EngineError> {
+        Ok(self.state().logs.get(room).map(|log| page(&log.messages, query)).unwrap_or_default())
+    }
+
+    async fn recover(
+        &self,
+        room: &RoomName,
+        since: Option<MessageId>,
+    ) -> Result<Recovery, EngineError> {
+        let state = self.state();
+        let Some(log) = state.logs.get(room) else {
+            return Ok(Recovery { messages: Vec::new(), last_id: None, recovered: true });
+        };
+        let Some(since) = since else {
+            return Ok(Recovery { messages: Vec::new(), last_id: log.last_id, recovered: true });
+        };
+        Ok(Recovery {
+            messages: log.messages.iter().filter(|m| m.id > since).cloned().collect(),
+            last_id: log.last_id,
+            recovered: log.trimmed_through.is_none_or(|trimmed| since >= trimmed),
+        })
+    }
+}
+
+#[async_trait]
+impl PresenceStore for MemoryEngine {
+    async fn join(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: SessionId,
+    ) -> Result<Vec<Member>, EngineError> {
+        let mut state = self.state();
+        let users = state.presence.entry(room.clone()).or_default();
+        let sessions = users.entry(user.clone()).or_default();
+        if !sessions.contains(&session) {
+            sessions.push(session);
+            if sessions.len() == 1 {
+                self.delivery.deliver(BusEvent::Presence(PresenceChange {
+                    room: room.clone(),
+                    user: user.clone(),
+                    kind: PresenceKind::Join,
+                }));
+            }
+        }
+        Ok(members_of(Some(users)))
+    }
+
+    async fn leave(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: SessionId,
+    ) -> Result<(), EngineError> {
+        let mut state = self.state();
+        let Some(users) = state.presence.get_mut(room) else { return Ok(()) };
+        let Some(sessions) = users.get_mut(user) else { return Ok(()) };
+        let before = sessions.len();
+        sessions.retain(|s| *s != session);
+        if sessions.is_empty() {
+            users.remove(user);
+            if before > 0 {
+                self.delivery.deliver(BusEvent::Presence(PresenceChange {
+                    room: room.clone(),
+                    user: user.clone(),
+                    kind: PresenceKind::Leave,
+                }));
+            }
+        }
+        if users.is_empty() {
+            state.presence.remove(room);
+        }
+        Ok(())
+    }
+
+    async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {
+        Ok(members_of(self.state().presence.get(room)))
+    }
+}
+
+#[async_trait]
+impl Engine for MemoryEngine {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn check_ready(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! The cluster layer behind one seam: how a node stores, orders and spreads messages and presence.
+//!
+//! Split as centrifuge splits it: a [`Broker`] stores messages in per-room order and spreads them
+//! to every node; a [`PresenceStore`] keeps who is in which room. An [`Engine`] is both. Nodes
+//! never talk to each other directly: every message and presence change goes into the engine and
+//! comes back out through the node's [`Delivery`], on the node that published it as on every
+//! other, so single-node and cluster behaviour share one path.
+//!
+//! `memory` is the single-node engine (no Redis); `contract` is the behaviour every engine must
+//! show, written once as a test suite.
+
+pub mod contract;
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryEngine;
+
+use crate::{
+    domain::{Member, Message, MessageId, PresenceChange, RoomName, SessionId, UserName},
+    protocol::HistoryQuery,
+};
+
+/// What an engine hands to a node: every event of every room, in each room's id order.
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    Message(Arc<Message>),
+    Presence(PresenceChange),
+    /// Messages of `room` after `after` were lost before they could be delivered.
+    Gap { room: RoomName, after: Option<MessageId> },
+}
+
+impl BusEvent {
+    pub fn room(&self) -> &RoomName {
+        match self {
+            Self::Message(message) => &message.room,
+            Self::Presence(change) => &change.room,
+            Self::Gap { room, .. } => room,
+        }
+    }
+}
+
+/// Where an engine delivers events. Must not block: engines call it while keeping room order.
+pub trait Delivery: Send + Sync + 'static {
+    fn deliver(&self, event: BusEvent);
+}
+
+/// Why an engine call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The backing store cannot be reached or is overloaded; the call had no effect.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug, or data the engine cannot understand.
+    #[error("engine failure: {0}")]
+    Internal(String),
+}
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub room: RoomName,
+    pub user: UserName,
+    pub body: String,
+}
+
+/// What a session needs to (re)join a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Messages after `since` still retained, in id order (empty without `since`).
+    pub messages: Vec<Message>,
+    /// The room's newest id at the time of the call.
+    pub last_id: Option<MessageId>,
+    /// False when messages after `since` were trimmed from the history.
+    pub recovered: bool,
+}
+
+/// Stores messages in per-room order and spreads them to every node.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// Stores `message` and returns its id once stored. Delivery to members goes through the
+    /// engine's [`Delivery`] on every node, this one included.
+    async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError>;
+
+    /// A page of retained history, in id order (see [`HistoryQuery`]).
+    async fn history(&self, room: &RoomName, query: HistoryQuery)
+    -> Result<Vec<Message>, EngineError>;
+
+    /// The retained messages after `since`, and the room's newest id.
+    async fn recover(
+        &self,
+        room: &RoomName,
+        since: Option<MessageId>,
+    ) -> Result<Recovery, EngineError>;
+}
+
+/// Keeps which users are in which room, with their session counts.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Adds `session` to `room`; announces a `join` when it is the user's first session there.
+    /// Returns the room's members afterwards.
+    async fn join(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: SessionId,
+    ) -> Result<Vec<Member>, EngineError>;
+
+    /// Removes `session` from `room`; announces a `leave` when it was the user's last session.
+    async fn leave(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: SessionId,
+    ) -> Result<(), EngineError>;
+
+    /// The room's members, sorted by user name.
+    async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError>;
+}
+
+/// A complete cluster layer.
+#[async_trait]
+pub trait Engine: Broker + PresenceStore {
+    /// A short name for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
+
+    /// Ok when the engine can serve; the error says why not.
+    async fn check_ready(&self) -> Result<(), EngineError>;
+}

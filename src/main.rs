@@ -1,0 +1,12 @@
+//! The `rookery` binary: read settings, set up logging, run a node until it is stopped.
+
+use rookery::{settings::Settings, startup::Application, telemetry::init_logging};
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    init_logging(settings.log_format);
+    let app = Application::build(settings).await?;
+    app.run_until_stopped().await?;
+    Ok(())
+}

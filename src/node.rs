@@ -1,0 +1,80 @@
+//! What every route and session of a node shares: settings, the engine, the room registry,
+//! the authenticator, metrics and the connection count.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use actix::Addr;
+
+use crate::{
+    auth::Authenticator,
+    engine::Engine,
+    protocol::Limits,
+    rooms::{Registry, RoomDirectory},
+    settings::Settings,
+    telemetry::Metrics,
+};
+
+/// The node's shared state, handed to routes as `web::Data<Node>`.
+pub struct Node {
+    pub settings: Settings,
+    pub limits: Limits,
+    pub engine: Arc<dyn Engine>,
+    pub registry: Addr<Registry>,
+    pub directory: RoomDirectory,
+    pub auth: Authenticator,
+    pub metrics: Metrics,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Node {
+    pub fn new(
+        settings: Settings,
+        engine: Arc<dyn Engine>,
+        registry: Addr<Registry>,
+        directory: RoomDirectory,
+        auth: Authenticator,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            limits: settings.limits(),
+            settings,
+            engine,
+            registry,
+            directory,
+            auth,
+            metrics,
+            connections: Arc::default(),
+        }
+    }
+
+    /// Takes one of the node's `max_connections` slots, or `None` when all are taken.
+    pub fn admit(&self) -> Option<ConnectionSlot> {
+        let max = self.settings.max_connections;
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        self.metrics.connections.inc();
+        Some(ConnectionSlot { connections: self.connections.clone(), metrics: self.metrics.clone() })
+    }
+
+    /// Open sessions on this node.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+}
+
+/// A taken connection slot; released when dropped with its session.
+pub struct ConnectionSlot {
+    connections: Arc<AtomicUsize>,
+    metrics: Metrics,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.connections.dec();
+    }
+}

@@ -1,0 +1,218 @@
+//! Typed settings from `ROOKERY_*` environment variables, with defaults that make a bare
+//! `cargo run` work. A bad value stops the node at start with an error that names the variable
+//! and what it accepts. The README's configuration table lists every variable.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use crate::{protocol::Limits, telemetry::LogFormat};
+
+/// A variable held a value the node cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?} is invalid: expected {accepts}")]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub value: String,
+    pub accepts: String,
+}
+
+/// How `GET /ws` identifies users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthSettings {
+    /// The user names themself with `?user=`, else gets `anon-<8 hex>`.
+    Anonymous,
+    /// A JWT is required; exactly one of the two key sources is set.
+    Jwt { secret: Option<String>, public_key_file: Option<PathBuf>, leeway_secs: u64 },
+}
+
+/// Everything a node is configured with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub node_id: String,
+    pub workers: usize,
+    pub heartbeat: Duration,
+    pub outbound_queue_frames: usize,
+    pub outbound_queue_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub max_body_bytes: usize,
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+    pub max_rooms_per_session: usize,
+    pub history_len: usize,
+    pub max_connections: usize,
+    pub auth: AuthSettings,
+    pub allowed_origins: Option<Vec<String>>,
+    pub api_key: Option<String>,
+    pub echo_endpoint: bool,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a map of variables (the environment, or a test's own).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let env = Env(vars);
+        let auth = match env.get("ROOKERY_AUTH").unwrap_or("anonymous") {
+            "anonymous" => AuthSettings::Anonymous,
+            "jwt" => {
+                let secret = env.get("ROOKERY_JWT_SECRET").map(str::to_owned);
+                let public_key_file = env.get("ROOKERY_JWT_PUBLIC_KEY_FILE").map(PathBuf::from);
+                if secret.is_some() == public_key_file.is_some() {
+                    return Err(SettingsError {
+                        variable: "ROOKERY_AUTH",
+                        value: "jwt".into(),
+                        accepts: "exactly one of ROOKERY_JWT_SECRET (HS256) or \
+                                  ROOKERY_JWT_PUBLIC_KEY_FILE (RS256/ES256 PEM) to be set"
+                            .into(),
+                    });
+                }
+                let leeway_secs = env.number("ROOKERY_JWT_LEEWAY_SECS", 30, 0..=3600)?;
+                AuthSettings::Jwt { secret, public_key_file, leeway_secs }
+            }
+            other => return Err(env.invalid("ROOKERY_AUTH", other, "`anonymous` or `jwt`")),
+        };
+        let log_format = match env.get("ROOKERY_LOG_FORMAT") {
+            None => default_log_format(),
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => return Err(env.invalid("ROOKERY_LOG_FORMAT", other, "`json` or `pretty`")),
+        };
+        let bind = env.get("ROOKERY_BIND").unwrap_or("0.0.0.0:8080");
+        Ok(Self {
+            bind: bind.parse().map_err(|_| env.invalid("ROOKERY_BIND", bind, "host:port, e.g. 0.0.0.0:8080"))?,
+            node_id: match env.get("ROOKERY_NODE_ID") {
+                Some(id) if valid_node_id(id) => id.to_owned(),
+                Some(id) => return Err(env.invalid("ROOKERY_NODE_ID", id, "1-64 of [A-Za-z0-9_.:-]")),
+                None => default_node_id(),
+            },
+            workers: env.number("ROOKERY_WORKERS", default_workers(), 1..=1024)?,
+            heartbeat: Duration::from_millis(env.number("ROOKERY_HEARTBEAT_MS", 20_000, 10..=3_600_000)?),
+            outbound_queue_frames: env.number("ROOKERY_OUTBOUND_QUEUE_FRAMES", 1024, 1..=1 << 20)?,
+            outbound_queue_bytes: env.number("ROOKERY_OUTBOUND_QUEUE_BYTES", 4 << 20, 1024..=1 << 30)?,
+            max_frame_bytes: env.number("ROOKERY_MAX_FRAME_BYTES", 64 << 10, 256..=16 << 20)?,
+            max_body_bytes: env.number("ROOKERY_MAX_BODY_BYTES", 16 << 10, 1..=16 << 20)?,
+            rate_per_sec: env.number("ROOKERY_RATE_PER_SEC", 20, 1..=1_000_000)?,
+            rate_burst: env.number("ROOKERY_RATE_BURST", 40, 1..=1_000_000)?,
+            max_rooms_per_session: env.number("ROOKERY_MAX_ROOMS_PER_SESSION", 64, 1..=100_000)?,
+            history_len: env.number("ROOKERY_HISTORY_LEN", 1000, 1..=1_000_000)?,
+            max_connections: env.number("ROOKERY_MAX_CONNECTIONS", 100_000, 1..=10_000_000)?,
+            auth,
+            allowed_origins: env.get("ROOKERY_ALLOWED_ORIGINS").map(|list| {
+                list.split(',').map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                    .filter(|o| !o.is_empty()).collect()
+            }),
+            api_key: env.get("ROOKERY_API_KEY").map(str::to_owned),
+            echo_endpoint: env.flag("ROOKERY_ECHO_ENDPOINT")?,
+            log_format,
+        })
+    }
+
+    /// The limits announced to each session in `welcome`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_body_bytes: self.max_body_bytes,
+            rate_per_sec: self.rate_per_sec,
+            burst: self.rate_burst,
+            max_rooms: self.max_rooms_per_session,
+        }
+    }
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    /// A set, non-empty variable.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn invalid(&self, variable: &'static str, value: &str, accepts: &str) -> SettingsError {
+        SettingsError { variable, value: value.to_owned(), accepts: accepts.to_owned() }
+    }
+
+    fn number<T>(&self, name: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, SettingsError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(raw) = self.get(name) else { return Ok(default) };
+        match raw.parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(self.invalid(name, raw, &format!("an integer from {} to {}", range.start(), range.end()))),
+        }
+    }
+
+    fn flag(&self, name: &'static str) -> Result<bool, SettingsError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false" | "0" | "no" | "off") => Ok(false),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some(other) => Err(self.invalid(name, other, "true or false")),
+        }
+    }
+}
+
+fn valid_node_id(id: &str) -> bool {
+    crate::domain::UserName::parse(id).is_ok()
+}
+
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| valid_node_id(h))
+        .unwrap_or_else(|| "rookery".to_owned())
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn default_log_format() -> LogFormat {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() { LogFormat::Pretty } else { LogFormat::Json }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_vars(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.bind, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!((s.max_frame_bytes, s.max_body_bytes), (65536, 16384));
+        assert_eq!((s.rate_per_sec, s.rate_burst, s.max_rooms_per_session), (20, 40, 64));
+        assert_eq!((s.outbound_queue_frames, s.outbound_queue_bytes), (1024, 4 << 20));
+        assert_eq!((s.history_len, s.max_connections), (1000, 100_000));
+        assert_eq!(s.heartbeat, Duration::from_secs(20));
+        assert_eq!(s.auth, AuthSettings::Anonymous);
+        assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_it_accepts() {
+        let err = settings(&[("ROOKERY_RATE_PER_SEC", "fast")]).unwrap_err();
+        assert_eq!(err.variable, "ROOKERY_RATE_PER_SEC");
+        assert!(err.to_string().contains("an integer from 1 to"), "{err}");
+        assert_eq!(settings(&[("ROOKERY_BIND", "nowhere")]).unwrap_err().variable, "ROOKERY_BIND");
+        assert_eq!(settings(&[("ROOKERY_AUTH", "magic")]).unwrap_err().variable, "ROOKERY_AUTH");
+        assert_eq!(settings(&[("ROOKERY_AUTH", "jwt")]).unwrap_err().variable, "ROOKERY_AUTH");
+        assert_eq!(settings(&[("ROOKERY_ECHO_ENDPOINT", "maybe")]).unwrap_err().variable, "ROOKERY_ECHO_ENDPOINT");
+        assert_eq!(settings(&[("ROOKERY_NODE_ID", "a b")]).unwrap_err().variable, "ROOKERY_NODE_ID");
+    }
+
+    #[test]
+    fn origins_are_a_trimmed_lowercase_list() {
+        let s = settings(&[("ROOKERY_ALLOWED_ORIGINS", "https://Chat.example.com/, http://localhost:8080")]).unwrap();
+        assert_eq!(s.allowed_origins.unwrap(), ["https://chat.example.com", "http://localhost:8080"]);
+    }
+}

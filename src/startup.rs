@@ -1,0 +1,88 @@
+//! Building and running a node: settings in, a listening HTTP server out.
+//!
+//! [`Application::build`] binds, picks the engine, starts the room registry on its own arbiter
+//! and the HTTP workers; tests call [`Application::with_listener`] with a port-0 listener and
+//! talk to the node like any client.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix::{Actor, Arbiter};
+use actix_web::{App, HttpServer, dev::Server, web};
+
+use crate::{
+    auth::Authenticator,
+    engine::{Engine, MemoryEngine},
+    http,
+    node::Node,
+    rooms::{Registry, RoomDirectory},
+    settings::Settings,
+    telemetry::Metrics,
+};
+
+/// Time a client has to finish its HTTP request head; generous, because a connection storm of
+/// thousands of upgrades on a small machine queues heads for a while.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running node.
+pub struct Application {
+    port: u16,
+    server: Server,
+    node: web::Data<Node>,
+    rooms_arbiter: Arbiter,
+}
+
+impl Application {
+    /// Binds `settings.bind` and builds the node.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .map_err(|e| anyhow::anyhow!("cannot bind ROOKERY_BIND={}: {e}", settings.bind))?;
+        Self::with_listener(settings, listener)
+    }
+
+    /// Builds the node on an already bound listener (port 0 in tests).
+    pub fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let auth = Authenticator::from_settings(&settings.auth)?;
+        let metrics = Metrics::new();
+        let directory = RoomDirectory::default();
+        let engine: Arc<dyn Engine> =
+            Arc::new(MemoryEngine::new(settings.history_len, Arc::new(directory.clone())));
+
+        // Rooms run on an arbiter of their own, apart from the HTTP workers that run sessions.
+        let rooms_arbiter = Arbiter::new();
+        let registry = {
+            let (directory, metrics) = (directory.clone(), metrics.clone());
+            Registry::start_in_arbiter(&rooms_arbiter.handle(), move |_| Registry::new(directory, metrics))
+        };
+
+        let workers = settings.workers;
+        let max_connections = settings.max_connections.saturating_add(1024);
+        let echo = settings.echo_endpoint;
+        tracing::info!(node = %settings.node_id, engine = engine.kind(), port, "node starting");
+        let node = web::Data::new(Node::new(settings, engine, registry, directory, auth, metrics));
+        let app_node = node.clone();
+        let server = HttpServer::new(move || App::new().app_data(app_node.clone()).configure(http::routes(echo)))
+            .workers(workers)
+            .max_connections(max_connections)
+            .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+            .listen(listener)?
+            .run();
+        Ok(Self { port, server, node, rooms_arbiter })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The node's shared state (tests read its counters).
+    pub fn node(&self) -> web::Data<Node> {
+        self.node.clone()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM, or a handle's `stop`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.rooms_arbiter.stop();
+        result
+    }
+}

@@ -1,0 +1,211 @@
+//! The client commands of a chat session: join, leave, send, history, ping.
+//!
+//! Each command checks what it can on the actor, then runs its engine calls as a future whose
+//! result comes back to the actor; the reader waits for that before reading the next frame, so a
+//! session's commands run one at a time, in order, while room events keep flowing to it.
+
+use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
+
+use super::session::{Membership, Reply, Session, done};
+use crate::{
+    domain::{Member, MessageId, RoomName},
+    engine::{EngineError, NewMessage, Recovery},
+    protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageList, Request, ServerFrame, encode_message},
+    rooms::{JoinRoom, LeaveRoom},
+};
+
+fn engine_error_code(error: &EngineError) -> ErrorCode {
+    match error {
+        EngineError::Unavailable(_) => ErrorCode::Unavailable,
+        EngineError::Internal(_) => ErrorCode::Internal,
+    }
+}
+
+impl Session {
+    pub(super) fn run(&mut self, request: Request, ctx: &mut Context<Self>) -> Reply {
+        let reference = request.reference;
+        match request.frame {
+            ClientFrame::Ping => {
+                let pong = ServerFrame::Pong { reference: reference.as_deref() }.encode();
+                self.write(pong, ctx);
+                done()
+            }
+            ClientFrame::Join { room, since } => self.join(reference, room, since, ctx),
+            ClientFrame::Leave { room } => self.leave(reference, room, ctx),
+            ClientFrame::Send { room, body } => self.send(reference, room, body, ctx),
+            ClientFrame::History { room, query } => self.history(reference, room, query, ctx),
+        }
+    }
+
+    /// Answers a failed engine call; the command had no effect.
+    fn engine_failed(&mut self, ctx: &mut Context<Self>, reference: Option<&str>, error: &EngineError) {
+        tracing::warn!(session = %self.id, %error, "engine call failed");
+        let code = engine_error_code(error);
+        let message = match code {
+            ErrorCode::Unavailable => "the message store is unavailable; nothing was done, try again",
+            _ => "internal error",
+        };
+        self.error(ctx, reference, code, message);
+    }
+
+    /// Join: register with the local room first, so no live event can be missed, then add
+    /// presence and read what to replay. Live events arriving meanwhile are held back and
+    /// written after the replay and the `joined` reply.
+    fn join(&mut self, reference: Option<String>, room: RoomName, since: Option<MessageId>, ctx: &mut Context<Self>) -> Reply {
+        if !self.identity.rooms.allows(&room) {
+            self.error(ctx, reference.as_deref(), ErrorCode::Forbidden, "your credentials do not allow this room");
+            return done();
+        }
+        let rejoin = self.rooms.contains_key(&room);
+        if !rejoin && self.rooms.len() >= self.node.settings.max_rooms_per_session {
+            self.error(ctx, reference.as_deref(), ErrorCode::RoomLimit, "this session is in as many rooms as it may be");
+            return done();
+        }
+        if !rejoin {
+            self.rooms.insert(room.clone(), Membership { last_delivered: None, held: Some(Vec::new()) });
+        }
+        let join = JoinRoom {
+            room: room.clone(),
+            session: self.id,
+            user: self.identity.user.clone(),
+            recipient: ctx.address().recipient(),
+        };
+        let (registry, engine, user, session) =
+            (self.node.registry.clone(), self.node.engine.clone(), self.identity.user.clone(), self.id);
+        let target = room.clone();
+        let work = async move {
+            registry
+                .send(join)
+                .await
+                .map_err(|_| EngineError::Internal("the room registry has stopped".into()))?;
+            let members = engine.join(&target, &user, session).await?;
+            let recovery = engine.recover(&target, since).await?;
+            Ok::<_, EngineError>((members, recovery))
+        };
+        Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
+            Ok((members, recovery)) => act.finish_join(ctx, reference.as_deref(), room, since, &members, recovery),
+            Err(error) => {
+                if !rejoin {
+                    act.rooms.remove(&room);
+                    act.node.registry.do_send(LeaveRoom { room: room.clone(), session: act.id });
+                    let (engine, user, session) = (act.node.engine.clone(), act.identity.user.clone(), act.id);
+                    actix_web::rt::spawn(async move {
+                        // Undo a presence join that may have gone through before the failure.
+                        let _ = engine.leave(&room, &user, session).await;
+                    });
+                }
+                act.engine_failed(ctx, reference.as_deref(), &error);
+            }
+        }))
+    }
+
+    fn finish_join(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reference: Option<&str>,
+        room: RoomName,
+        since: Option<MessageId>,
+        members: &[Member],
+        recovery: Recovery,
+    ) {
+        let Some(membership) = self.rooms.get_mut(&room) else { return };
+        let mut last = membership.last_delivered;
+        let mut frames = Vec::new();
+        for message in &recovery.messages {
+            if Some(message.id) > last {
+                frames.push(encode_message(message));
+                last = Some(message.id);
+            }
+        }
+        frames.push(
+            ServerFrame::Joined {
+                reference,
+                room: &room,
+                members,
+                last_id: recovery.last_id,
+                recovered: since.map(|_| recovery.recovered),
+            }
+            .encode(),
+        );
+        // The join point: anything up to the room's last id was replayed or predates the join.
+        last = last.max(recovery.last_id);
+        for event in membership.held.take().into_iter().flatten() {
+            match event.id {
+                Some(id) if Some(id) <= last => continue,
+                Some(id) => last = Some(id),
+                None => {}
+            }
+            frames.push(event.frame);
+        }
+        membership.last_delivered = last;
+        for frame in frames {
+            if self.connection.send(frame, ctx).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn leave(&mut self, reference: Option<String>, room: RoomName, ctx: &mut Context<Self>) -> Reply {
+        if self.rooms.remove(&room).is_none() {
+            self.error(ctx, reference.as_deref(), ErrorCode::NotJoined, "you are not in this room");
+            return done();
+        }
+        self.node.registry.do_send(LeaveRoom { room: room.clone(), session: self.id });
+        let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
+        let target = room.clone();
+        let work = async move { engine.leave(&target, &user, session).await };
+        Box::pin(work.into_actor(self).map(move |result, act, ctx| {
+            if let Err(error) = result {
+                // The session has left locally either way; presence catches up when the
+                // engine does (the cluster engine expires stale sessions).
+                tracing::warn!(session = %act.id, %room, %error, "presence leave failed");
+            }
+            let left = ServerFrame::Left { reference: reference.as_deref(), room: &room }.encode();
+            act.write(left, ctx);
+        }))
+    }
+
+    fn send(&mut self, reference: Option<String>, room: RoomName, body: String, ctx: &mut Context<Self>) -> Reply {
+        let reference_str = reference.as_deref();
+        if !self.rooms.contains_key(&room) {
+            self.error(ctx, reference_str, ErrorCode::NotJoined, "join the room before sending to it");
+            return done();
+        }
+        if body.len() > self.node.settings.max_body_bytes {
+            self.error(ctx, reference_str, ErrorCode::TooLarge, "the body is over max_body_bytes");
+            return done();
+        }
+        if !self.bucket.try_take() {
+            self.error(ctx, reference_str, ErrorCode::RateLimited, "too many messages; slow down");
+            return done();
+        }
+        let engine = self.node.engine.clone();
+        let message = NewMessage { room: room.clone(), user: self.identity.user.clone(), body };
+        let work = async move { engine.publish(message).await };
+        Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(id) => {
+                act.node.metrics.messages_published.inc();
+                let ack = ServerFrame::Ack { reference: reference.as_deref(), room: &room, id }.encode();
+                act.write(ack, ctx);
+            }
+            Err(error) => act.engine_failed(ctx, reference.as_deref(), &error),
+        }))
+    }
+
+    fn history(&mut self, reference: Option<String>, room: RoomName, query: HistoryQuery, ctx: &mut Context<Self>) -> Reply {
+        if !self.identity.rooms.allows(&room) {
+            self.error(ctx, reference.as_deref(), ErrorCode::Forbidden, "your credentials do not allow this room");
+            return done();
+        }
+        let engine = self.node.engine.clone();
+        let target = room.clone();
+        let work = async move { engine.history(&target, query).await };
+        Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(messages) => {
+                let frame = ServerFrame::History { reference: reference.as_deref(), room: &room, messages: MessageList(&messages) }.encode();
+                act.write(frame, ctx);
+            }
+            Err(error) => act.engine_failed(ctx, reference.as_deref(), &error),
+        }))
+    }
+}

@@ -1,0 +1,162 @@
+//! What every WebSocket actor on a node shares: the reader task, the outbound queue, heartbeats,
+//! control frames and the close handshake. The chat `Session` and the conformance echo endpoint
+//! both run on it, so the echo endpoint tests the real connection code.
+
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
+use actix_ws::{Message, MessageStream};
+use bytestring::ByteString;
+
+use super::{
+    outbound::{Outbound, QueueFull},
+    reader::{FrameReader, Inbound, InboundFrame, spawn_reader},
+};
+use crate::{protocol::CloseCode, telemetry::Metrics};
+
+/// A peer that has sent nothing for this many heartbeat intervals is gone.
+const MISSED_HEARTBEATS: u32 = 3;
+
+/// An actor that owns a [`Connection`].
+pub trait WsActor: Actor<Context = Context<Self>> + Handler<InboundFrame> {
+    fn connection(&mut self) -> &mut Connection;
+}
+
+/// The WebSocket half of a session actor.
+pub struct Connection {
+    outbound: Outbound,
+    stream: Option<(MessageStream, super::frame_guard::Verdict)>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    heartbeat: Duration,
+    last_heard: Instant,
+    /// The close code sent (or 1006 when the peer vanished); set once.
+    close_code: Option<u16>,
+    metrics: Metrics,
+}
+
+/// What the socket was opened with: `actix_ws::handle`'s halves and the node's settings.
+pub struct Socket {
+    pub writer: actix_ws::Session,
+    pub stream: MessageStream,
+    pub verdict: super::frame_guard::Verdict,
+}
+
+impl Connection {
+    pub fn new(socket: Socket, settings: &crate::settings::Settings, metrics: Metrics) -> Self {
+        Self {
+            outbound: Outbound::start(
+                socket.writer,
+                settings.outbound_queue_frames,
+                settings.outbound_queue_bytes,
+            ),
+            stream: Some((socket.stream.max_frame_size(settings.max_frame_bytes), socket.verdict)),
+            reader: None,
+            heartbeat: settings.heartbeat,
+            last_heard: Instant::now(),
+            close_code: None,
+            metrics,
+        }
+    }
+
+    /// Starts reading and heartbeating; call from the actor's `started`.
+    pub fn start<A: WsActor>(&mut self, ctx: &mut Context<A>) {
+        if let Some((stream, verdict)) = self.stream.take() {
+            let reader = FrameReader::new(stream, verdict);
+            self.reader = Some(spawn_reader(reader, ctx.address().recipient()));
+        }
+        ctx.run_interval(self.heartbeat, |act: &mut A, ctx| act.connection().beat(ctx));
+    }
+
+    fn beat<A: WsActor>(&mut self, ctx: &mut Context<A>) {
+        if self.last_heard.elapsed() > self.heartbeat * MISSED_HEARTBEATS {
+            self.close(ctx, CloseCode::GoingAway, "heartbeat timeout");
+        } else if self.outbound.push(Message::Ping(Default::default())).is_err() {
+            self.slow_consumer(ctx);
+        }
+    }
+
+    /// Notes that the peer is alive; call for every inbound item.
+    pub fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    /// Queues a text frame; a full queue closes the connection with 1013.
+    pub fn send<A: WsActor>(&mut self, frame: ByteString, ctx: &mut Context<A>) -> Result<(), QueueFull> {
+        let pushed = self.outbound.text(frame);
+        if pushed.is_err() {
+            self.slow_consumer(ctx);
+        }
+        pushed
+    }
+
+    /// Queues any frame (echo); a full queue closes the connection with 1013.
+    pub fn send_message<A: WsActor>(&mut self, message: Message, ctx: &mut Context<A>) {
+        if self.outbound.push(message).is_err() {
+            self.slow_consumer(ctx);
+        }
+    }
+
+    pub fn slow_consumer<A: WsActor>(&mut self, ctx: &mut Context<A>) {
+        if self.close_code.is_none() {
+            self.metrics.slow_consumer_drops.inc();
+            self.close_discarding(ctx, CloseCode::TryAgainLater, "slow consumer: outbound queue full", true);
+        }
+    }
+
+    /// Starts the close handshake with `code` after what is queued, and stops the actor.
+    pub fn close<A: WsActor>(&mut self, ctx: &mut Context<A>, code: CloseCode, reason: &str) {
+        self.close_discarding(ctx, code, reason, false);
+    }
+
+    fn close_discarding<A: WsActor>(&mut self, ctx: &mut Context<A>, code: CloseCode, reason: &str, discard: bool) {
+        self.close_with(ctx, code.code(), reason, discard);
+    }
+
+    fn close_with<A: WsActor>(&mut self, ctx: &mut Context<A>, code: u16, reason: &str, discard: bool) {
+        if self.close_code.is_some() {
+            return;
+        }
+        self.close_code = Some(code);
+        self.metrics.closed(code);
+        self.outbound.close(code, reason, discard);
+        ctx.stop();
+    }
+
+    /// Whether the connection is closing (no more frames will be written).
+    pub fn is_closing(&self) -> bool {
+        self.close_code.is_some()
+    }
+
+    /// Handles everything but text and binary messages. Returns the message back if it is one.
+    pub fn handle_control<A: WsActor>(&mut self, inbound: Inbound, ctx: &mut Context<A>) -> Option<Inbound> {
+        match inbound {
+            Inbound::Ping(payload) => self.send_message(Message::Pong(payload), ctx),
+            Inbound::Pong => {}
+            Inbound::Close(reason) => {
+                // Echo the peer's code, as RFC 6455 section 5.5.1 asks (the decoder has already
+                // refused codes a peer may not send); 1000 when it gave none.
+                let code = reason.map_or(CloseCode::Normal.code(), |r| u16::from(r.code));
+                self.close_with(ctx, code, "", false);
+            }
+            Inbound::Violation(code, reason) => self.close(ctx, code, reason),
+            Inbound::Gone => {
+                if self.close_code.is_none() {
+                    self.close_code = Some(CloseCode::Abnormal.code());
+                    self.metrics.closed(CloseCode::Abnormal.code());
+                }
+                ctx.stop();
+            }
+            message @ (Inbound::Text(_) | Inbound::Binary(_)) => return Some(message),
+        }
+        None
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+    }
+}
+

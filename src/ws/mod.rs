@@ -1,0 +1,16 @@
+//! WebSocket connections: the handshake (`route`), the chat [`Session`] actor and its commands,
+//! and the connection machinery every socket shares (`connection`, `reader`, `frame_guard`,
+//! `outbound`), which the conformance echo endpoint (`echo`) also runs on.
+
+mod commands;
+mod connection;
+mod echo;
+mod frame_guard;
+mod limits;
+mod outbound;
+mod reader;
+mod route;
+mod session;
+
+pub use route::{chat_socket, echo_socket};
+pub use session::Session;

@@ -1,0 +1,97 @@
+//! `GET /ws` and `GET /ws/echo`: admission (origin, connection limit, credentials), then the
+//! upgrade. Refusals are plain HTTP errors with a JSON body; nothing is upgraded.
+
+use actix::Actor;
+use actix_web::{
+    FromRequest, HttpRequest, HttpResponse,
+    dev,
+    http::header,
+    web,
+};
+use serde::Deserialize;
+
+use super::{
+    connection::{Connection, Socket},
+    echo::EchoSession,
+    frame_guard::{FrameGuard, Verdict},
+    session::Session,
+};
+use crate::{
+    auth::AuthError,
+    http::ApiError,
+    node::{ConnectionSlot, Node},
+};
+
+/// The payload stream type `dev::Payload` is built from.
+type GuardedStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
+>;
+
+#[derive(Deserialize)]
+struct HandshakeQuery {
+    user: Option<String>,
+    token: Option<String>,
+}
+
+/// Upgrades a chat connection.
+pub async fn chat_socket(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let slot = admit(&req, &node)?;
+    let query = web::Query::<HandshakeQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let token = bearer_token(&req).or(query.token.as_deref());
+    let identity = node.auth.authenticate(query.user.as_deref(), token).map_err(|error| {
+        node.metrics.connection_opened("unauthorized");
+        match error {
+            AuthError::BadUser(_) => ApiError::bad_request(error.to_string()),
+            _ => ApiError::unauthorized(error.to_string()),
+        }
+    })?;
+    let (response, socket) = upgrade(&req, body, &node).await?;
+    let connection = Connection::new(socket, &node.settings, node.metrics.clone());
+    Session::new(identity, node.clone(), connection, slot).start();
+    node.metrics.connection_opened("ok");
+    Ok(response)
+}
+
+/// Upgrades a conformance-test connection that echoes every message.
+pub async fn echo_socket(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let slot = admit(&req, &node)?;
+    let (response, socket) = upgrade(&req, body, &node).await?;
+    EchoSession::new(Connection::new(socket, &node.settings, node.metrics.clone()), slot).start();
+    node.metrics.connection_opened("ok");
+    Ok(response)
+}
+
+/// The origin check and a connection slot.
+fn admit(req: &HttpRequest, node: &Node) -> Result<ConnectionSlot, ApiError> {
+    if let (Some(allowed), Some(origin)) = (&node.settings.allowed_origins, req.headers().get(header::ORIGIN)) {
+        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/').to_ascii_lowercase();
+        if !allowed.contains(&origin) {
+            node.metrics.connection_opened("forbidden_origin");
+            return Err(ApiError::forbidden_origin());
+        }
+    }
+    node.admit().ok_or_else(|| {
+        node.metrics.connection_opened("over_limit");
+        ApiError::over_limit()
+    })
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Performs the handshake with the connection's bytes running through a [`FrameGuard`].
+async fn upgrade(req: &HttpRequest, body: web::Payload, node: &Node) -> Result<(HttpResponse, Socket), ApiError> {
+    let verdict = Verdict::default();
+    let guard = FrameGuard::new(body, node.settings.max_frame_bytes, verdict.clone());
+    let mut guarded = dev::Payload::from(Box::pin(guard) as GuardedStream);
+    let payload = web::Payload::from_request(req, &mut guarded)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (response, writer, stream) =
+        actix_ws::handle(req, payload).map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;
+    Ok((response, Socket { writer, stream, verdict }))
+}
