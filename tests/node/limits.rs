@@ -1,0 +1,128 @@
+//! Limits and backpressure: abuse, heartbeats, rates, sizes, rooms, slow consumers.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{RawSocket, http, spawn_app};
+
+#[actix_web::test]
+async fn bad_requests_get_errors_and_ten_in_a_minute_close_with_1008() {
+    let app = spawn_app(&[]).await;
+    let mut client = app.client("alice").await;
+    let bad = [
+        "not json".to_owned(),
+        json!({"type":"warp","ref":"1"}).to_string(),
+        json!({"type":"join","room":"no spaces","ref":"2"}).to_string(),
+        json!({"type":"send","room":"lobby","ref":"3"}).to_string(),
+    ];
+    for text in &bad {
+        client.send_text(text).await;
+        let reply = client.recv().await;
+        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("bad_request")), "{text}");
+        assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let pong = client.request(json!({"type":"ping"})).await;
+    assert_eq!(pong["type"], "pong", "the connection stays open after errors");
+    let not_joined = client.request(json!({"type":"send","room":"lobby","body":"x"})).await;
+    assert_eq!(not_joined["code"], "not_joined", "other codes do not count");
+    for _ in 0..5 {
+        client.send_text("{").await;
+        assert_eq!(client.recv().await["code"], "bad_request");
+    }
+    client.send_text("{").await;
+    let (code, _) = client.expect_close().await;
+    assert_eq!(code, 1008);
+}
+
+#[actix_web::test]
+async fn body_size_rate_and_room_limits_answer_with_errors() {
+    let app = spawn_app(&[
+        ("ROOKERY_MAX_BODY_BYTES", "10"),
+        ("ROOKERY_RATE_PER_SEC", "1"),
+        ("ROOKERY_RATE_BURST", "3"),
+        ("ROOKERY_MAX_ROOMS_PER_SESSION", "2"),
+    ])
+    .await;
+    let mut client = app.client("alice").await;
+    client.join("a").await;
+    client.join("b").await;
+    let over = client.request(json!({"type":"join","room":"c"})).await;
+    assert_eq!(over["code"], "room_limit");
+    let again = client.request(json!({"type":"join","room":"a"})).await;
+    assert_eq!(again["type"], "joined", "rejoining a room does not count twice");
+
+    let large = client.request(json!({"type":"send","room":"a","body":"x".repeat(11)})).await;
+    assert_eq!(large["code"], "too_large");
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let reply = client.request(json!({"type":"send","room":"a","body":"ok"})).await;
+        codes.push(reply["code"].as_str().unwrap_or(reply["type"].as_str().unwrap_or("")).to_owned());
+    }
+    assert_eq!(codes, ["ack", "ack", "ack", "rate_limited"]);
+    let history = client.request(json!({"type":"history","room":"a"})).await;
+    assert_eq!(history["messages"].as_array().map(Vec::len), Some(3), "rejected messages were not published");
+}
+
+#[actix_web::test]
+async fn silent_peers_are_closed_after_three_heartbeats() {
+    let app = spawn_app(&[("ROOKERY_HEARTBEAT_MS", "200")]).await;
+    let mut alice = app.client("alice").await;
+    alice.join("lobby").await;
+    // The raw socket never answers the server's pings.
+    let mut silent = RawSocket::connect(&app, "/ws?user=ghost").await;
+    silent.read_frame().await.expect("welcome");
+    silent.frame(0x81, json!({"type":"join","room":"lobby"}).to_string().as_bytes()).await;
+    assert_eq!(alice.recv().await["event"], "join");
+    // Alice keeps reading, so her client answers pings; the ghost never does.
+    let started = std::time::Instant::now();
+    assert_eq!(alice.recv().await, json!({"type":"presence","room":"lobby","event":"leave","user":"ghost"}));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(silent.expect_close_code().await, 1001);
+    alice.expect_silence(Duration::from_millis(1500)).await;
+    assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
+}
+
+#[actix_web::test]
+async fn a_slow_consumer_is_closed_with_1013_and_the_room_goes_on() {
+    let app = spawn_app(&[
+        ("ROOKERY_OUTBOUND_QUEUE_FRAMES", "64"),
+        ("ROOKERY_API_KEY", "key"),
+    ])
+    .await;
+    let mut fast = app.client("fast").await;
+    fast.join("firehose").await;
+    let mut slow = RawSocket::connect(&app, "/ws?user=slow").await;
+    slow.read_frame().await.expect("welcome");
+    slow.frame(0x81, json!({"type":"join","room":"firehose"}).to_string().as_bytes()).await;
+    assert_eq!(fast.recv().await["event"], "join");
+    // The slow client reads nothing from here on; the server API publishes.
+    let body = "x".repeat(16 * 1024);
+    let total = 600;
+    let mut received = 0;
+    let mut slow_left = false;
+    let publisher = app.clone();
+    let posting = actix_web::rt::spawn(async move {
+        for _ in 0..total {
+            let post = json!({"user":"sender","body":body});
+            let auth = [("Authorization", "Bearer key")];
+            let (status, _) = http(&publisher, "POST", "/api/v1/rooms/firehose/messages", &auth, Some(post)).await;
+            assert_eq!(status, 201);
+        }
+    });
+    while received < total {
+        let frame = fast.recv().await;
+        match frame["type"].as_str() {
+            Some("message") => received += 1,
+            Some("presence") if frame["user"] == "slow" && frame["event"] == "leave" => slow_left = true,
+            _ => {}
+        }
+    }
+    if !slow_left {
+        let (presence, _) = fast.recv_until("presence").await;
+        assert_eq!((presence["user"].as_str(), presence["event"].as_str()), (Some("slow"), Some("leave")));
+    }
+    posting.await.expect("publisher");
+    assert_eq!(slow.expect_close_code().await, 1013, "after what was already in flight");
+    assert!(app.node.metrics.render().contains("rookery_closes_total{code=\"1013\"} 1"));
+}

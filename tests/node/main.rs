@@ -1,0 +1,11 @@
+//! Integration tests: real nodes on free ports, driven by real WebSocket and HTTP clients.
+
+mod helpers;
+
+mod api;
+mod auth;
+mod churn;
+mod engine_contract;
+mod limits;
+mod protocol;
+mod websocket;
