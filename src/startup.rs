@@ -23,6 +23,10 @@ use crate::{
 /// thousands of upgrades on a small machine queues heads for a while.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a stopping node waits for open connections before dropping them. WebSockets never
+/// finish on their own, so waiting long only delays their reconnect elsewhere.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 3;
+
 /// A running node.
 pub struct Application {
     port: u16,
@@ -65,6 +69,7 @@ impl Application {
             .workers(workers)
             .max_connections(max_connections)
             .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
             .listen(listener)?
             .run();
         Ok(Self { port, server, node, rooms_arbiter })
