@@ -11,7 +11,7 @@ use actix_web::{App, HttpServer, dev::Server, web};
 
 use crate::{
     auth::Authenticator,
-    engine::{Engine, MemoryEngine},
+    engine::{Delivery, Engine, MemoryEngine},
     http,
     node::Node,
     rooms::{Registry, RoomDirectory},
@@ -45,12 +45,23 @@ impl Application {
 
     /// Builds the node on an already bound listener (port 0 in tests).
     pub fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        Self::with_engine(settings, listener, |settings, delivery| {
+            Arc::new(MemoryEngine::new(settings.history_len, delivery))
+        })
+    }
+
+    /// Builds the node with the engine `make_engine` returns; the engine must deliver every
+    /// event through the [`Delivery`] it is given.
+    pub fn with_engine(
+        settings: Settings,
+        listener: TcpListener,
+        make_engine: impl FnOnce(&Settings, Arc<dyn Delivery>) -> Arc<dyn Engine>,
+    ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let auth = Authenticator::from_settings(&settings.auth)?;
         let metrics = Metrics::new();
         let directory = RoomDirectory::default();
-        let engine: Arc<dyn Engine> =
-            Arc::new(MemoryEngine::new(settings.history_len, Arc::new(directory.clone())));
+        let engine = make_engine(&settings, Arc::new(directory.clone()));
 
         // Rooms run on an arbiter of their own, apart from the HTTP workers that run sessions.
         let rooms_arbiter = Arbiter::new();

@@ -1,11 +1,16 @@
 //! Test harness: a real node on a free port (`spawn_app`), a JSON WebSocket client, a raw-frame
 //! client for protocol violations, and a minimal HTTP/1.1 client.
 
-use std::{collections::HashMap, net::TcpListener, time::Duration};
+use std::{collections::HashMap, net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::web;
 use futures_util::{SinkExt, StreamExt};
-use rookery::{node::Node, settings::Settings, startup::Application};
+use rookery::{
+    engine::{Delivery, Engine, MemoryEngine},
+    node::Node,
+    settings::Settings,
+    startup::Application,
+};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -27,6 +32,14 @@ pub struct TestApp {
 
 /// Starts a node with test defaults overridden by `vars`.
 pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(vars, |settings, delivery| Arc::new(MemoryEngine::new(settings.history_len, delivery))).await
+}
+
+/// Starts a node on the engine `make_engine` builds.
+pub async fn spawn_app_with(
+    vars: &[(&str, &str)],
+    make_engine: impl FnOnce(&Settings, Arc<dyn Delivery>) -> Arc<dyn Engine>,
+) -> TestApp {
     let mut env: HashMap<String, String> = [
         ("ROOKERY_WORKERS", "1"),
         ("ROOKERY_NODE_ID", "test-node"),
@@ -39,7 +52,7 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
     env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let settings = Settings::from_vars(&env).expect("test settings");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let app = Application::with_listener(settings, listener).expect("build the node");
+    let app = Application::with_engine(settings, listener, make_engine).expect("build the node");
     let (port, node) = (app.port(), app.node());
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp { port, node }

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod churn;
 mod engine_contract;
+mod engine_faults;
 mod limits;
 mod protocol;
 mod websocket;
