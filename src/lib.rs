@@ -16,7 +16,8 @@
 //! - `http`: health, readiness, the server API, metrics, the chat page, JSON errors.
 //! - `auth`: anonymous and JWT identities and room grants.
 //! - `telemetry`: logging and Prometheus metrics.
-//! - `settings`, `node`, `startup`: configuration, shared node state, building and running.
+//! - `settings`, `node`, `startup`, `shutdown`: configuration, shared node state, building,
+//!   running and stopping.
 
 pub mod auth;
 pub mod domain;
@@ -26,6 +27,7 @@ pub mod node;
 pub mod protocol;
 pub mod rooms;
 pub mod settings;
+pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
 pub mod ws;

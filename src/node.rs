@@ -14,6 +14,7 @@ use crate::{
     protocol::Limits,
     rooms::{Registry, RoomDirectory},
     settings::Settings,
+    shutdown::ShutdownSignal,
     telemetry::Metrics,
 };
 
@@ -26,6 +27,8 @@ pub struct Node {
     pub directory: RoomDirectory,
     pub auth: Authenticator,
     pub metrics: Metrics,
+    /// Set when the node stops; every session closes with 1012.
+    pub shutdown: ShutdownSignal,
     connections: Arc<AtomicUsize>,
 }
 
@@ -46,6 +49,7 @@ impl Node {
             directory,
             auth,
             metrics,
+            shutdown: ShutdownSignal::default(),
             connections: Arc::default(),
         }
     }
@@ -58,6 +62,11 @@ impl Node {
             .ok()?;
         self.metrics.connections.inc();
         Some(ConnectionSlot { connections: self.connections.clone(), metrics: self.metrics.clone() })
+    }
+
+    /// Closes every session with 1012 and stops the node.
+    pub fn request_shutdown(&self) {
+        self.shutdown.trigger();
     }
 
     /// Open sessions on this node.

@@ -16,6 +16,7 @@ use crate::{
     node::Node,
     rooms::{Registry, RoomDirectory},
     settings::Settings,
+    shutdown,
     telemetry::Metrics,
 };
 
@@ -23,8 +24,7 @@ use crate::{
 /// thousands of upgrades on a small machine queues heads for a while.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a stopping node waits for open connections before dropping them. WebSockets never
-/// finish on their own, so waiting long only delays their reconnect elsewhere.
+/// How long a stopping node waits for connections to end after closing its sessions.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 3;
 
 /// A running node.
@@ -81,6 +81,8 @@ impl Application {
             .max_connections(max_connections)
             .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
             .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+            // Signals are ours (see `shutdown`): sessions are closed with 1012 first.
+            .disable_signals()
             .listen(listener)?
             .run();
         Ok(Self { port, server, node, rooms_arbiter })
@@ -95,8 +97,9 @@ impl Application {
         self.node.clone()
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM, or a handle's `stop`).
+    /// Serves until SIGTERM, SIGINT or [`Node::request_shutdown`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        actix_web::rt::spawn(shutdown::stop_on_signal(self.node.clone(), self.server.handle()));
         let result = self.server.await;
         self.rooms_arbiter.stop();
         result

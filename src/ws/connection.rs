@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
+use std::{future::Future, pin::Pin};
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, fut};
 use actix_ws::{Message, MessageStream};
 use bytestring::ByteString;
 
@@ -32,6 +34,8 @@ pub struct Connection {
     /// The close code sent (or 1006 when the peer vanished); set once.
     close_code: Option<u16>,
     metrics: Metrics,
+    /// Resolves when the node stops; taken by `start`.
+    stopping: Option<Pin<Box<dyn Future<Output = ()>>>>,
 }
 
 /// What the socket was opened with: `actix_ws::handle`'s halves and the node's settings.
@@ -42,7 +46,8 @@ pub struct Socket {
 }
 
 impl Connection {
-    pub fn new(socket: Socket, settings: &crate::settings::Settings, metrics: Metrics) -> Self {
+    pub fn new(socket: Socket, node: &crate::node::Node) -> Self {
+        let settings = &node.settings;
         Self {
             outbound: Outbound::start(
                 socket.writer,
@@ -54,12 +59,19 @@ impl Connection {
             heartbeat: settings.heartbeat,
             last_heard: Instant::now(),
             close_code: None,
-            metrics,
+            metrics: node.metrics.clone(),
+            stopping: Some(Box::pin(node.shutdown.wait())),
         }
     }
 
-    /// Starts reading and heartbeating; call from the actor's `started`.
+    /// Starts reading, heartbeating and watching for the node to stop (then closing with 1012);
+    /// call from the actor's `started`.
     pub fn start<A: WsActor>(&mut self, ctx: &mut Context<A>) {
+        if let Some(stopping) = self.stopping.take() {
+            ctx.spawn(fut::wrap_future(stopping).map(|(), act: &mut A, ctx| {
+                act.connection().close(ctx, CloseCode::Restart, "server restarting");
+            }));
+        }
         if let Some((stream, verdict)) = self.stream.take() {
             let reader = FrameReader::new(stream, verdict);
             self.reader = Some(spawn_reader(reader, ctx.address().recipient()));

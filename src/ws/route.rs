@@ -47,7 +47,7 @@ pub async fn chat_socket(req: HttpRequest, body: web::Payload, node: web::Data<N
         }
     })?;
     let (response, socket) = upgrade(&req, body, &node).await?;
-    let connection = Connection::new(socket, &node.settings, node.metrics.clone());
+    let connection = Connection::new(socket, &node);
     Session::new(identity, node.clone(), connection, slot).start();
     node.metrics.connection_opened("ok");
     Ok(response)
@@ -57,7 +57,7 @@ pub async fn chat_socket(req: HttpRequest, body: web::Payload, node: web::Data<N
 pub async fn echo_socket(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let slot = admit(&req, &node)?;
     let (response, socket) = upgrade(&req, body, &node).await?;
-    EchoSession::new(Connection::new(socket, &node.settings, node.metrics.clone()), slot).start();
+    EchoSession::new(Connection::new(socket, &node), slot).start();
     node.metrics.connection_opened("ok");
     Ok(response)
 }

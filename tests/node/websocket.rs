@@ -133,3 +133,14 @@ async fn echo_endpoint_is_off_by_default_and_echoes_when_on() {
     socket.frame(FIN | TEXT, &vec![b'a'; 1025]).await;
     assert_eq!(socket.expect_close_code().await, 1009, "the same limits as /ws");
 }
+
+#[actix_web::test]
+async fn a_stopping_node_closes_sessions_with_1012() {
+    let app = spawn_app(&[]).await;
+    let (mut alice, mut bob) = (app.client("alice").await, app.client("bob").await);
+    alice.join("lobby").await;
+    app.node.request_shutdown();
+    assert_eq!(alice.expect_close().await, (1012, "server restarting".to_owned()));
+    assert_eq!(bob.expect_close().await.0, 1012);
+    app.eventually("sessions to end", |node| node.connection_count() == 0).await;
+}
