@@ -65,11 +65,9 @@ impl Handler<LeaveRoom> for Registry {
         local.sessions.remove(&leave.session);
         local.addr.do_send(RemoveMember(leave.session));
         if local.sessions.is_empty() {
+            // Dropping the room's last address stops it once its mailbox is drained.
             self.directory.remove(&leave.room);
-            if let Some(local) = self.rooms.remove(&leave.room) {
-                // Dropping the last address stops the room once its mailbox is drained.
-                drop(local.addr);
-            }
+            self.rooms.remove(&leave.room);
         }
     }
 }
