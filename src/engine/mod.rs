@@ -11,6 +11,7 @@
 
 pub mod contract;
 mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 

@@ -79,6 +79,8 @@ async fn metrics_count_traffic() {
     alice.say("lobby", "two").await;
     alice.send_text("garbage").await;
     alice.recv_until("error").await;
+    // The ack can come before the room's fan-out (which counts deliveries) has run.
+    app.eventually("both fan-outs", |node| node.metrics.render().contains("rookery_deliveries_total 2\n")).await;
     let (status, text) = http_text(&app, "GET", "/metrics", &[], None).await;
     assert_eq!(status, 200);
     for line in [

@@ -9,4 +9,6 @@ mod engine_contract;
 mod engine_faults;
 mod limits;
 mod protocol;
+mod redis_server;
+mod redis_store;
 mod websocket;

@@ -1,0 +1,129 @@
+//! The message store: publish, history and recover, each one round trip to Redis.
+
+use deadpool_redis::Pool;
+
+use super::{Keys, engine_error, pool_error};
+use crate::{
+    domain::{Message, MessageId, RoomName, UserName},
+    engine::{EngineError, NewMessage, Recovery},
+    protocol::HistoryQuery,
+};
+
+/// Reads and writes rooms' messages through the schema's functions.
+pub struct MessageStore {
+    pool: Pool,
+    keys: Keys,
+    history_len: usize,
+    bus_retention_ms: u64,
+}
+
+fn bad_data(what: &str) -> EngineError {
+    EngineError::Internal(format!("unexpected data in Redis: {what}"))
+}
+
+fn message_id(raw: &str) -> Result<MessageId, EngineError> {
+    raw.parse().map_err(|_| bad_data(&format!("message id {raw:?}")))
+}
+
+impl MessageStore {
+    pub fn new(pool: Pool, keys: Keys, history_len: usize, bus_retention_ms: u64) -> Self {
+        Self { pool, keys, history_len, bus_retention_ms }
+    }
+
+    async fn connection(&self) -> Result<deadpool_redis::Connection, EngineError> {
+        self.pool.get().await.map_err(|e| pool_error(&e))
+    }
+
+    /// Appends `message` to its room's history and bus shard; returns its id.
+    pub async fn publish(&self, message: &NewMessage, trace: &str) -> Result<MessageId, EngineError> {
+        let mut conn = self.connection().await?;
+        let shard = self.keys.shard(&message.room);
+        let id: String = redis::cmd("FCALL")
+            .arg("rookery_v1_publish")
+            .arg(3)
+            .arg(self.keys.history(&message.room))
+            .arg(self.keys.trimmed(&message.room))
+            .arg(self.keys.bus(shard))
+            .arg(message.room.as_str())
+            .arg(message.user.as_str())
+            .arg(&message.body)
+            .arg(self.history_len)
+            .arg(self.bus_retention_ms)
+            .arg(trace)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| engine_error(&e))?;
+        message_id(&id)
+    }
+
+    /// A page of the room's history, in id order.
+    pub async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
+        let mut conn = self.connection().await?;
+        let exclusive = |id: Option<MessageId>, open: &str| id.map_or(open.to_owned(), |id| format!("({id}"));
+        let (command, first, second) = match query.after {
+            Some(_) => ("XRANGE", exclusive(query.after, "-"), exclusive(query.before, "+")),
+            None => ("XREVRANGE", exclusive(query.before, "+"), exclusive(query.after, "-")),
+        };
+        let entries: Vec<(String, Vec<String>)> = redis::cmd(command)
+            .arg(self.keys.history(room))
+            .arg(first)
+            .arg(second)
+            .arg("COUNT")
+            .arg(query.limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| engine_error(&e))?;
+        let mut messages = entries
+            .into_iter()
+            .map(|(id, fields)| {
+                let field = |name: &str| fields.chunks(2).find(|kv| kv[0] == name).and_then(|kv| kv.get(1)).cloned();
+                Ok(Message {
+                    room: room.clone(),
+                    id: message_id(&id)?,
+                    user: UserName::parse(&field("user").unwrap_or_default()).map_err(|_| bad_data("user"))?,
+                    body: field("body").unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        if query.after.is_none() {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    /// The retained messages after `since` and the room's newest id, read atomically.
+    pub async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
+        let mut conn = self.connection().await?;
+        let reply: Vec<String> = redis::cmd("FCALL_RO")
+            .arg("rookery_v1_recover")
+            .arg(2)
+            .arg(self.keys.history(room))
+            .arg(self.keys.trimmed(room))
+            .arg(since.map(|id| id.to_string()).unwrap_or_default())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| engine_error(&e))?;
+        let [deleted, newest, entries @ ..] = reply.as_slice() else {
+            return Err(bad_data("recover reply"));
+        };
+        let deleted = message_id(deleted)?;
+        let last_id = if newest.is_empty() { None } else { Some(message_id(newest)?) };
+        let messages = entries
+            .chunks_exact(3)
+            .map(|entry| {
+                Ok(Message {
+                    room: room.clone(),
+                    id: message_id(&entry[0])?,
+                    user: UserName::parse(&entry[1]).map_err(|_| bad_data("user"))?,
+                    body: entry[2].clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        Ok(Recovery {
+            messages,
+            last_id,
+            // `0-0` means nothing was ever trimmed.
+            recovered: since.is_none_or(|since| since >= deleted),
+        })
+    }
+}
