@@ -6,6 +6,8 @@
 -- {s<shard>}, so one call touches a single Redis Cluster slot.
 --   rookery:{s<shard>}:history:<room>   stream: the room's messages (the entry id is the message id)
 --   rookery:{s<shard>}:trimmed:<room>   string: the newest id trimmed from that history
+--   rookery:{s<shard>}:presence:<room>  hash: user -> number of sessions in the room
+--   rookery:{s<shard>}:members:<room>   set: "<user>|<session>" of every session in the room
 --   rookery:{s<shard>}:bus              stream: every event of the shard's rooms, for all nodes
 
 -- The server clock in milliseconds, as an integer string (never in exponent notation).
@@ -51,5 +53,31 @@ local function recover(keys, args)
   return reply
 end
 
+-- Adds a session to a room; the user's first session announces a join on the bus, ordered with
+-- the room's messages. Returns the room's users and session counts (flat: user, count, ...).
+-- KEYS: presence, members, bus. ARGV: room, user, session.
+local function join(keys, args)
+  if redis.call('SADD', keys[2], args[2] .. '|' .. args[3]) == 1 then
+    if redis.call('HINCRBY', keys[1], args[2], 1) == 1 then
+      redis.call('XADD', keys[3], '*', 'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join')
+    end
+  end
+  return redis.call('HGETALL', keys[1])
+end
+
+-- Removes a session from a room; the user's last session announces a leave.
+-- KEYS: presence, members, bus. ARGV: room, user, session.
+local function leave(keys, args)
+  if redis.call('SREM', keys[2], args[2] .. '|' .. args[3]) == 1 then
+    if redis.call('HINCRBY', keys[1], args[2], -1) <= 0 then
+      redis.call('HDEL', keys[1], args[2])
+      redis.call('XADD', keys[3], '*', 'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave')
+    end
+  end
+  return 1
+end
+
 redis.register_function('rookery_v1_publish', publish)
+redis.register_function('rookery_v1_join', join)
+redis.register_function('rookery_v1_leave', leave)
 redis.register_function{function_name = 'rookery_v1_recover', callback = recover, flags = {'no-writes'}}

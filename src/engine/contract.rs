@@ -6,6 +6,7 @@
 //! a check fails by panicking, hence the `expect`s.
 
 use std::{
+    any::Any,
     collections::HashSet,
     future::Future,
     sync::{Arc, Mutex},
@@ -60,21 +61,42 @@ impl Recorder {
     }
 }
 
-/// An engine under test and what it delivered.
+/// What an engine factory returns: the engine, and whatever must live as long as it (a
+/// backing server the test started, say).
+pub struct EngineUnderTest {
+    pub engine: Arc<dyn Engine>,
+    pub guard: Option<Box<dyn Any + Send>>,
+}
+
+impl From<Arc<dyn Engine>> for EngineUnderTest {
+    fn from(engine: Arc<dyn Engine>) -> Self {
+        Self { engine, guard: None }
+    }
+}
+
+impl<G: Any + Send> From<(Arc<dyn Engine>, G)> for EngineUnderTest {
+    fn from((engine, guard): (Arc<dyn Engine>, G)) -> Self {
+        Self { engine, guard: Some(Box::new(guard)) }
+    }
+}
+
+/// An engine under test and what it delivered. Fields drop in order: the engine before its guard.
 pub struct Harness {
     pub engine: Arc<dyn Engine>,
     pub events: Arc<Recorder>,
+    _guard: Option<Box<dyn Any + Send>>,
 }
 
 impl Harness {
-    pub async fn new<F, Fut>(make: F) -> Self
+    pub async fn new<F, Fut, T>(make: F) -> Self
     where
         F: FnOnce(usize, Arc<dyn Delivery>) -> Fut,
-        Fut: Future<Output = Arc<dyn Engine>>,
+        Fut: Future<Output = T>,
+        T: Into<EngineUnderTest>,
     {
         let events = Arc::new(Recorder::default());
-        let engine = make(HISTORY_LEN, events.clone()).await;
-        Self { engine, events }
+        let made: EngineUnderTest = make(HISTORY_LEN, events.clone()).await.into();
+        Self { engine: made.engine, events, _guard: made.guard }
     }
 
     async fn publish(&self, room: &RoomName, user: &str, body: &str) -> MessageId {
@@ -277,7 +299,7 @@ pub async fn presence_is_ordered_with_messages(h: &Harness) {
 }
 
 /// Defines one `#[tokio::test]` per contract check for the engine that `$make` builds
-/// (`async fn(history_len: usize, delivery: Arc<dyn Delivery>) -> Arc<dyn Engine>`).
+/// (`async fn(history_len: usize, delivery: Arc<dyn Delivery>) -> impl Into<EngineUnderTest>`).
 #[macro_export]
 macro_rules! engine_contract_tests {
     ($make:path) => {

@@ -1,11 +1,37 @@
-//! The engine contract, run against the in-memory engine.
+//! The engine contract, run against every engine: the in-memory one and Redis (on a real
+//! redis-server started for each check).
 
 use std::sync::Arc;
 
-use rookery::engine::{Delivery, Engine, MemoryEngine};
+use rookery::engine::{
+    Delivery, Engine, MemoryEngine,
+    redis::{RedisConfig, RedisEngine},
+};
+
+use crate::redis_server::RedisServer;
 
 async fn memory_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> Arc<dyn Engine> {
     Arc::new(MemoryEngine::new(history_len, delivery))
 }
 
-rookery::engine_contract_tests!(memory_engine);
+async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<dyn Engine>, RedisServer) {
+    let server = RedisServer::start();
+    let config = RedisConfig {
+        url: server.url(),
+        node_id: "contract-node".into(),
+        bus_shards: 4,
+        bus_retention_ms: 600_000,
+        history_len,
+        read_batch: 100,
+    };
+    let engine = RedisEngine::connect(config, delivery).await.expect("connect to the test redis-server");
+    (Arc::new(engine), server)
+}
+
+mod memory {
+    rookery::engine_contract_tests!(super::memory_engine);
+}
+
+mod redis {
+    rookery::engine_contract_tests!(super::redis_engine);
+}

@@ -126,3 +126,86 @@ async fn an_unreachable_redis_is_unavailable() {
     let error = store.publish(&message(&room, "lost"), "").await.expect_err("Redis is gone");
     assert!(matches!(error, EngineError::Unavailable(_)), "{error:?}");
 }
+
+mod cluster {
+    //! Two engines ("nodes") on one Redis, and a node restarting with the same id.
+
+    use std::sync::Arc;
+
+    use rookery::engine::{
+        Broker, BusEvent, Engine, NewMessage,
+        contract::{Recorder, unique_room},
+        redis::{Keys, RedisConfig, RedisEngine, migrate},
+    };
+
+    use crate::redis_server::RedisServer;
+
+    fn config(server: &RedisServer, node: &str) -> RedisConfig {
+        RedisConfig {
+            url: server.url(),
+            node_id: node.into(),
+            bus_shards: 4,
+            bus_retention_ms: 600_000,
+            history_len: 100,
+            read_batch: 10,
+        }
+    }
+
+    fn message_ids(events: &[BusEvent]) -> Vec<String> {
+        events.iter().filter_map(|e| match e {
+            BusEvent::Message(m) => Some(m.id.to_string()),
+            _ => None,
+        }).collect()
+    }
+
+    #[tokio::test]
+    async fn every_node_receives_every_event_in_the_same_order() {
+        let server = RedisServer::start();
+        let (seen_a, seen_b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let a = RedisEngine::connect(config(&server, "node-a"), seen_a.clone()).await.expect("node a");
+        let b = RedisEngine::connect(config(&server, "node-b"), seen_b.clone()).await.expect("node b");
+        let room = unique_room("shared");
+        let user = rookery::domain::UserName::parse("alice").expect("user");
+        for n in 0..10 {
+            let via: &dyn Engine = if n % 2 == 0 { &a } else { &b };
+            via.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string() }).await.expect("publish");
+        }
+        let on_a = message_ids(&seen_a.wait_for(&room, 10).await);
+        let on_b = message_ids(&seen_b.wait_for(&room, 10).await);
+        assert_eq!(on_a.len(), 10);
+        assert_eq!(on_a, on_b, "both nodes deliver the same messages in the same order");
+    }
+
+    #[tokio::test]
+    async fn a_restarted_node_delivers_what_it_had_read_but_not_acknowledged() {
+        let server = RedisServer::start();
+        let first = RedisEngine::connect(config(&server, "node-x"), Arc::new(Recorder::default())).await.expect("first run");
+        drop(first);
+        let room = unique_room("pending");
+        let publisher = RedisEngine::connect(config(&server, "publisher"), Arc::new(Recorder::default())).await.expect("publisher");
+        let user = rookery::domain::UserName::parse("alice").expect("user");
+        for n in 0..3 {
+            publisher.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string() }).await.expect("publish");
+        }
+        // node-x "crashes" after reading the entries and before acknowledging them.
+        let pool = server.pool();
+        let mut conn = pool.get().await.expect("connection");
+        migrate(&mut conn).await.expect("migrate");
+        let keys = Keys::new(4);
+        let bus = keys.bus(keys.shard(&room));
+        let _: redis::Value = redis::cmd("XREADGROUP").arg("GROUP").arg("node-x").arg("node-x")
+            .arg("STREAMS").arg(&bus).arg(">").query_async(&mut conn).await.expect("read without ack");
+        let pending: (i64, redis::Value, redis::Value, redis::Value) =
+            redis::cmd("XPENDING").arg(&bus).arg("node-x").query_async(&mut conn).await.expect("pending");
+        assert_eq!(pending.0, 3, "three entries pending for node-x");
+
+        let seen = Arc::new(Recorder::default());
+        let _restarted = RedisEngine::connect(config(&server, "node-x"), seen.clone()).await.expect("restart");
+        let events = seen.wait_for(&room, 3).await;
+        assert_eq!(message_ids(&events).len(), 3, "the pending entries are delivered after the restart");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let pending: (i64, redis::Value, redis::Value, redis::Value) =
+            redis::cmd("XPENDING").arg(&bus).arg("node-x").query_async(&mut conn).await.expect("pending");
+        assert_eq!(pending.0, 0, "and acknowledged");
+    }
+}

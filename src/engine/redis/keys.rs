@@ -30,6 +30,21 @@ impl Keys {
         format!("rookery:{{s{}}}:trimmed:{room}", self.shard(room))
     }
 
+    /// The room's users and their session counts.
+    pub fn presence(&self, room: &RoomName) -> String {
+        format!("rookery:{{s{}}}:presence:{room}", self.shard(room))
+    }
+
+    /// The room's sessions, as `<user>|<session>`.
+    pub fn members(&self, room: &RoomName) -> String {
+        format!("rookery:{{s{}}}:members:{room}", self.shard(room))
+    }
+
+    /// Every bus shard key, in shard order.
+    pub fn all_buses(&self) -> Vec<String> {
+        (0..self.shards).map(|shard| self.bus(shard)).collect()
+    }
+
     pub fn bus(&self, shard: u32) -> String {
         format!("rookery:{{s{shard}}}:bus")
     }
