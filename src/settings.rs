@@ -45,6 +45,11 @@ pub struct Settings {
     pub api_key: Option<String>,
     pub echo_endpoint: bool,
     pub log_format: LogFormat,
+    /// Set: the Redis engine (a cluster); unset: the in-memory engine (one node).
+    pub redis_url: Option<String>,
+    pub bus_shards: u32,
+    pub bus_retention_ms: u64,
+    pub bus_read_count: usize,
 }
 
 impl Settings {
@@ -108,6 +113,14 @@ impl Settings {
             api_key: env.get("ROOKERY_API_KEY").map(str::to_owned),
             echo_endpoint: env.flag("ROOKERY_ECHO_ENDPOINT")?,
             log_format,
+            redis_url: match env.get("ROOKERY_REDIS_URL") {
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.to_owned()),
+                Some(url) => return Err(env.invalid("ROOKERY_REDIS_URL", url, "a redis:// or rediss:// URL")),
+                None => None,
+            },
+            bus_shards: env.number("ROOKERY_BUS_SHARDS", 16, 1..=1024)?,
+            bus_retention_ms: env.number("ROOKERY_BUS_RETENTION_MS", 600_000, 1_000..=604_800_000)?,
+            bus_read_count: env.number("ROOKERY_BUS_READ_COUNT", 512, 1..=100_000)?,
         })
     }
 
@@ -196,6 +209,7 @@ mod tests {
         assert_eq!(s.heartbeat, Duration::from_secs(20));
         assert_eq!(s.auth, AuthSettings::Anonymous);
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());
+        assert_eq!((s.redis_url, s.bus_shards, s.bus_retention_ms), (None, 16, 600_000));
     }
 
     #[test]
@@ -208,6 +222,7 @@ mod tests {
         assert_eq!(settings(&[("ROOKERY_AUTH", "jwt")]).unwrap_err().variable, "ROOKERY_AUTH");
         assert_eq!(settings(&[("ROOKERY_ECHO_ENDPOINT", "maybe")]).unwrap_err().variable, "ROOKERY_ECHO_ENDPOINT");
         assert_eq!(settings(&[("ROOKERY_NODE_ID", "a b")]).unwrap_err().variable, "ROOKERY_NODE_ID");
+        assert_eq!(settings(&[("ROOKERY_REDIS_URL", "localhost:6379")]).unwrap_err().variable, "ROOKERY_REDIS_URL");
     }
 
     #[test]

@@ -11,7 +11,10 @@ use actix_web::{App, HttpServer, dev::Server, web};
 
 use crate::{
     auth::Authenticator,
-    engine::{Delivery, Engine, MemoryEngine},
+    engine::{
+        Delivery, Engine, MemoryEngine,
+        redis::{RedisConfig, RedisEngine},
+    },
     http,
     node::Node,
     rooms::{Registry, RoomDirectory},
@@ -40,14 +43,29 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot bind ROOKERY_BIND={}: {e}", settings.bind))?;
-        Self::with_listener(settings, listener)
+        Self::with_listener(settings, listener).await
     }
 
-    /// Builds the node on an already bound listener (port 0 in tests).
-    pub fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        Self::with_engine(settings, listener, |settings, delivery| {
-            Arc::new(MemoryEngine::new(settings.history_len, delivery))
-        })
+    /// Builds the node on an already bound listener (port 0 in tests), with the engine the
+    /// settings ask for: Redis when `ROOKERY_REDIS_URL` is set, else in memory.
+    pub async fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let directory = RoomDirectory::default();
+        let delivery: Arc<dyn Delivery> = Arc::new(directory.clone());
+        let engine: Arc<dyn Engine> = match &settings.redis_url {
+            None => Arc::new(MemoryEngine::new(settings.history_len, delivery)),
+            Some(url) => {
+                let config = RedisConfig {
+                    url: url.clone(),
+                    node_id: settings.node_id.clone(),
+                    bus_shards: settings.bus_shards,
+                    bus_retention_ms: settings.bus_retention_ms,
+                    history_len: settings.history_len,
+                    read_batch: settings.bus_read_count,
+                };
+                Arc::new(RedisEngine::connect(config, delivery).await?)
+            }
+        };
+        Self::assemble(settings, listener, directory, engine)
     }
 
     /// Builds the node with the engine `make_engine` returns; the engine must deliver every
@@ -57,11 +75,20 @@ impl Application {
         listener: TcpListener,
         make_engine: impl FnOnce(&Settings, Arc<dyn Delivery>) -> Arc<dyn Engine>,
     ) -> anyhow::Result<Self> {
+        let directory = RoomDirectory::default();
+        let engine = make_engine(&settings, Arc::new(directory.clone()));
+        Self::assemble(settings, listener, directory, engine)
+    }
+
+    fn assemble(
+        settings: Settings,
+        listener: TcpListener,
+        directory: RoomDirectory,
+        engine: Arc<dyn Engine>,
+    ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let auth = Authenticator::from_settings(&settings.auth)?;
         let metrics = Metrics::new();
-        let directory = RoomDirectory::default();
-        let engine = make_engine(&settings, Arc::new(directory.clone()));
 
         // Rooms run on an arbiter of their own, apart from the HTTP workers that run sessions.
         let rooms_arbiter = Arbiter::new();

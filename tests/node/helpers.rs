@@ -6,7 +6,7 @@ use std::{collections::HashMap, net::TcpListener, sync::Arc, time::Duration};
 use actix_web::web;
 use futures_util::{SinkExt, StreamExt};
 use rookery::{
-    engine::{Delivery, Engine, MemoryEngine},
+    engine::{Delivery, Engine},
     node::Node,
     settings::Settings,
     startup::Application,
@@ -30,9 +30,12 @@ pub struct TestApp {
     pub node: web::Data<Node>,
 }
 
-/// Starts a node with test defaults overridden by `vars`.
+/// Starts a node with test defaults overridden by `vars`; its engine is the one the settings
+/// pick (Redis with `ROOKERY_REDIS_URL`, else memory).
 pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
-    spawn_app_with(vars, |settings, delivery| Arc::new(MemoryEngine::new(settings.history_len, delivery))).await
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let app = Application::with_listener(test_settings(vars), listener).await.expect("build the node");
+    run(app)
 }
 
 /// Starts a node on the engine `make_engine` builds.
@@ -40,6 +43,17 @@ pub async fn spawn_app_with(
     vars: &[(&str, &str)],
     make_engine: impl FnOnce(&Settings, Arc<dyn Delivery>) -> Arc<dyn Engine>,
 ) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    run(Application::with_engine(test_settings(vars), listener, make_engine).expect("build the node"))
+}
+
+fn run(app: Application) -> TestApp {
+    let (port, node) = (app.port(), app.node());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp { port, node }
+}
+
+fn test_settings(vars: &[(&str, &str)]) -> Settings {
     let mut env: HashMap<String, String> = [
         ("ROOKERY_WORKERS", "1"),
         ("ROOKERY_NODE_ID", "test-node"),
@@ -50,12 +64,7 @@ pub async fn spawn_app_with(
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let settings = Settings::from_vars(&env).expect("test settings");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let app = Application::with_engine(settings, listener, make_engine).expect("build the node");
-    let (port, node) = (app.port(), app.node());
-    actix_web::rt::spawn(app.run_until_stopped());
-    TestApp { port, node }
+    Settings::from_vars(&env).expect("test settings")
 }
 
 impl TestApp {

@@ -5,6 +5,7 @@ mod helpers;
 mod api;
 mod auth;
 mod churn;
+mod cluster;
 mod engine_contract;
 mod engine_faults;
 mod limits;
