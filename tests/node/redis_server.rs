@@ -15,10 +15,14 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts redis-server (from PATH) and waits until it answers.
+    /// Starts redis-server (from PATH) on a free port and waits until it answers.
     pub fn start() -> RedisServer {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let dir = std::env::temp_dir().join(format!("rookery-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
+        Self::start_on(port)
+    }
+
+    /// Starts an empty redis-server on `port` (e.g. the port of one that was stopped).
+    pub fn start_on(port: u16) -> RedisServer {        let dir = std::env::temp_dir().join(format!("rookery-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis data directory");
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])

@@ -4,7 +4,13 @@
 //! handed but not acknowledged (a restart with the same node id), so none is lost; sessions drop
 //! what they already delivered, so none is shown twice.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection};
 
@@ -15,7 +21,7 @@ use crate::{
 };
 
 /// How long one blocking read waits for entries.
-const BLOCK: Duration = Duration::from_millis(1000);
+pub const BLOCK: Duration = Duration::from_millis(1000);
 const RETRY: Duration = Duration::from_millis(500);
 
 /// What the consumer needs to know.
@@ -25,6 +31,12 @@ pub struct BusConsumer {
     pub group: String,
     pub batch: usize,
     pub delivery: Arc<dyn Delivery>,
+    /// When the last read completed (ms since the epoch), for readiness.
+    pub last_read: Arc<AtomicU64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 type ReadReply = Option<Vec<(String, Vec<(String, Option<Vec<String>>)>)>>;
@@ -60,7 +72,13 @@ impl BusConsumer {
         // Blocking reads get a connection of their own with no response timeout.
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        // Redis may have come back empty: groups and functions are recreated on every connect,
+        // groups first, so no publish (which needs the functions) can precede this node's group.
         create_groups(&mut conn, &self.keys, &self.group).await?;
+        super::migrate(&mut conn).await.map_err(|e| match e {
+            super::MigrateError::Redis(error) => error,
+            other => redis::RedisError::from((redis::ErrorKind::Client, "migration", other.to_string())),
+        })?;
         // Pending entries first (id 0), until none is left; then new ones (id >).
         while self.read(&mut conn, "0").await? > 0 {}
         loop {
@@ -81,6 +99,7 @@ impl BusConsumer {
             cmd.arg(from);
         }
         let reply: ReadReply = cmd.query_async(conn).await?;
+        self.last_read.store(now_ms(), Ordering::Release);
         let mut delivered = 0;
         for (bus, entries) in reply.unwrap_or_default() {
             if entries.is_empty() {

@@ -14,7 +14,13 @@ mod migrate;
 mod presence;
 mod store;
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use async_trait::async_trait;
 
@@ -59,7 +65,11 @@ pub struct RedisEngine {
     store: MessageStore,
     presence: RedisPresence,
     consumer: tokio::task::JoinHandle<()>,
+    last_read: Arc<AtomicU64>,
 }
+
+/// Bus reads may be this many block intervals old before the node reports itself not ready.
+const STALE_READS: u32 = 3;
 
 impl RedisEngine {
     /// Migrates Redis, joins the bus with this node's groups and starts delivering to `delivery`.
@@ -74,6 +84,7 @@ impl RedisEngine {
         // Groups exist before the first publish this node could be asked to deliver.
         bus::create_groups(&mut conn, &keys, &config.node_id).await.map_err(|e| ConnectError::Redis(e.to_string()))?;
         drop(conn);
+        let last_read = Arc::new(AtomicU64::new(0));
         let consumer = tokio::spawn(
             bus::BusConsumer {
                 client,
@@ -81,6 +92,7 @@ impl RedisEngine {
                 group: config.node_id.clone(),
                 batch: config.read_batch,
                 delivery,
+                last_read: last_read.clone(),
             }
             .run(),
         );
@@ -89,6 +101,7 @@ impl RedisEngine {
             presence: RedisPresence::new(pool.clone(), keys),
             pool,
             consumer,
+            last_read,
         })
     }
 }
@@ -135,9 +148,16 @@ impl Engine for RedisEngine {
         "redis"
     }
 
+    /// Ready when Redis answers and the bus consumer has completed a read recently (a node that
+    /// cannot deliver must not take new clients).
     async fn check_ready(&self) -> Result<(), EngineError> {
         let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let age = now.saturating_sub(self.last_read.load(Ordering::Acquire));
+        if age > (bus::BLOCK * STALE_READS).as_millis() as u64 {
+            return Err(EngineError::Unavailable(format!("the bus consumer has not read for {age} ms")));
+        }
         Ok(())
     }
 }
@@ -145,7 +165,10 @@ impl Engine for RedisEngine {
 /// A Redis failure as the engine reports it: connection trouble is `Unavailable` (the caller
 /// may retry; nothing happened), anything else `Internal`.
 pub(crate) fn engine_error(error: &redis::RedisError) -> EngineError {
-    if error.is_io_error() || error.is_connection_refusal() || error.is_timeout() || error.is_connection_dropped() {
+    // A Redis that came back empty has lost the functions until the bus consumer reconnects and
+    // loads them again: retryable too.
+    let functions_lost = error.to_string().contains("Function not found");
+    if functions_lost || error.is_io_error() || error.is_connection_refusal() || error.is_timeout() || error.is_connection_dropped() {
         EngineError::Unavailable(error.to_string())
     } else {
         EngineError::Internal(error.to_string())
