@@ -154,7 +154,9 @@ impl Client {
         }
     }
 
-    /// Sends `frame` with a `ref` and returns the reply carrying it.
+    /// Sends `frame` with a `ref` and returns the reply carrying it. Frames that arrive before
+    /// the reply are discarded, the sender's own copy of a message included (it may come before
+    /// its ack): read those with `recv`/`recv_until` instead.
     pub async fn request(&mut self, mut frame: Value) -> Value {
         let reference = uuid::Uuid::new_v4().to_string();
         frame["ref"] = json!(reference);
