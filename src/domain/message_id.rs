@@ -20,6 +20,11 @@ pub struct MessageId {
 #[error("a message id looks like `<ms>-<seq>`, e.g. \"1700000000000-0\"")]
 pub struct ParseMessageIdError;
 
+/// Milliseconds since the Unix epoch: the time base of ids (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 impl MessageId {
     pub const fn new(ms: u64, seq: u64) -> Self {
         Self { ms, seq }

@@ -9,5 +9,5 @@ mod message_id;
 mod names;
 
 pub use message::{Member, Message, PresenceChange, PresenceKind};
-pub use message_id::{MessageId, ParseMessageIdError};
+pub use message_id::{MessageId, ParseMessageIdError, now_ms};
 pub use names::{InvalidName, RoomName, SessionId, UserName};

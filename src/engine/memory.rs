@@ -7,7 +7,6 @@
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use async_trait::async_trait;
@@ -18,6 +17,7 @@ use super::{
 use crate::{
     domain::{
         Member, Message, MessageId, PresenceChange, PresenceKind, RoomName, SessionId, UserName,
+        now_ms,
     },
     protocol::HistoryQuery,
 };
@@ -53,10 +53,6 @@ impl MemoryEngine {
         // matters more than refusing all service would, so keep serving.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn members_of(users: Option<&BTreeMap<UserName, Vec<SessionId>>>) -> Vec<Member> {

@@ -9,14 +9,14 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection};
 
-use super::Keys;
+use super::{Keys, field};
 use crate::{
-    domain::{Message, PresenceChange, PresenceKind, RoomName, UserName},
+    domain::{Message, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
     engine::{BusEvent, Delivery},
 };
 
@@ -35,9 +35,6 @@ pub struct BusConsumer {
     pub last_read: Arc<AtomicU64>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 type ReadReply = Option<Vec<(String, Vec<(String, Option<Vec<String>>)>)>>;
 
@@ -123,7 +120,7 @@ impl BusConsumer {
 
 /// Turns a bus entry's fields into an event; `None` for an entry this version cannot read.
 fn decode(fields: &[String]) -> Option<BusEvent> {
-    let field = |name: &str| fields.chunks(2).find(|kv| kv[0] == name).and_then(|kv| kv.get(1));
+    let field = |name: &str| field(fields, name);
     let room = RoomName::parse(field("room")?).ok()?;
     let user = UserName::parse(field("user")?).ok()?;
     match field("kind")?.as_str() {

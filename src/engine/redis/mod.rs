@@ -14,12 +14,9 @@ mod migrate;
 mod presence;
 mod store;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{SystemTime, UNIX_EPOCH},
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
 use async_trait::async_trait;
@@ -31,7 +28,7 @@ pub use store::MessageStore;
 
 use super::{Broker, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
 use crate::{
-    domain::{Member, Message, MessageId, RoomName, SessionId, UserName},
+    domain::{Member, Message, MessageId, RoomName, SessionId, UserName, now_ms},
     protocol::HistoryQuery,
 };
 
@@ -151,10 +148,9 @@ impl Engine for RedisEngine {
     /// Ready when Redis answers and the bus consumer has completed a read recently (a node that
     /// cannot deliver must not take new clients).
     async fn check_ready(&self) -> Result<(), EngineError> {
-        let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
+        let mut conn = connection(&self.pool).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let age = now.saturating_sub(self.last_read.load(Ordering::Acquire));
+        let age = now_ms().saturating_sub(self.last_read.load(Ordering::Acquire));
         if age > (bus::BLOCK * STALE_READS).as_millis() as u64 {
             return Err(EngineError::Unavailable(format!("the bus consumer has not read for {age} ms")));
         }
@@ -175,7 +171,12 @@ pub(crate) fn engine_error(error: &redis::RedisError) -> EngineError {
     }
 }
 
-/// A pool that cannot hand out a connection: Redis is unreachable or saturated.
-pub(crate) fn pool_error(error: &deadpool_redis::PoolError) -> EngineError {
-    EngineError::Unavailable(error.to_string())
+/// A pooled connection; a pool that cannot hand one out means Redis is unreachable or saturated.
+pub(crate) async fn connection(pool: &deadpool_redis::Pool) -> Result<deadpool_redis::Connection, EngineError> {
+    pool.get().await.map_err(|error| EngineError::Unavailable(error.to_string()))
+}
+
+/// The value of `name` in a flat `field, value, field, value, ...` list, as Redis returns them.
+pub(crate) fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a String> {
+    fields.chunks(2).find(|kv| kv[0] == name).and_then(|kv| kv.get(1))
 }

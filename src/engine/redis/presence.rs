@@ -3,7 +3,7 @@
 
 use deadpool_redis::Pool;
 
-use super::{Keys, engine_error, pool_error};
+use super::{Keys, connection, engine_error};
 use crate::{
     domain::{Member, RoomName, SessionId, UserName},
     engine::EngineError,
@@ -21,7 +21,7 @@ impl RedisPresence {
     }
 
     async fn call<T: redis::FromRedisValue>(&self, function: &str, room: &RoomName, user: &UserName, session: SessionId) -> Result<T, EngineError> {
-        let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
+        let mut conn = connection(&self.pool).await?;
         redis::cmd("FCALL")
             .arg(function)
             .arg(3)
@@ -47,7 +47,7 @@ impl RedisPresence {
     }
 
     pub async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {
-        let mut conn = self.pool.get().await.map_err(|e| pool_error(&e))?;
+        let mut conn = connection(&self.pool).await?;
         let flat: Vec<(String, u32)> = redis::cmd("HGETALL")
             .arg(self.keys.presence(room))
             .query_async(&mut conn)

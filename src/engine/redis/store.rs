@@ -2,7 +2,7 @@
 
 use deadpool_redis::Pool;
 
-use super::{Keys, engine_error, pool_error};
+use super::{Keys, connection, engine_error, field};
 use crate::{
     domain::{Message, MessageId, RoomName, UserName},
     engine::{EngineError, NewMessage, Recovery},
@@ -30,13 +30,9 @@ impl MessageStore {
         Self { pool, keys, history_len, bus_retention_ms }
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, EngineError> {
-        self.pool.get().await.map_err(|e| pool_error(&e))
-    }
-
     /// Appends `message` to its room's history and bus shard; returns its id.
     pub async fn publish(&self, message: &NewMessage, trace: &str) -> Result<MessageId, EngineError> {
-        let mut conn = self.connection().await?;
+        let mut conn = connection(&self.pool).await?;
         let shard = self.keys.shard(&message.room);
         let id: String = redis::cmd("FCALL")
             .arg("rookery_v1_publish")
@@ -58,7 +54,7 @@ impl MessageStore {
 
     /// A page of the room's history, in id order.
     pub async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
-        let mut conn = self.connection().await?;
+        let mut conn = connection(&self.pool).await?;
         let exclusive = |id: Option<MessageId>, open: &str| id.map_or(open.to_owned(), |id| format!("({id}"));
         let (command, first, second) = match query.after {
             Some(_) => ("XRANGE", exclusive(query.after, "-"), exclusive(query.before, "+")),
@@ -76,7 +72,7 @@ impl MessageStore {
         let mut messages = entries
             .into_iter()
             .map(|(id, fields)| {
-                let field = |name: &str| fields.chunks(2).find(|kv| kv[0] == name).and_then(|kv| kv.get(1)).cloned();
+                let field = |name: &str| field(&fields, name).cloned();
                 Ok(Message {
                     room: room.clone(),
                     id: message_id(&id)?,
@@ -93,7 +89,7 @@ impl MessageStore {
 
     /// The retained messages after `since` and the room's newest id, read atomically.
     pub async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
-        let mut conn = self.connection().await?;
+        let mut conn = connection(&self.pool).await?;
         let reply: Vec<String> = redis::cmd("FCALL_RO")
             .arg("rookery_v1_recover")
             .arg(2)
