@@ -9,6 +9,12 @@
 --   rookery:{s<shard>}:presence:<room>  hash: user -> number of sessions in the room
 --   rookery:{s<shard>}:members:<room>   set: "<user>|<session>" of every session in the room
 --   rookery:{s<shard>}:bus              stream: every event of the shard's rooms, for all nodes
+--   rookery:{n<node>}:session:<session> hash: user, node, connected_at, last_seen, rooms (TTL)
+--   rookery:{n<node>}:sessions          hash: session -> "<user> <room> <room> ..." (no TTL; what
+--                                       the reaper removes from presence when the node dies)
+--   rookery:nodes                       sorted set: node -> its last heartbeat (ms, server clock)
+--   rookery:reaper                      string: the node reaping dead nodes (expires)
+--   rookery:epoch                       string: changes when Redis loses its data
 
 -- The server clock in milliseconds, as an integer string (never in exponent notation).
 local function now_ms()
@@ -77,7 +83,68 @@ local function leave(keys, args)
   return 1
 end
 
+-- Records a session and the rooms it is in: its metadata hash (expiring after ARGV[6] ms unless
+-- written again) and its entry in the node's session index (kept until the session ends or the
+-- node is reaped). A node writes it before a join and after a leave, so the index always covers
+-- the session's presence.
+-- KEYS: session hash, node index. ARGV: session, user, node, connected_at, rooms, ttl_ms.
+local function session_put(keys, args)
+  redis.call('HSET', keys[1], 'user', args[2], 'node', args[3], 'connected_at', args[4],
+    'last_seen', now_ms(), 'rooms', args[5])
+  redis.call('PEXPIRE', keys[1], args[6])
+  local entry = args[2]
+  if args[5] ~= '' then entry = entry .. ' ' .. args[5] end
+  redis.call('HSET', keys[2], args[1], entry)
+  return 1
+end
+
+-- Forgets a session that ended. KEYS: session hash, node index. ARGV: session.
+local function session_drop(keys, args)
+  redis.call('DEL', keys[1])
+  redis.call('HDEL', keys[2], args[1])
+  return 1
+end
+
+-- Takes a node's session index (its sessions and their rooms) and deletes it, atomically, so a
+-- reaper works on a snapshot. Returns session, entry, session, entry, ...
+-- KEYS: node index.
+local function sessions_take(keys, args)
+  local index = redis.call('HGETALL', keys[1])
+  redis.call('DEL', keys[1])
+  return index
+end
+
+-- A node's heartbeat: records it with the server's clock. Returns 1 when the node was not
+-- registered (first start, reaped while alive, or Redis lost its data), and the epoch.
+-- KEYS: nodes, epoch. ARGV: node.
+local function heartbeat(keys, args)
+  local added = redis.call('ZADD', keys[1], now_ms(), args[1])
+  return {added, redis.call('GET', keys[2]) or ''}
+end
+
+-- The nodes silent for more than ARGV[1] ms. KEYS: nodes.
+local function silent_nodes(keys, args)
+  return redis.call('ZRANGEBYSCORE', keys[1], '-inf', '(' .. (now_ms() - tonumber(args[1])))
+end
+
+-- Removes node ARGV[1] from the registry if it is still silent for more than ARGV[2] ms, so a
+-- node that came back in the meantime is not reaped. Returns 1 when removed. KEYS: nodes.
+local function claim_silent(keys, args)
+  local seen = redis.call('ZSCORE', keys[1], args[1])
+  if seen and tonumber(seen) < now_ms() - tonumber(args[2]) then
+    redis.call('ZREM', keys[1], args[1])
+    return 1
+  end
+  return 0
+end
+
 redis.register_function('rookery_v1_publish', publish)
+redis.register_function('rookery_v1_session_put', session_put)
+redis.register_function('rookery_v1_session_drop', session_drop)
+redis.register_function('rookery_v1_sessions_take', sessions_take)
+redis.register_function('rookery_v1_heartbeat', heartbeat)
+redis.register_function{function_name = 'rookery_v1_silent_nodes', callback = silent_nodes, flags = {'no-writes'}}
+redis.register_function('rookery_v1_claim_silent', claim_silent)
 redis.register_function('rookery_v1_join', join)
 redis.register_function('rookery_v1_leave', leave)
 redis.register_function{function_name = 'rookery_v1_recover', callback = recover, flags = {'no-writes'}}

@@ -50,6 +50,8 @@ pub struct Settings {
     pub bus_shards: u32,
     pub bus_retention_ms: u64,
     pub bus_read_count: usize,
+    pub node_ttl_ms: u64,
+    pub ready_max_lag_ms: u64,
 }
 
 impl Settings {
@@ -121,6 +123,8 @@ impl Settings {
             bus_shards: env.number("ROOKERY_BUS_SHARDS", 16, 1..=1024)?,
             bus_retention_ms: env.number("ROOKERY_BUS_RETENTION_MS", 600_000, 1_000..=604_800_000)?,
             bus_read_count: env.number("ROOKERY_BUS_READ_COUNT", 512, 1..=100_000)?,
+            node_ttl_ms: env.number("ROOKERY_NODE_TTL_MS", 15_000, 1_000..=3_600_000)?,
+            ready_max_lag_ms: env.number("ROOKERY_READY_MAX_LAG_MS", 10_000, 100..=3_600_000)?,
         })
     }
 
@@ -210,6 +214,7 @@ mod tests {
         assert_eq!(s.auth, AuthSettings::Anonymous);
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());
         assert_eq!((s.redis_url, s.bus_shards, s.bus_retention_ms), (None, 16, 600_000));
+        assert_eq!((s.node_ttl_ms, s.ready_max_lag_ms), (15_000, 10_000));
     }
 
     #[test]

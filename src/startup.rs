@@ -61,6 +61,8 @@ impl Application {
                     bus_retention_ms: settings.bus_retention_ms,
                     history_len: settings.history_len,
                     read_batch: settings.bus_read_count,
+                    node_ttl_ms: settings.node_ttl_ms,
+                    max_lag_ms: settings.ready_max_lag_ms,
                 };
                 Arc::new(RedisEngine::connect(config, delivery).await?)
             }

@@ -46,6 +46,13 @@ impl BusEvent {
 /// Where an engine delivers events. Must not block: engines call it while keeping room order.
 pub trait Delivery: Send + Sync + 'static {
     fn deliver(&self, event: BusEvent);
+
+    /// The rooms with members on this node, each with the position an engine must catch up
+    /// from after it may have missed events: the newest message id delivered to the room, or,
+    /// before any, a time-based id from just before the room got its first local member.
+    fn catch_up_positions(&self) -> Vec<(RoomName, MessageId)> {
+        Vec::new()
+    }
 }
 
 /// Why an engine call failed.
@@ -97,9 +104,20 @@ pub trait Broker: Send + Sync {
     ) -> Result<Recovery, EngineError>;
 }
 
-/// Keeps which users are in which room, with their session counts.
+/// Keeps which users are in which room, with their session counts, and which sessions exist.
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
+    /// A session opened on this node. A cluster engine records it, so the cluster can tell who
+    /// is connected where and remove the session if this node dies.
+    async fn connect(&self, _session: SessionId, _user: &UserName) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The session ended, after it left its rooms.
+    async fn disconnect(&self, _session: SessionId) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// Adds `session` to `room`; announces a `join` when it is the user's first session there.
     /// Returns the room's members afterwards.
     async fn join(

@@ -1,30 +1,45 @@
 //! The room directory: which rooms have an actor on this node. The engine's [`Delivery`].
 //!
-//! Only the registry writes it; the engine reads it for every event, from whatever thread it
-//! delivers on. An event for a room with no local members is dropped right here.
+//! Only the registry adds and removes rooms; the engine reads the directory for every event,
+//! from whatever thread it delivers on. An event for a room with no local members is dropped
+//! right here. Per room it keeps the newest message id handed to the room: a message at or
+//! below it is dropped (a cluster engine may deliver an entry twice, from the bus and from a
+//! catch-up read of the history), and it is where a catch-up starts.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use actix::Addr;
 
 use super::Room;
 use crate::{
-    domain::RoomName,
+    domain::{MessageId, RoomName, now_ms},
     engine::{BusEvent, Delivery},
 };
+
+/// How far before a room's creation a catch-up looks when the room has had no message yet:
+/// covers clock skew between this node and Redis. Sessions drop what they already have.
+const CREATION_MARGIN_MS: u64 = 5_000;
 
 /// Shared map from room name to the room's actor on this node.
 #[derive(Clone, Default)]
 pub struct RoomDirectory {
-    rooms: Arc<RwLock<HashMap<RoomName, Addr<Room>>>>,
+    rooms: Arc<RwLock<HashMap<RoomName, LocalRoom>>>,
+}
+
+struct LocalRoom {
+    addr: Addr<Room>,
+    /// The newest message id delivered to the room.
+    delivered: Mutex<MessageId>,
 }
 
 impl RoomDirectory {
     pub(super) fn insert(&self, room: RoomName, addr: Addr<Room>) {
-        self.rooms.write().unwrap_or_else(|p| p.into_inner()).insert(room, addr);
+        let start = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
+        let local = LocalRoom { addr, delivered: Mutex::new(start) };
+        self.rooms.write().unwrap_or_else(|p| p.into_inner()).insert(room, local);
     }
 
     pub(super) fn remove(&self, room: &RoomName) {
@@ -44,8 +59,22 @@ impl RoomDirectory {
 impl Delivery for RoomDirectory {
     fn deliver(&self, event: BusEvent) {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(room) = rooms.get(event.room()) {
-            room.do_send(event);
+        let Some(room) = rooms.get(event.room()) else { return };
+        if let BusEvent::Message(message) = &event {
+            let mut delivered = room.delivered.lock().unwrap_or_else(|p| p.into_inner());
+            if message.id <= *delivered {
+                return;
+            }
+            *delivered = message.id;
         }
+        room.addr.do_send(event);
+    }
+
+    fn catch_up_positions(&self) -> Vec<(RoomName, MessageId)> {
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        rooms
+            .iter()
+            .map(|(name, room)| (name.clone(), *room.delivered.lock().unwrap_or_else(|p| p.into_inner())))
+            .collect()
     }
 }

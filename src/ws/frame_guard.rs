@@ -120,11 +120,11 @@ where
             return Poll::Ready(None);
         }
         let item = std::task::ready!(Pin::new(&mut self.inner).poll_next(cx));
-        if let Some(Ok(bytes)) = &item {
-            if let Err(code) = self.inspect(bytes) {
-                self.verdict.set(Some(code));
-                return Poll::Ready(Some(Err(PayloadError::Overflow)));
-            }
+        if let Some(Ok(bytes)) = &item
+            && let Err(code) = self.inspect(bytes)
+        {
+            self.verdict.set(Some(code));
+            return Poll::Ready(Some(Err(PayloadError::Overflow)));
         }
         Poll::Ready(item)
     }

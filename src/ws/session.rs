@@ -118,12 +118,9 @@ impl Session {
         self.write(event.frame, ctx);
     }
 
-    /// Leaves every room on this node and in the engine; the session is going away.
-    fn leave_all_rooms(&mut self) {
+    /// Leaves every room on this node and in the engine, then ends the session in the engine.
+    fn leave_all_rooms_and_disconnect(&mut self) {
         let rooms: Vec<RoomName> = self.rooms.drain().map(|(room, _)| room).collect();
-        if rooms.is_empty() {
-            return;
-        }
         for room in &rooms {
             self.node.registry.do_send(LeaveRoom { room: room.clone(), session: self.id });
         }
@@ -133,6 +130,9 @@ impl Session {
                 if let Err(error) = engine.leave(&room, &user, session).await {
                     tracing::warn!(%error, %room, %session, "presence leave failed on disconnect");
                 }
+            }
+            if let Err(error) = engine.disconnect(session).await {
+                tracing::warn!(%error, %session, "recording the disconnect failed");
             }
         });
     }
@@ -152,6 +152,13 @@ impl Actor for Session {
         }
         .encode();
         self.write(welcome, ctx);
+        let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
+        actix_web::rt::spawn(async move {
+            // Not fatal: the session works without its record, which the heartbeat rewrites.
+            if let Err(error) = engine.connect(session, &user).await {
+                tracing::warn!(%error, %session, "recording the session failed");
+            }
+        });
         if let Some(expires_at) = self.identity.expires_at {
             let left = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
             ctx.run_later(left, |act, ctx| {
@@ -162,7 +169,7 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.leave_all_rooms();
+        self.leave_all_rooms_and_disconnect();
         tracing::debug!(session = %self.id, user = %self.identity.user, "session stopped");
     }
 }

@@ -23,6 +23,8 @@ async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<d
         bus_retention_ms: 600_000,
         history_len,
         read_batch: 100,
+        node_ttl_ms: 15_000,
+        max_lag_ms: 10_000,
     };
     let engine = RedisEngine::connect(config, delivery).await.expect("connect to the test redis-server");
     (Arc::new(engine), server)

@@ -52,7 +52,7 @@ async fn send_acks_and_delivers_to_every_member_including_the_sender() {
     bob.join("lobby").await;
     alice.recv_until("presence").await;
     alice.send(json!({"type":"send","room":"lobby","body":"hi","ref":"s1"})).await;
-    let mut frames = vec![alice.recv().await, alice.recv().await];
+    let mut frames = [alice.recv().await, alice.recv().await];
     frames.sort_by_key(|f| f["type"].as_str().map(str::to_owned));
     let (ack, own) = (&frames[0], &frames[1]);
     assert_eq!((ack["type"].as_str(), ack["ref"].as_str(), ack["room"].as_str()), (Some("ack"), Some("s1"), Some("lobby")));

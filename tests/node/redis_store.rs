@@ -148,6 +148,8 @@ mod cluster {
             bus_retention_ms: 600_000,
             history_len: 100,
             read_batch: 10,
+            node_ttl_ms: 15_000,
+            max_lag_ms: 10_000,
         }
     }
 

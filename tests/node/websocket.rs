@@ -65,7 +65,8 @@ async fn messages_over_max_frame_bytes_close_with_1009() {
 #[actix_web::test]
 async fn protocol_violations_close_with_1002() {
     let app = spawn_app(&[]).await;
-    let cases: [(&str, Vec<(u8, Vec<u8>)>); 5] = [
+    type Frames = Vec<(u8, Vec<u8>)>;
+    let cases: [(&str, Frames); 5] = [
         ("reserved bits", vec![(FIN | 0x40 | TEXT, b"{}".to_vec())]),
         ("unknown opcode", vec![(FIN | 0x3, b"x".to_vec())]),
         ("control frame over 125 bytes", vec![(FIN | PING, vec![0; 126])]),

@@ -1,62 +1,90 @@
 //! The bus consumer: every node reads every bus shard through a consumer group of its own (the
 //! group is named after the node), hands each entry to the node's [`Delivery`] in shard order,
 //! and acknowledges it after the handoff. On start it first re-reads the entries it had been
-//! handed but not acknowledged (a restart with the same node id), so none is lost; sessions drop
-//! what they already delivered, so none is shown twice.
+//! handed but not acknowledged (a restart with the same node id), so none is lost; the room
+//! directory and the sessions drop what they already delivered, so none is shown twice.
+//!
+//! It never skips silently. When it may have missed entries, it catches up every room with
+//! local members from the room's history, starting after the newest message it delivered, and
+//! reports a `gap` for what the history no longer holds. It may have missed entries when:
+//! - a shard was not drained for half the bus retention (entries may have been trimmed unread);
+//! - its groups had to be created again (it was reaped, or Redis lost its data);
+//! - Redis lost its data (a new epoch): then every local room gets a `gap`, and the node writes
+//!   its sessions and presence back.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    collections::HashMap,
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
 use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection};
 
-use super::{Keys, field};
+use super::{Keys, Shared, field};
 use crate::{
-    domain::{Message, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
-    engine::{BusEvent, Delivery},
+    domain::{Message, MessageId, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
+    engine::{BusEvent, Delivery, EngineError},
 };
 
 /// How long one blocking read waits for entries.
 pub const BLOCK: Duration = Duration::from_millis(1000);
 const RETRY: Duration = Duration::from_millis(500);
 
-/// What the consumer needs to know.
-pub struct BusConsumer {
-    pub client: Client,
-    pub keys: Keys,
-    pub group: String,
-    pub batch: usize,
-    pub delivery: Arc<dyn Delivery>,
-    /// When the last read completed (ms since the epoch), for readiness.
-    pub last_read: Arc<AtomicU64>,
-}
-
-
 type ReadReply = Option<Vec<(String, Vec<(String, Option<Vec<String>>)>)>>;
 
+/// Reads this node's groups and delivers what it reads.
+pub struct BusConsumer {
+    client: Client,
+    shared: Arc<Shared>,
+    delivery: Arc<dyn Delivery>,
+    buses: Vec<String>,
+    shard_of: HashMap<String, usize>,
+    /// Per shard, when a read last found no more entries than it took (ms since the epoch).
+    drained_at: Vec<u64>,
+}
+
 /// Creates this node's group on every shard, starting at the newest entry; an existing group
-/// (same node id, restarted) keeps its position and pending entries.
-pub async fn create_groups(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, group: &str) -> redis::RedisResult<()> {
+/// (same node id, restarted) keeps its position and pending entries. Returns how many groups
+/// had to be created.
+pub async fn create_groups(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, group: &str) -> redis::RedisResult<usize> {
+    let mut created = 0;
     for bus in keys.all_buses() {
-        let created: redis::RedisResult<String> =
+        let reply: redis::RedisResult<String> =
             redis::cmd("XGROUP").arg("CREATE").arg(&bus).arg(group).arg("$").arg("MKSTREAM").query_async(conn).await;
-        match created {
+        match reply {
             Err(error) if error.code() == Some("BUSYGROUP") => {}
             other => {
                 other?;
+                created += 1;
             }
         }
     }
-    Ok(())
+    Ok(created)
+}
+
+/// What the consumer found out about Redis on (re)connecting.
+enum Epoch {
+    /// The first time this node sees Redis.
+    First,
+    Same,
+    /// Redis lost its data since this node last saw it.
+    Changed,
+}
+
+fn from_engine(error: EngineError) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "engine", error.to_string()))
 }
 
 impl BusConsumer {
+    pub fn new(client: Client, shared: Arc<Shared>, delivery: Arc<dyn Delivery>) -> Self {
+        let buses = shared.keys.all_buses();
+        let shard_of = buses.iter().enumerate().map(|(shard, bus)| (bus.clone(), shard)).collect();
+        let drained_at = vec![now_ms(); buses.len()];
+        Self { client, shared, delivery, buses, shard_of, drained_at }
+    }
+
     /// Reads until the task is dropped, reconnecting after failures.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         loop {
             if let Err(error) = self.consume().await {
                 tracing::warn!(%error, "bus consumer failed; reconnecting");
@@ -65,45 +93,114 @@ impl BusConsumer {
         }
     }
 
-    async fn consume(&self) -> redis::RedisResult<()> {
+    async fn consume(&mut self) -> redis::RedisResult<()> {
         // Blocking reads get a connection of their own with no response timeout.
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
         // Redis may have come back empty: groups and functions are recreated on every connect,
         // groups first, so no publish (which needs the functions) can precede this node's group.
-        create_groups(&mut conn, &self.keys, &self.group).await?;
+        let created = create_groups(&mut conn, &self.shared.keys, &self.shared.config.node_id).await?;
         super::migrate(&mut conn).await.map_err(|e| match e {
             super::MigrateError::Redis(error) => error,
             other => redis::RedisError::from((redis::ErrorKind::Client, "migration", other.to_string())),
         })?;
+        match self.check_epoch(&mut conn).await? {
+            Epoch::Changed => {
+                tracing::warn!("Redis lost its data; restoring this node's sessions and reporting gaps");
+                let positions = self.delivery.catch_up_positions();
+                for (room, after) in &positions {
+                    self.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(*after) });
+                }
+                self.shared.restore_registrations().await.map_err(from_engine)?;
+                self.catch_up(positions).await?;
+            }
+            Epoch::Same if created > 0 => {
+                tracing::warn!(groups = created, "this node's consumer groups were gone; catching up from history");
+                self.catch_up(self.delivery.catch_up_positions()).await?;
+            }
+            Epoch::Same | Epoch::First => {}
+        }
         // Pending entries first (id 0), until none is left; then new ones (id >).
         while self.read(&mut conn, "0").await? > 0 {}
         loop {
+            let half_retention = self.shared.config.bus_retention_ms / 2;
+            let oldest_drain = self.drained_at.iter().copied().min().unwrap_or(0);
+            if now_ms().saturating_sub(oldest_drain) > half_retention {
+                tracing::warn!("the bus was not drained for half its retention; catching up from history");
+                let started = now_ms();
+                self.catch_up(self.delivery.catch_up_positions()).await?;
+                self.drained_at.fill(started);
+            }
             self.read(&mut conn, ">").await?;
         }
     }
 
+    /// Sets the epoch if Redis has none (first use, or emptied) and compares it with the one
+    /// this node saw before.
+    async fn check_epoch(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<Epoch> {
+        let candidate = uuid::Uuid::new_v4().simple().to_string();
+        let previous: Option<String> =
+            redis::cmd("SET").arg(Keys::epoch()).arg(&candidate).arg("NX").arg("GET").query_async(conn).await?;
+        let current = previous.unwrap_or(candidate);
+        let mut known = self.shared.epoch.lock().unwrap_or_else(|p| p.into_inner());
+        let epoch = match known.as_deref() {
+            None => Epoch::First,
+            Some(seen) if seen == current => Epoch::Same,
+            Some(_) => Epoch::Changed,
+        };
+        *known = Some(current);
+        Ok(epoch)
+    }
+
+    /// Delivers, for each room, what its history holds after `after`, preceded by a gap when
+    /// the history no longer reaches back that far.
+    async fn catch_up(&self, positions: Vec<(RoomName, MessageId)>) -> redis::RedisResult<()> {
+        for (room, after) in positions {
+            let recovery = self.shared.store.recover(&room, Some(after)).await.map_err(from_engine)?;
+            if !recovery.recovered {
+                self.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(after) });
+            }
+            for message in recovery.messages {
+                self.delivery.deliver(BusEvent::Message(Arc::new(message)));
+            }
+        }
+        Ok(())
+    }
+
     /// One read over every shard; returns how many entries it delivered.
-    async fn read(&self, conn: &mut MultiplexedConnection, from: &str) -> redis::RedisResult<usize> {
-        let buses = self.keys.all_buses();
+    async fn read(&mut self, conn: &mut MultiplexedConnection, from: &str) -> redis::RedisResult<usize> {
+        let (group, batch) = (&self.shared.config.node_id, self.shared.config.read_batch);
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.group).arg(&self.group).arg("COUNT").arg(self.batch);
+        cmd.arg("GROUP").arg(group).arg(group).arg("COUNT").arg(batch);
         if from == ">" {
             cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
         }
-        cmd.arg("STREAMS").arg(&buses);
-        for _ in &buses {
+        cmd.arg("STREAMS").arg(&self.buses);
+        for _ in &self.buses {
             cmd.arg(from);
         }
+        let started = now_ms();
         let reply: ReadReply = cmd.query_async(conn).await?;
-        self.last_read.store(now_ms(), Ordering::Release);
+        let finished = now_ms();
+        self.shared.last_read.store(finished, Ordering::Release);
+        let previous_drains = std::mem::replace(&mut self.drained_at, vec![started; self.buses.len()]);
+        let mut lag = 0;
         let mut delivered = 0;
         for (bus, entries) in reply.unwrap_or_default() {
             if entries.is_empty() {
                 continue;
             }
+            if entries.len() >= batch {
+                // More may be waiting: the shard is not drained, and the node is behind by at
+                // least the age of the newest entry it took.
+                if let Some(&shard) = self.shard_of.get(&bus) {
+                    self.drained_at[shard] = previous_drains[shard];
+                }
+                let newest = entries.last().and_then(|(id, _)| id.parse::<MessageId>().ok());
+                lag = lag.max(newest.map_or(0, |id| finished.saturating_sub(id.millis())));
+            }
             let mut ack = redis::cmd("XACK");
-            ack.arg(&bus).arg(&self.group);
+            ack.arg(&bus).arg(group);
             for (id, fields) in &entries {
                 // A pending entry trimmed from the stream comes back without fields.
                 if let Some(event) = fields.as_deref().and_then(decode) {
@@ -114,6 +211,7 @@ impl BusConsumer {
             }
             let _: i64 = ack.query_async(conn).await?;
         }
+        self.shared.lag_ms.store(lag, Ordering::Release);
         Ok(delivered)
     }
 }

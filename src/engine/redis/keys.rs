@@ -1,5 +1,6 @@
 //! Redis key names. A room's keys carry the hash tag of its bus shard, so a publish (history and
-//! bus) touches one Redis Cluster slot.
+//! bus) touches one Redis Cluster slot; a node's session keys carry the node's tag, so recording a
+//! session touches one slot too.
 
 use crate::domain::RoomName;
 
@@ -47,6 +48,31 @@ impl Keys {
 
     pub fn bus(&self, shard: u32) -> String {
         format!("rookery:{{s{shard}}}:bus")
+    }
+
+    /// A session's metadata: user, node, connected_at, last_seen, rooms.
+    pub fn session(node: &str, session: impl std::fmt::Display) -> String {
+        format!("rookery:{{n{node}}}:session:{session}")
+    }
+
+    /// A node's sessions and their rooms, for the reaper.
+    pub fn node_sessions(node: &str) -> String {
+        format!("rookery:{{n{node}}}:sessions")
+    }
+
+    /// The node registry: node id -> last heartbeat.
+    pub fn nodes() -> &'static str {
+        "rookery:nodes"
+    }
+
+    /// The lock held by the node that is reaping.
+    pub fn reaper() -> &'static str {
+        "rookery:reaper"
+    }
+
+    /// A random value set when Redis is first used; a new value means Redis lost its data.
+    pub fn epoch() -> &'static str {
+        "rookery:epoch"
     }
 
     /// Holds the highest schema version any node has applied.

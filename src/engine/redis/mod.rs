@@ -1,21 +1,25 @@
-//! The Redis engine: messages, history and presence in Redis, so many nodes act as one.
+//! The Redis engine: messages, history, presence and sessions in Redis, so many nodes act as one.
 //!
 //! - `keys`: the key layout; `migrate`: the versioned Redis Functions applied at start;
 //! - `store`: publish, history and recover, one round trip each;
 //! - `presence`: who is in which room, with join and leave events put on the bus;
-//! - `bus`: the consumer that delivers every shard's entries to this node.
+//! - `sessions`: each session's record, written at connect and with every join and leave;
+//! - `bus`: the consumer that delivers every shard's entries to this node, and catches up from
+//!   the rooms' history when it may have missed some;
+//! - `nodes`: the heartbeat and the reaper of silent nodes.
 //!
-//! Built in steps (see `docs/cluster.md`): the node registry and reaper, gap detection and the
-//! node's settings (`ROOKERY_REDIS_URL`, ...) come next.
+//! `docs/cluster.md` describes the design and its guarantees.
 
 mod bus;
 mod keys;
 mod migrate;
+mod nodes;
 mod presence;
+mod sessions;
 mod store;
 
 use std::sync::{
-    Arc,
+    Arc, Mutex,
     atomic::{AtomicU64, Ordering},
 };
 
@@ -31,18 +35,23 @@ use crate::{
     domain::{Member, Message, MessageId, RoomName, SessionId, UserName, now_ms},
     protocol::HistoryQuery,
 };
+use sessions::SessionTable;
 
 /// How a node reaches Redis and lays out its keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub url: String,
-    /// The node's id: its consumer group on every bus shard.
+    /// The node's id: its consumer group on every bus shard and its entry in the registry.
     pub node_id: String,
     pub bus_shards: u32,
     pub bus_retention_ms: u64,
     pub history_len: usize,
     /// Entries read per shard per bus read.
     pub read_batch: usize,
+    /// A node silent this long has its users removed from presence (see `nodes`).
+    pub node_ttl_ms: u64,
+    /// Readiness fails while the bus consumer is further behind than this.
+    pub max_lag_ms: u64,
 }
 
 /// Why the engine could not start.
@@ -56,86 +65,157 @@ pub enum ConnectError {
     Redis(String),
 }
 
-/// The cluster engine.
-pub struct RedisEngine {
+/// What the engine's calls, its bus consumer and its heartbeat share.
+pub(crate) struct Shared {
+    config: RedisConfig,
     pool: deadpool_redis::Pool,
+    keys: Keys,
     store: MessageStore,
     presence: RedisPresence,
-    consumer: tokio::task::JoinHandle<()>,
-    last_read: Arc<AtomicU64>,
+    sessions: SessionTable,
+    /// When the bus consumer last completed a read (ms since the epoch).
+    last_read: AtomicU64,
+    /// How far the bus consumer is behind the newest entries it has seen (ms).
+    lag_ms: AtomicU64,
+    /// The Redis epoch this node has seen (see `Keys::epoch`).
+    epoch: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn known_epoch(&self) -> Option<String> {
+        self.epoch.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Writes every session record and presence membership of this node again, after Redis
+    /// lost them (emptied, or this node was reaped while alive). Joins announce the users again.
+    async fn restore_registrations(&self) -> Result<(), EngineError> {
+        let mut conn = connection(&self.pool).await?;
+        for pipe in self.sessions.refresh() {
+            let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        }
+        for chunk in self.sessions.memberships().chunks(128) {
+            let mut pipe = redis::pipe();
+            for (room, user, session) in chunk {
+                pipe.add_command(self.presence.join(room, user, *session)).ignore();
+            }
+            let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The cluster engine.
+pub struct RedisEngine {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Bus reads may be this many block intervals old before the node reports itself not ready.
 const STALE_READS: u32 = 3;
 
 impl RedisEngine {
-    /// Migrates Redis, joins the bus with this node's groups and starts delivering to `delivery`.
+    /// Migrates Redis, clears what a previous run of this node id left, joins the bus with this
+    /// node's groups, and starts delivering to `delivery` and heartbeating.
     pub async fn connect(config: RedisConfig, delivery: Arc<dyn Delivery>) -> Result<Self, ConnectError> {
         let client = redis::Client::open(config.url.as_str()).map_err(|e| ConnectError::Url(e.to_string()))?;
         let pool = deadpool_redis::Config::from_url(config.url.as_str())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .map_err(|e| ConnectError::Url(e.to_string()))?;
         let keys = Keys::new(config.bus_shards);
-        let mut conn = pool.get().await.map_err(|e| ConnectError::Redis(e.to_string()))?;
-        migrate(&mut conn).await?;
-        // Groups exist before the first publish this node could be asked to deliver.
-        bus::create_groups(&mut conn, &keys, &config.node_id).await.map_err(|e| ConnectError::Redis(e.to_string()))?;
-        drop(conn);
-        let last_read = Arc::new(AtomicU64::new(0));
-        let consumer = tokio::spawn(
-            bus::BusConsumer {
-                client,
-                keys: keys.clone(),
-                group: config.node_id.clone(),
-                batch: config.read_batch,
-                delivery,
-                last_read: last_read.clone(),
-            }
-            .run(),
-        );
-        Ok(Self {
+        let shared = Arc::new(Shared {
             store: MessageStore::new(pool.clone(), keys.clone(), config.history_len, config.bus_retention_ms),
-            presence: RedisPresence::new(pool.clone(), keys),
+            presence: RedisPresence::new(pool.clone(), keys.clone()),
+            sessions: SessionTable::new(config.node_id.clone(), config.node_ttl_ms.saturating_mul(3)),
+            last_read: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(0),
+            epoch: Mutex::new(None),
+            keys,
             pool,
-            consumer,
-            last_read,
-        })
+            config,
+        });
+        let mut conn = shared.pool.get().await.map_err(|e| ConnectError::Redis(e.to_string()))?;
+        migrate(&mut conn).await?;
+        let redis_error = |e: redis::RedisError| ConnectError::Redis(e.to_string());
+        // Groups exist before the first publish this node could be asked to deliver.
+        bus::create_groups(&mut conn, &shared.keys, &shared.config.node_id).await.map_err(redis_error)?;
+        // Sessions of a previous run of this node id are gone: their users leave their rooms.
+        let stale = nodes::remove_sessions(&mut conn, &shared, &shared.config.node_id)
+            .await
+            .map_err(|e| ConnectError::Redis(e.to_string()))?;
+        if stale > 0 {
+            tracing::info!(sessions = stale, "removed the sessions of this node's previous run");
+        }
+        drop(conn);
+        let consumer = tokio::spawn(bus::BusConsumer::new(client, shared.clone(), delivery).run());
+        let heartbeat = tokio::spawn(nodes::run(shared.clone()));
+        Ok(Self { shared, tasks: vec![consumer, heartbeat] })
     }
 }
 
 impl Drop for RedisEngine {
     fn drop(&mut self) {
-        self.consumer.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
 #[async_trait]
 impl Broker for RedisEngine {
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
-        self.store.publish(&message, "").await
+        self.shared.store.publish(&message, "").await
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
-        self.store.history(room, query).await
+        self.shared.store.history(room, query).await
     }
 
     async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
-        self.store.recover(room, since).await
+        self.shared.store.recover(room, since).await
     }
 }
 
 #[async_trait]
 impl PresenceStore for RedisEngine {
+    async fn connect(&self, session: SessionId, user: &UserName) -> Result<(), EngineError> {
+        let record = self.shared.sessions.connect(session, user);
+        let mut conn = connection(&self.shared.pool).await?;
+        let _: i64 = record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        Ok(())
+    }
+
+    /// The session record is written first, so the node's index always covers its presence.
     async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<Vec<Member>, EngineError> {
-        self.presence.join(room, user, session).await
+        let mut pipe = redis::pipe();
+        if let Some(record) = self.shared.sessions.set_room(session, room, true) {
+            pipe.add_command(record).ignore();
+        }
+        pipe.add_command(self.shared.presence.join(room, user, session));
+        let mut conn = connection(&self.shared.pool).await?;
+        let (flat,): (Vec<(String, u32)>,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        presence::members_reply(flat)
     }
 
     async fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<(), EngineError> {
-        self.presence.leave(room, user, session).await
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.shared.presence.leave(room, user, session)).ignore();
+        if let Some(record) = self.shared.sessions.set_room(session, room, false) {
+            pipe.add_command(record).ignore();
+        }
+        let mut conn = connection(&self.shared.pool).await?;
+        let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        Ok(())
+    }
+
+    async fn disconnect(&self, session: SessionId) -> Result<(), EngineError> {
+        let drop_record = self.shared.sessions.disconnect(session);
+        let mut conn = connection(&self.shared.pool).await?;
+        let _: i64 = drop_record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        Ok(())
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {
-        self.presence.members(room).await
+        self.shared.presence.members(room).await
     }
 }
 
@@ -145,14 +225,18 @@ impl Engine for RedisEngine {
         "redis"
     }
 
-    /// Ready when Redis answers and the bus consumer has completed a read recently (a node that
-    /// cannot deliver must not take new clients).
+    /// Ready when Redis answers, the bus consumer has completed a read recently, and it is not
+    /// too far behind (a node that cannot deliver in time must not take new clients).
     async fn check_ready(&self) -> Result<(), EngineError> {
-        let mut conn = connection(&self.pool).await?;
+        let mut conn = connection(&self.shared.pool).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-        let age = now_ms().saturating_sub(self.last_read.load(Ordering::Acquire));
+        let age = now_ms().saturating_sub(self.shared.last_read.load(Ordering::Acquire));
         if age > (bus::BLOCK * STALE_READS).as_millis() as u64 {
             return Err(EngineError::Unavailable(format!("the bus consumer has not read for {age} ms")));
+        }
+        let lag = self.shared.lag_ms.load(Ordering::Acquire);
+        if lag > self.shared.config.max_lag_ms {
+            return Err(EngineError::Unavailable(format!("the bus consumer is {lag} ms behind")));
         }
         Ok(())
     }

@@ -1,5 +1,8 @@
 //! Presence in Redis: per room, users with their session counts, changed atomically by the
 //! schema's functions, which also put join and leave events on the room's bus shard.
+//!
+//! Joins and leaves are built as commands, so the engine can send each in one round trip with
+//! the session record that covers it (see `sessions`).
 
 use deadpool_redis::Pool;
 
@@ -20,30 +23,27 @@ impl RedisPresence {
         Self { pool, keys }
     }
 
-    async fn call<T: redis::FromRedisValue>(&self, function: &str, room: &RoomName, user: &UserName, session: SessionId) -> Result<T, EngineError> {
-        let mut conn = connection(&self.pool).await?;
-        redis::cmd("FCALL")
-            .arg(function)
+    fn call(&self, function: &str, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg(function)
             .arg(3)
             .arg(self.keys.presence(room))
             .arg(self.keys.members(room))
             .arg(self.keys.bus(self.keys.shard(room)))
             .arg(room.as_str())
             .arg(user.as_str())
-            .arg(session.to_string())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| engine_error(&e))
+            .arg(session.to_string());
+        cmd
     }
 
-    pub async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<Vec<Member>, EngineError> {
-        let flat: Vec<(String, u32)> = self.call("rookery_v1_join", room, user, session).await?;
-        members(flat)
+    /// Adds the session; replies with the room's users and counts (see [`members_reply`]).
+    pub fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
+        self.call("rookery_v1_join", room, user, session)
     }
 
-    pub async fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<(), EngineError> {
-        let _: i64 = self.call("rookery_v1_leave", room, user, session).await?;
-        Ok(())
+    /// Removes the session; a no-op for a session that is not in the room.
+    pub fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
+        self.call("rookery_v1_leave", room, user, session)
     }
 
     pub async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {
@@ -53,11 +53,12 @@ impl RedisPresence {
             .query_async(&mut conn)
             .await
             .map_err(|e| engine_error(&e))?;
-        members(flat)
+        members_reply(flat)
     }
 }
 
-fn members(flat: Vec<(String, u32)>) -> Result<Vec<Member>, EngineError> {
+/// A presence hash as members sorted by user name.
+pub fn members_reply(flat: Vec<(String, u32)>) -> Result<Vec<Member>, EngineError> {
     let mut members = flat
         .into_iter()
         .map(|(user, sessions)| {

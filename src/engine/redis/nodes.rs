@@ -1,0 +1,200 @@
+//! The node registry: every node heartbeats into Redis, and any live node reaps the nodes that
+//! went silent, so a node that dies without closing its sessions does not leave its users in
+//! the rooms.
+//!
+//! Timing, for a node TTL `T` (`ROOKERY_NODE_TTL_MS`): nodes heartbeat every `T/5`; a node
+//! silent for `3T/5` counts as dead; every node looks for dead ones at each heartbeat. So the
+//! dead node's users leave their rooms within about `4T/5` of its last heartbeat, inside `T`.
+//! One reaper works at a time (a lock that expires after `T`). Reaping a node removes its
+//! sessions from presence (which announces the leaves), deletes their records and destroys its
+//! consumer groups. A node that was reaped while alive (paused longer than that) notices at its
+//! next heartbeat and writes its sessions and presence back once the reaper is done; its bus
+//! consumer recreates its groups and catches up from the rooms' history.
+
+use std::{sync::Arc, time::Duration};
+
+use redis::aio::ConnectionLike;
+
+use super::{Keys, Shared, connection};
+use crate::{domain::SessionId, engine::EngineError};
+
+/// Sessions written per round trip while reaping.
+const REAP_CHUNK: usize = 128;
+
+/// Deletes the reaper lock only if this node still holds it.
+const RELEASE_LOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/// The heartbeat interval for a node TTL.
+pub fn heartbeat_interval(ttl_ms: u64) -> Duration {
+    Duration::from_millis((ttl_ms / 5).max(1))
+}
+
+fn silent_after_ms(ttl_ms: u64) -> u64 {
+    ttl_ms * 3 / 5
+}
+
+/// Heartbeats and reaps until the task is dropped.
+pub async fn run(shared: Arc<Shared>) {
+    let ttl_ms = shared.config.node_ttl_ms;
+    let mut ticker = tokio::time::interval(heartbeat_interval(ttl_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Session records live three TTLs and are rewritten once per TTL.
+    let refresh_every = 5u64;
+    let mut registered = false;
+    for beat in 0u64.. {
+        ticker.tick().await;
+        match heartbeat(&shared, registered).await {
+            Ok(()) => registered = true,
+            Err(error) => {
+                tracing::warn!(%error, "heartbeat failed");
+                continue;
+            }
+        }
+        if beat % refresh_every == 0
+            && let Err(error) = refresh_sessions(&shared).await
+        {
+            tracing::warn!(%error, "refreshing session records failed");
+        }
+        if let Err(error) = reap_silent_nodes(&shared).await {
+            tracing::warn!(%error, "reaping silent nodes failed");
+        }
+    }
+}
+
+/// Records this node as alive. A node that was registered before but is missing from the
+/// registry while Redis kept its data (same epoch) was reaped: it restores its registrations.
+async fn heartbeat(shared: &Shared, registered: bool) -> Result<(), EngineError> {
+    let mut conn = connection(&shared.pool).await?;
+    let (added, epoch): (i64, String) = redis::cmd("FCALL")
+        .arg("rookery_v1_heartbeat")
+        .arg(2)
+        .arg(Keys::nodes())
+        .arg(Keys::epoch())
+        .arg(&shared.config.node_id)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| super::engine_error(&e))?;
+    let same_epoch = shared.known_epoch().is_some_and(|known| known == epoch);
+    if registered && added == 1 && same_epoch {
+        tracing::warn!(node = %shared.config.node_id, "this node was reaped while alive; restoring its sessions");
+        wait_for_reaper(&mut conn, shared.config.node_ttl_ms).await?;
+        shared.restore_registrations().await?;
+    }
+    Ok(())
+}
+
+/// Waits (at most one TTL, when the lock expires anyway) until no reaper is at work.
+async fn wait_for_reaper(conn: &mut impl ConnectionLike, ttl_ms: u64) -> Result<(), EngineError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(ttl_ms);
+    loop {
+        let holder: Option<String> =
+            redis::cmd("GET").arg(Keys::reaper()).query_async(conn).await.map_err(|e| super::engine_error(&e))?;
+        if holder.is_none() || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn refresh_sessions(shared: &Shared) -> Result<(), EngineError> {
+    let mut conn = connection(&shared.pool).await?;
+    for pipe in shared.sessions.refresh() {
+        let () = pipe.query_async(&mut conn).await.map_err(|e| super::engine_error(&e))?;
+    }
+    Ok(())
+}
+
+/// Reaps every node silent for too long, if this node gets the reaper lock.
+async fn reap_silent_nodes(shared: &Shared) -> Result<(), EngineError> {
+    let (node, ttl_ms) = (&shared.config.node_id, shared.config.node_ttl_ms);
+    let mut conn = connection(&shared.pool).await?;
+    let silent: Vec<String> = redis::cmd("FCALL_RO")
+        .arg("rookery_v1_silent_nodes")
+        .arg(1)
+        .arg(Keys::nodes())
+        .arg(silent_after_ms(ttl_ms))
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| super::engine_error(&e))?;
+    let silent: Vec<String> = silent.into_iter().filter(|other| other != node).collect();
+    if silent.is_empty() {
+        return Ok(());
+    }
+    let locked: Option<String> = redis::cmd("SET")
+        .arg(Keys::reaper())
+        .arg(node)
+        .arg("NX")
+        .arg("PX")
+        .arg(ttl_ms)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| super::engine_error(&e))?;
+    if locked.is_none() {
+        return Ok(()); // another node is reaping
+    }
+    let mut outcome = Ok(());
+    for dead in &silent {
+        // Claimed only if still silent, so a node that just came back is left alone.
+        let claimed: redis::RedisResult<i64> = redis::cmd("FCALL")
+            .arg("rookery_v1_claim_silent")
+            .arg(1)
+            .arg(Keys::nodes())
+            .arg(dead)
+            .arg(silent_after_ms(ttl_ms))
+            .query_async(&mut conn)
+            .await;
+        outcome = match claimed {
+            Ok(1) => match remove_sessions(&mut conn, shared, dead).await {
+                Ok(sessions) => {
+                    destroy_groups(&mut conn, shared, dead).await.map(|()| {
+                        tracing::info!(node = %dead, sessions, "reaped a silent node");
+                    })
+                }
+                Err(error) => Err(error),
+            },
+            Ok(_) => Ok(()),
+            Err(error) => Err(super::engine_error(&error)),
+        };
+        if outcome.is_err() {
+            break;
+        }
+    }
+    let _: redis::RedisResult<i64> =
+        redis::cmd("EVAL").arg(RELEASE_LOCK).arg(1).arg(Keys::reaper()).arg(node).query_async(&mut conn).await;
+    outcome
+}
+
+/// Takes `node`'s session index and removes each session from the rooms it was in (announcing
+/// leaves where it was the user's last session) and deletes its record. Returns the count.
+pub async fn remove_sessions(conn: &mut impl ConnectionLike, shared: &Shared, node: &str) -> Result<usize, EngineError> {
+    let index: Vec<(String, String)> = redis::cmd("FCALL")
+        .arg("rookery_v1_sessions_take")
+        .arg(1)
+        .arg(Keys::node_sessions(node))
+        .query_async(conn)
+        .await
+        .map_err(|e| super::engine_error(&e))?;
+    for chunk in index.chunks(REAP_CHUNK) {
+        let mut pipe = redis::pipe();
+        for (session, entry) in chunk {
+            let (Ok(id), Some((user, rooms))) = (session.parse::<SessionId>(), super::sessions::parse_index_entry(entry)) else {
+                continue;
+            };
+            for room in rooms {
+                pipe.add_command(shared.presence.leave(&room, &user, id)).ignore();
+            }
+            pipe.cmd("DEL").arg(Keys::session(node, session)).ignore();
+        }
+        let () = pipe.query_async(conn).await.map_err(|e| super::engine_error(&e))?;
+    }
+    Ok(index.len())
+}
+
+async fn destroy_groups(conn: &mut impl ConnectionLike, shared: &Shared, node: &str) -> Result<(), EngineError> {
+    let mut pipe = redis::pipe();
+    for bus in shared.keys.all_buses() {
+        pipe.cmd("XGROUP").arg("DESTROY").arg(bus).arg(node).ignore();
+    }
+    let () = pipe.query_async(conn).await.map_err(|e| super::engine_error(&e))?;
+    Ok(())
+}
