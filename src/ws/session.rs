@@ -7,7 +7,7 @@
 
 use std::{collections::HashMap, time::{Duration, SystemTime}};
 
-use actix::{Actor, AsyncContext, Context, Handler, ResponseActFuture, fut};
+use actix::{Actor, AsyncContext, Context, Handler, ResponseActFuture, WrapFuture, fut};
 use actix_web::web;
 use bytestring::ByteString;
 
@@ -152,13 +152,18 @@ impl Actor for Session {
         }
         .encode();
         self.write(welcome, ctx);
+        // Commands wait until the session is recorded, so a join's record (written with the
+        // join) can never be overwritten by this first one.
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
-        actix_web::rt::spawn(async move {
-            // Not fatal: the session works without its record, which the heartbeat rewrites.
-            if let Err(error) = engine.connect(session, &user).await {
-                tracing::warn!(%error, %session, "recording the session failed");
+        ctx.wait(
+            async move {
+                // Not fatal: the session works without its record, which the heartbeat rewrites.
+                if let Err(error) = engine.connect(session, &user).await {
+                    tracing::warn!(%error, %session, "recording the session failed");
+                }
             }
-        });
+            .into_actor(self),
+        );
         if let Some(expires_at) = self.identity.expires_at {
             let left = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
             ctx.run_later(left, |act, ctx| {

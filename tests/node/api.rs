@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{http, http_text, spawn_app};
+use crate::helpers::{Endpoint, http, http_text, spawn_app};
 
 const KEY: (&str, &str) = ("Authorization", "Bearer sekrit");
 

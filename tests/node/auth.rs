@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::HeaderValue};
 
-use crate::helpers::{Client, TestApp, spawn_app};
+use crate::helpers::{Endpoint, Client, TestApp, spawn_app};
 
 const SECRET: &str = "test-secret";
 

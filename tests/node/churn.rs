@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{Endpoint, spawn_app};
 
 #[actix_web::test]
 async fn sessions_and_rooms_return_to_zero_after_churn() {

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::{
-    helpers::{Client, TestApp, http, spawn_app},
+    helpers::{Endpoint, Client, TestApp, http, spawn_app},
     redis_server::RedisServer,
 };
 
@@ -60,44 +60,4 @@ async fn a_client_resumes_on_another_node_without_losing_messages() {
     let bodies: Vec<&str> = replayed.iter().map(|m| m["body"].as_str().unwrap_or("")).collect();
     assert_eq!(bodies, ["missed 0", "missed 1", "missed 2"]);
     assert_eq!(joined["recovered"], true);
-}
-
-#[actix_web::test]
-async fn a_redis_outage_refuses_sends_and_the_node_recovers_when_redis_returns_empty() {
-    let redis = RedisServer::start();
-    let port = redis.port;
-    let a = node(&redis, "node-a").await;
-    let mut alice = a.client("alice").await;
-    alice.join("lobby").await;
-    drop(redis);
-
-    let reply = alice.request(json!({"type":"send","room":"lobby","body":"lost"})).await;
-    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("unavailable")));
-    assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong", "the connection stays open");
-    let (status, ready) = http(&a, "GET", "/readyz", &[], None).await;
-    assert_eq!((status, ready["status"].as_str()), (503, Some("unavailable")));
-
-    let _back = RedisServer::start_on(port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let reply = alice.request(json!({"type":"send","room":"lobby","body":"back"})).await;
-        if reply["type"] == "ack" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the node never recovered: {reply}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    // The copy of "back" may have come before its ack (and been skipped); watch for a new one.
-    alice.send(json!({"type":"send","room":"lobby","body":"delivered"})).await;
-    loop {
-        let (message, _) = alice.recv_until("message").await;
-        if message["body"] == "delivered" {
-            break; // delivery works again through the recreated groups
-        }
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while http(&a, "GET", "/readyz", &[], None).await.0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "readiness never came back");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
 }

@@ -14,7 +14,7 @@ use rookery::{
 };
 use serde_json::json;
 
-use crate::helpers::{TestApp, http, spawn_app_with};
+use crate::helpers::{Endpoint, TestApp, http, spawn_app_with};
 
 /// The memory engine, failing with `fault` while one is set.
 struct Switched {

@@ -67,16 +67,27 @@ fn test_settings(vars: &[(&str, &str)]) -> Settings {
     Settings::from_vars(&env).expect("test settings")
 }
 
-impl TestApp {
-    pub fn ws_url(&self, query: &str) -> String {
-        format!("ws://127.0.0.1:{}/ws{query}", self.port)
+/// Anything serving a node on a local port: a node in this test, or one in a child process.
+pub trait Endpoint {
+    fn port(&self) -> u16;
+
+    fn ws_url(&self, query: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws{query}", self.port())
     }
 
     /// Connects as `user` and reads the welcome frame.
-    pub async fn client(&self, user: &str) -> Client {
+    async fn client(&self, user: &str) -> Client {
         Client::connect(&self.ws_url(&format!("?user={user}"))).await
     }
+}
 
+impl Endpoint for TestApp {
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl TestApp {
     /// Waits until `check` holds for the node, or fails naming `what`.
     pub async fn eventually(&self, what: &str, check: impl Fn(&Node) -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -154,6 +165,16 @@ impl Client {
         }
     }
 
+    /// Reads frames until `count` `message` frames arrived; returns them, and the other frames.
+    pub async fn messages(&mut self, count: usize) -> (Vec<Value>, Vec<Value>) {
+        let (mut messages, mut others) = (Vec::new(), Vec::new());
+        while messages.len() < count {
+            let frame = self.recv().await;
+            if frame["type"] == "message" { messages.push(frame) } else { others.push(frame) }
+        }
+        (messages, others)
+    }
+
     /// Sends `frame` with a `ref` and returns the reply carrying it. Frames that arrive before
     /// the reply are discarded, the sender's own copy of a message included (it may come before
     /// its ack): read those with `recv`/`recv_until` instead.
@@ -210,7 +231,7 @@ pub struct RawSocket {
 
 impl RawSocket {
     pub async fn connect(app: &TestApp, path: &str) -> RawSocket {
-        let mut stream = TcpStream::connect(("127.0.0.1", app.port)).await.expect("connect");
+        let mut stream = TcpStream::connect(("127.0.0.1", app.port())).await.expect("connect");
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -310,13 +331,13 @@ impl RawSocket {
 }
 
 /// One HTTP/1.1 request; returns the status and the body parsed as JSON (or as a string).
-pub async fn http(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+pub async fn http(app: &impl Endpoint, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
     let (status, text) = http_text(app, method, path, headers, body).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-pub async fn http_text(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", app.port)).await.expect("connect");
+pub async fn http_text(app: &impl Endpoint, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", app.port())).await.expect("connect");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !body.is_empty() {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{RawSocket, http, spawn_app};
+use crate::helpers::{Endpoint, RawSocket, http, spawn_app};
 
 #[actix_web::test]
 async fn bad_requests_get_errors_and_ten_in_a_minute_close_with_1008() {

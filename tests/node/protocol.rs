@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Client, spawn_app};
+use crate::helpers::{Endpoint, Client, spawn_app};
 
 #[actix_web::test]
 async fn welcome_announces_session_user_node_and_limits() {

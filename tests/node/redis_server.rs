@@ -10,36 +10,65 @@ use std::{
 /// A running redis-server with its own data directory.
 pub struct RedisServer {
     pub port: u16,
-    child: Child,
+    child: Option<Child>,
     dir: PathBuf,
+    durable: bool,
 }
 
 impl RedisServer {
-    /// Starts redis-server (from PATH) on a free port and waits until it answers.
+    /// Starts redis-server (from PATH) on a free port, keeping nothing on disk.
     pub fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        Self::start_on(port)
+        Self::start_on(free_port())
     }
 
     /// Starts an empty redis-server on `port` (e.g. the port of one that was stopped).
-    pub fn start_on(port: u16) -> RedisServer {        let dir = std::env::temp_dir().join(format!("rookery-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
+    pub fn start_on(port: u16) -> RedisServer {
+        Self::launch(port, false)
+    }
+
+    /// Starts a redis-server that writes every change to its append-only file before answering
+    /// (`appendfsync always`), so [`Self::restart`] after [`Self::kill`] finds all of it.
+    pub fn start_durable() -> RedisServer {
+        Self::launch(free_port(), true)
+    }
+
+    fn launch(port: u16, durable: bool) -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("rookery-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis data directory");
+        let mut server = RedisServer { port, child: None, dir, durable };
+        server.restart();
+        server
+    }
+
+    /// Kills the server with SIGKILL; the data directory stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory and waits until it answers.
+    pub fn restart(&mut self) {
+        self.kill();
+        let persistence: &[&str] =
+            if self.durable { &["--appendonly", "yes", "--appendfsync", "always"] } else { &["--appendonly", "no"] };
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
             .arg("--dir")
-            .arg(&dir)
+            .arg(&self.dir)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}): install it with `apt-get install -y redis-server`")
             });
-        let server = RedisServer { port, child, dir };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+        while !answers_ping(self.port) {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     pub fn url(&self) -> String {
@@ -53,10 +82,22 @@ impl RedisServer {
     }
 }
 
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// True once the server answers PING (it refuses commands while loading its data).
+fn answers_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{RawSocket, http, spawn_app};
+use crate::helpers::{Endpoint, RawSocket, http, spawn_app};
 
 const FIN: u8 = 0x80;
 const TEXT: u8 = 0x1;

@@ -41,6 +41,16 @@ pub struct BusConsumer {
     shard_of: HashMap<String, usize>,
     /// Per shard, when a read last found no more entries than it took (ms since the epoch).
     drained_at: Vec<u64>,
+    pending_work: PendingWork,
+}
+
+/// Work a reconnect found necessary, kept until it succeeds.
+#[derive(Default)]
+struct PendingWork {
+    /// Write this node's sessions and presence back (Redis lost them).
+    restore: bool,
+    /// Read every local room's history after its position (the bus may have lost entries).
+    catch_up: bool,
 }
 
 /// Creates this node's group on every shard, starting at the newest entry; an existing group
@@ -80,7 +90,7 @@ impl BusConsumer {
         let buses = shared.keys.all_buses();
         let shard_of = buses.iter().enumerate().map(|(shard, bus)| (bus.clone(), shard)).collect();
         let drained_at = vec![now_ms(); buses.len()];
-        Self { client, shared, delivery, buses, shard_of, drained_at }
+        Self { client, shared, delivery, buses, shard_of, drained_at, pending_work: PendingWork::default() }
     }
 
     /// Reads until the task is dropped, reconnecting after failures.
@@ -107,32 +117,48 @@ impl BusConsumer {
         match self.check_epoch(&mut conn).await? {
             Epoch::Changed => {
                 tracing::warn!("Redis lost its data; restoring this node's sessions and reporting gaps");
-                let positions = self.delivery.catch_up_positions();
-                for (room, after) in &positions {
-                    self.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(*after) });
+                for (room, after) in self.delivery.catch_up_positions() {
+                    self.delivery.deliver(BusEvent::Gap { room, after: Some(after) });
                 }
-                self.shared.restore_registrations().await.map_err(from_engine)?;
-                self.catch_up(positions).await?;
+                self.pending_work.restore = true;
+                self.pending_work.catch_up = true;
             }
             Epoch::Same if created > 0 => {
                 tracing::warn!(groups = created, "this node's consumer groups were gone; catching up from history");
-                self.catch_up(self.delivery.catch_up_positions()).await?;
+                self.pending_work.catch_up = true;
             }
             Epoch::Same | Epoch::First => {}
         }
         // Pending entries first (id 0), until none is left; then new ones (id >).
+        self.catch_up_if_needed().await?;
         while self.read(&mut conn, "0").await? > 0 {}
         loop {
-            let half_retention = self.shared.config.bus_retention_ms / 2;
-            let oldest_drain = self.drained_at.iter().copied().min().unwrap_or(0);
-            if now_ms().saturating_sub(oldest_drain) > half_retention {
-                tracing::warn!("the bus was not drained for half its retention; catching up from history");
-                let started = now_ms();
-                self.catch_up(self.delivery.catch_up_positions()).await?;
-                self.drained_at.fill(started);
-            }
+            self.catch_up_if_needed().await?;
             self.read(&mut conn, ">").await?;
         }
+    }
+
+    /// Restores registrations and catches up when a reconnect asked for it or a shard has not
+    /// been drained for half the bus retention (its oldest unread entries may be trimmed before
+    /// this node reads them). Runs before a read, so nothing read later can move a room's
+    /// position past entries the bus lost. Flags stay set until the work succeeds.
+    async fn catch_up_if_needed(&mut self) -> redis::RedisResult<()> {
+        let started = now_ms();
+        let oldest_drain = self.drained_at.iter().copied().min().unwrap_or(started);
+        if started.saturating_sub(oldest_drain) > self.shared.config.bus_retention_ms / 2 {
+            tracing::warn!("the bus was not drained for half its retention; catching up from history");
+            self.pending_work.catch_up = true;
+        }
+        if self.pending_work.restore {
+            self.shared.restore_registrations().await.map_err(from_engine)?;
+            self.pending_work.restore = false;
+        }
+        if self.pending_work.catch_up {
+            self.catch_up(self.delivery.catch_up_positions()).await?;
+            self.pending_work.catch_up = false;
+            self.drained_at.fill(started);
+        }
+        Ok(())
     }
 
     /// Sets the epoch if Redis has none (first use, or emptied) and compares it with the one

@@ -1,0 +1,446 @@
+//! The cluster under failures: concurrent senders on three nodes, nodes killed with SIGKILL,
+//! restarted with the same id, paused with SIGSTOP, and Redis stopped and started again.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Client, Endpoint, TestApp, http, spawn_app},
+    node_process::NodeProcess,
+    redis_server::RedisServer,
+};
+
+async fn node(redis: &RedisServer, id: &str) -> TestApp {
+    let url = redis.url();
+    spawn_app(&[("ROOKERY_REDIS_URL", &url), ("ROOKERY_NODE_ID", id), ("ROOKERY_API_KEY", "k")]).await
+}
+
+async fn process(redis: &RedisServer, id: &str, vars: &[(&str, &str)]) -> NodeProcess {
+    let url = redis.url();
+    let mut all = vec![("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", id), ("ROOKERY_API_KEY", "k")];
+    all.extend_from_slice(vars);
+    NodeProcess::start(&all).await
+}
+
+fn ids(messages: &[Value]) -> Vec<String> {
+    messages.iter().map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+fn id_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or_default();
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+/// Asserts the ids strictly increase: one order, no duplicates.
+fn assert_strictly_increasing(ids: &[String], who: &str) {
+    for pair in ids.windows(2) {
+        assert!(id_order(&pair[0]) < id_order(&pair[1]), "{who}: {} then {}", pair[0], pair[1]);
+    }
+}
+
+/// The room's members as the API reports them: user -> sessions.
+async fn members(node: &impl Endpoint, room: &str) -> Value {
+    let (status, body) = http(node, "GET", &format!("/api/v1/rooms/{room}/members"), &[("Authorization", "Bearer k")], None).await;
+    assert_eq!(status, 200, "{body}");
+    body["members"].clone()
+}
+
+/// Sends `count` messages without waiting in between; returns the acked ids in order, and the
+/// message frames that arrived meanwhile.
+async fn send_burst(client: &mut Client, room: &str, prefix: &str, count: usize) -> (Vec<String>, Vec<Value>) {
+    for n in 0..count {
+        client.send(json!({"type":"send","room":room,"body":format!("{prefix} {n}"),"ref":format!("{prefix}-{n}")})).await;
+    }
+    let (mut acked, mut messages) = (Vec::new(), Vec::new());
+    while acked.len() < count {
+        let frame = client.recv().await;
+        assert_ne!(frame["type"], "error", "{frame}");
+        if frame["type"] == "ack" {
+            acked.push(frame["id"].as_str().unwrap_or_default().to_owned());
+        } else if frame["type"] == "message" {
+            messages.push(frame);
+        }
+    }
+    (acked, messages)
+}
+
+#[actix_web::test]
+async fn three_nodes_with_concurrent_senders_deliver_one_order_that_matches_history() {
+    let redis = RedisServer::start();
+    let nodes = [node(&redis, "n1").await, node(&redis, "n2").await, node(&redis, "n3").await];
+    let mut senders = Vec::new();
+    let mut listeners = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut sender = node.client(&format!("sender{i}")).await;
+        sender.join("lobby").await;
+        senders.push(sender);
+        let mut listener = node.client(&format!("listener{i}")).await;
+        listener.join("lobby").await;
+        listeners.push(listener);
+    }
+    const EACH: usize = 30;
+    let sending = senders.iter_mut().enumerate().map(|(i, sender)| async move {
+        let (acked, _) = send_burst(sender, "lobby", &format!("from {i}"), EACH).await;
+        (acked, sender)
+    });
+    let results = futures_util::future::join_all(sending).await;
+    let mut acked: Vec<String> = results.iter().flat_map(|(acked, _)| acked.clone()).collect();
+    acked.sort_by_key(|id| id_order(id));
+
+    let mut sequences = Vec::new();
+    for listener in listeners.iter_mut() {
+        let (messages, _) = listener.messages(3 * EACH).await;
+        sequences.push(ids(&messages));
+    }
+    let history = listeners[0].request(json!({"type":"history","room":"lobby","limit":100})).await;
+    let history = ids(history["messages"].as_array().expect("history"));
+    assert_eq!(history, acked, "history holds every acked message, in id order");
+    for (i, sequence) in sequences.iter().enumerate() {
+        assert_eq!(sequence, &history, "listener {i} saw history's order");
+    }
+}
+
+/// The group names on every bus shard of a 16-shard deployment.
+async fn bus_groups(redis: &RedisServer) -> Vec<String> {
+    let mut conn = redis.pool().get().await.expect("redis connection");
+    let mut groups = Vec::new();
+    for shard in 0..16 {
+        let infos: Vec<redis::Value> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(format!("rookery:{{s{shard}}}:bus"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        for info in infos {
+            let fields: Vec<(String, redis::Value)> = redis::from_redis_value(info).unwrap_or_default();
+            for (name, value) in fields {
+                if name == "name" {
+                    groups.push(redis::from_redis_value::<String>(value).unwrap_or_default());
+                }
+            }
+        }
+    }
+    groups
+}
+
+#[actix_web::test]
+async fn a_killed_nodes_clients_resume_elsewhere_and_survivors_announce_its_users_leave() {
+    const TTL_MS: u64 = 2500;
+    let ttl = TTL_MS.to_string();
+    let redis = RedisServer::start();
+    let mut a = process(&redis, "node-a", &[("ROOKERY_NODE_TTL_MS", &ttl)]).await;
+    let b = process(&redis, "node-b", &[("ROOKERY_NODE_TTL_MS", &ttl)]).await;
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut carol = a.client("carol").await;
+    carol.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+
+    // Bob and Alice send; Alice keeps what she has seen, as a client would.
+    let (mut acked, _) = send_burst(&mut bob, "lobby", "bob", 5).await;
+    let (alice_acked, mut seen) = send_burst(&mut alice, "lobby", "alice", 5).await;
+    acked.extend(alice_acked);
+    seen.extend(alice.messages(10 - seen.len()).await.0);
+    let last_seen = ids(&seen).last().cloned().expect("alice saw messages");
+
+    // Node A dies mid-conversation; Bob keeps sending.
+    a.kill();
+    let killed = Instant::now();
+    acked.extend(send_burst(&mut bob, "lobby", "bob after", 5).await.0);
+
+    // Alice resumes on B and ends up with every acked message, once each, in order.
+    let mut alice = b.client("alice").await;
+    alice.send(json!({"type":"join","room":"lobby","since":last_seen})).await;
+    let (joined, replayed) = alice.recv_until("joined").await;
+    assert_eq!(joined["recovered"], true);
+    let mut received: Vec<String> = seen.iter().chain(&replayed).map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_strictly_increasing(&received, "alice");
+    received.retain(|id| acked.contains(id));
+    acked.sort_by_key(|id| id_order(id));
+    assert_eq!(received, acked, "alice has every acked message");
+
+    // Carol does not come back: the survivors announce her leave within the TTL. Alice still
+    // has a session, so no leave is announced for her.
+    loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "presence" && frame["event"] == "leave" {
+            assert_eq!(frame["user"], "carol", "only carol left: {frame}");
+            break;
+        }
+    }
+    let elapsed = killed.elapsed();
+    assert!(elapsed < Duration::from_millis(TTL_MS), "leave announced after {elapsed:?}");
+
+    // The dead node's groups are gone and presence is right.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bus_groups(&redis).await.iter().any(|g| g == "node-a") {
+        assert!(Instant::now() < deadline, "node-a's groups were not reaped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(bus_groups(&redis).await.iter().any(|g| g == "node-b"));
+    assert_eq!(members(&b, "lobby").await, json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]));
+}
+
+/// Entries read by `group` but not acknowledged, over every bus shard.
+async fn pending(redis: &RedisServer, group: &str) -> i64 {
+    let mut conn = redis.pool().get().await.expect("redis connection");
+    let mut total = 0;
+    for shard in 0..16 {
+        let (count, ..): (i64, redis::Value, redis::Value, redis::Value) =
+            redis::cmd("XPENDING").arg(format!("rookery:{{s{shard}}}:bus")).arg(group).query_async(&mut conn).await.expect("XPENDING");
+        total += count;
+    }
+    total
+}
+
+#[actix_web::test]
+async fn a_node_restarted_with_the_same_id_delivers_its_backlog_without_duplicates() {
+    let redis = RedisServer::start();
+    let mut a = process(&redis, "node-a", &[]).await;
+    let b = process(&redis, "node-b", &[]).await;
+    let mut dave = a.client("dave").await;
+    dave.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+    let (mut acked, _) = send_burst(&mut bob, "lobby", "before", 5).await;
+    let (seen, _) = dave.messages(5).await;
+    let last_seen = ids(&seen).last().cloned().expect("dave saw messages");
+
+    // A dies; what Bob sends meanwhile waits in A's groups.
+    a.kill();
+    acked.extend(send_burst(&mut bob, "lobby", "while down", 5).await.0);
+    a.restart().await;
+    // The restart ended the previous run's sessions: Dave's old one is gone from presence.
+    let (leave, _) = bob.recv_until("presence").await;
+    assert_eq!((leave["event"].as_str(), leave["user"].as_str()), (Some("leave"), Some("dave")));
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pending(&redis, "node-a").await > 0 {
+        assert!(Instant::now() < deadline, "the restarted node left entries unacknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut dave = a.client("dave").await;
+    dave.send(json!({"type":"join","room":"lobby","since":last_seen})).await;
+    let (_, replayed) = dave.recv_until("joined").await;
+    acked.extend(send_burst(&mut bob, "lobby", "after", 5).await.0);
+    let (live, _) = dave.messages(5).await;
+    let received: Vec<String> = seen.iter().chain(&replayed).chain(&live).filter_map(|m| m["id"].as_str().map(str::to_owned)).collect();
+    assert_strictly_increasing(&received, "dave");
+    assert_eq!(received, acked, "dave has every acked message exactly once");
+    dave.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[actix_web::test]
+async fn a_paused_node_does_not_slow_the_others_and_delivers_its_backlog_when_it_resumes() {
+    let redis = RedisServer::start();
+    let a = process(&redis, "node-a", &[]).await;
+    let (b, c) = (process(&redis, "node-b", &[]).await, process(&redis, "node-c", &[]).await);
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+    let mut carol = c.client("carol").await;
+    carol.join("lobby").await;
+
+    a.pause();
+    let mut acked = Vec::new();
+    for n in 0..10 {
+        let started = Instant::now();
+        let id = bob.say("lobby", &format!("while a sleeps {n}")).await;
+        let (message, _) = carol.recv_until("message").await;
+        assert_eq!(message["id"].as_str(), Some(id.as_str()));
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(500), "a round trip took {took:?} while node-a was paused");
+        acked.push(id);
+    }
+    a.resume();
+    let (backlog, _) = alice.messages(10).await;
+    assert_eq!(ids(&backlog), acked, "alice gets the backlog, in order, once");
+}
+
+#[actix_web::test]
+async fn a_node_paused_past_the_ttl_is_reaped_then_restores_its_sessions_and_catches_up() {
+    let redis = RedisServer::start();
+    let ttl = [("ROOKERY_NODE_TTL_MS", "1500")];
+    let a = process(&redis, "node-a", &ttl).await;
+    let b = process(&redis, "node-b", &ttl).await;
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+
+    a.pause();
+    let (leave, _) = bob.recv_until("presence").await;
+    assert_eq!((leave["event"].as_str(), leave["user"].as_str()), (Some("leave"), Some("alice")));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bus_groups(&redis).await.iter().any(|g| g == "node-a") {
+        assert!(Instant::now() < deadline, "node-a was not reaped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (acked, _) = send_burst(&mut bob, "lobby", "while a was gone", 5).await;
+    a.resume();
+
+    // Alice stayed connected: her node puts her back in the room and catches up from history.
+    let (join, _) = bob.recv_until("presence").await;
+    assert_eq!((join["event"].as_str(), join["user"].as_str()), (Some("join"), Some("alice")));
+    let (caught_up, others) = alice.messages(5).await;
+    assert_eq!(ids(&caught_up), acked);
+    assert!(others.iter().all(|f| f["type"] != "gap"), "history still held everything: {others:?}");
+    let id = bob.say("lobby", "after").await;
+    let (message, _) = alice.recv_until("message").await;
+    assert_eq!(message["id"].as_str(), Some(id.as_str()), "delivery goes on through recreated groups");
+    assert_eq!(members(&b, "lobby").await, json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]));
+}
+
+#[actix_web::test]
+async fn a_node_behind_the_bus_retention_catches_up_from_history_and_reports_the_gap() {
+    let redis = RedisServer::start();
+    let vars = [("ROOKERY_BUS_RETENTION_MS", "1000"), ("ROOKERY_HISTORY_LEN", "3")];
+    let a = process(&redis, "node-a", &vars).await;
+    let b = process(&redis, "node-b", &vars).await;
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+    let (first, _) = send_burst(&mut bob, "lobby", "seen", 1).await;
+    let (seen, _) = alice.messages(1).await;
+    assert_eq!(ids(&seen), first);
+
+    a.pause();
+    let (acked, _) = send_burst(&mut bob, "lobby", "while a sleeps", 6).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    a.resume();
+
+    // Only the last three are still in history. A read that was in flight when the node
+    // stopped may still deliver the first; the rest is reported as a gap after the last message
+    // alice got, and what history holds is delivered.
+    let (gap, before_gap) = alice.recv_until("gap").await;
+    let before_gap: Vec<Value> = before_gap.into_iter().filter(|f| f["type"] == "message").collect();
+    assert!(before_gap.len() <= 1, "{before_gap:?}");
+    let last_before = ids(&seen).into_iter().chain(ids(&before_gap)).last();
+    assert_eq!(gap, json!({"type":"gap","room":"lobby","after":last_before}));
+    let (delivered, _) = alice.messages(3).await;
+    assert_eq!(ids(&delivered), acked[3..]);
+}
+
+/// Sends until the node acks (Redis is coming back); returns the frames that came meanwhile.
+async fn send_until_acked(client: &mut Client, room: &str, body: &str) -> (String, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut frames = Vec::new();
+    loop {
+        client.send(json!({"type":"send","room":room,"body":body,"ref":"retry"})).await;
+        loop {
+            let frame = client.recv().await;
+            if frame["ref"] == "retry" {
+                if frame["type"] == "ack" {
+                    return (frame["id"].as_str().unwrap_or_default().to_owned(), frames);
+                }
+                assert_eq!(frame["code"], "unavailable", "{frame}");
+                break;
+            }
+            frames.push(frame);
+        }
+        assert!(Instant::now() < deadline, "the node never served again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_ready(node: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http(node, "GET", "/readyz", &[], None).await.0 != 200 {
+        assert!(Instant::now() < deadline, "readiness never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_web::test]
+async fn redis_restarted_with_its_data_loses_no_acked_message_and_reports_no_gap() {
+    let mut redis = RedisServer::start_durable();
+    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+    let (before, _) = send_burst(&mut bob, "lobby", "before", 3).await;
+    let (seen, _) = alice.messages(3).await;
+    assert_eq!(ids(&seen), before);
+
+    redis.kill();
+    let reply = alice.request(json!({"type":"send","room":"lobby","body":"lost"})).await;
+    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("unavailable")));
+    assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong", "the connection stays open");
+    let (status, ready) = http(&a, "GET", "/readyz", &[], None).await;
+    assert_eq!((status, ready["status"].as_str()), (503, Some("unavailable")));
+
+    redis.restart();
+    let (id, mut frames) = send_until_acked(&mut alice, "lobby", "back").await;
+    let mut acked = vec![id];
+    acked.extend(send_burst(&mut bob, "lobby", "after", 2).await.0);
+    let already = frames.iter().filter(|f| f["type"] == "message").count();
+    let (messages, others) = alice.messages(acked.len() - already).await;
+    frames.extend(others);
+    frames.extend(messages);
+    assert!(frames.iter().all(|f| f["type"] != "gap"), "nothing was lost: {frames:?}");
+    let got = ids(&frames.iter().filter(|f| f["type"] == "message").cloned().collect::<Vec<_>>());
+    assert_eq!(got, acked, "alice has every acked message once, in order");
+    let history = bob.request(json!({"type":"history","room":"lobby"})).await;
+    let all: Vec<String> = before.into_iter().chain(acked).collect();
+    assert_eq!(ids(history["messages"].as_array().expect("history")), all, "no acked message was lost");
+    assert_eq!(members(&a, "lobby").await, json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]));
+    wait_ready(&a).await;
+}
+
+#[actix_web::test]
+async fn redis_restarted_empty_is_reported_as_a_gap_and_the_cluster_serves_again() {
+    let mut redis = RedisServer::start();
+    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+    let (acked, _) = send_burst(&mut bob, "lobby", "before", 2).await;
+    let (seen, _) = alice.messages(2).await;
+    assert_eq!(ids(&seen), acked);
+
+    redis.kill();
+    let reply = alice.request(json!({"type":"send","room":"lobby","body":"lost"})).await;
+    assert_eq!(reply["code"], "unavailable");
+    redis = RedisServer::start_on(redis.port);
+
+    // Each node reports that the room's messages after the last one it delivered are lost.
+    let (gap, _) = alice.recv_until("gap").await;
+    assert_eq!(gap, json!({"type":"gap","room":"lobby","after":acked[1]}));
+    let (gap, _) = bob.recv_until("gap").await;
+    assert_eq!(gap["after"], acked[1].as_str());
+
+    // The nodes wrote their sessions and presence back, and delivery works across nodes.
+    wait_ready(&a).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while members(&a, "lobby").await != json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]) {
+        assert!(Instant::now() < deadline, "presence was not restored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (id, _) = send_until_acked(&mut bob, "lobby", "back").await;
+    loop {
+        let (message, _) = alice.recv_until("message").await;
+        if message["id"] == id.as_str() {
+            break;
+        }
+    }
+    drop(redis);
+}
+
+#[actix_web::test]
+async fn two_nodes_starting_at_once_on_an_empty_redis_both_come_up() {
+    let redis = RedisServer::start();
+    let (a, b) = futures_util::join!(node(&redis, "node-a"), node(&redis, "node-b"));
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+    let id = bob.say("lobby", "hello").await;
+    let (message, _) = alice.recv_until("message").await;
+    assert_eq!(message["id"].as_str(), Some(id.as_str()));
+}

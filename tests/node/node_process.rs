@@ -1,0 +1,92 @@
+//! A node as a child process running the real `rookery` binary, for tests that kill it with
+//! SIGKILL, pause it with SIGSTOP, or restart it with the same id.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::helpers::{Endpoint, http};
+
+/// A running `rookery` process; killed when dropped.
+pub struct NodeProcess {
+    pub port: u16,
+    vars: Vec<(String, String)>,
+    child: Child,
+}
+
+impl Endpoint for NodeProcess {
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl NodeProcess {
+    /// Starts a node with `vars` on a free port and waits until it is ready.
+    pub async fn start(vars: &[(&str, &str)]) -> NodeProcess {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let child = spawn(port, &vars);
+        let node = NodeProcess { port, vars, child };
+        node.wait_ready().await;
+        node
+    }
+
+    /// Kills the node with SIGKILL: no session is closed, nothing is cleaned up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again with the same settings and port, after [`Self::kill`].
+    pub async fn restart(&mut self) {
+        self.child = spawn(self.port, &self.vars);
+        self.wait_ready().await;
+    }
+
+    /// Freezes the process (SIGSTOP) until [`Self::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(signal).arg(self.child.id().to_string()).status().expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && http(self, "GET", "/readyz", &[], None).await.0 == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node on port {} did not become ready", self.port);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn spawn(port: u16, vars: &[(String, String)]) -> Child {
+    let show_logs = std::env::var_os("ROOKERY_TEST_NODE_LOGS").is_some();
+    Command::new(env!("CARGO_BIN_EXE_rookery"))
+        .env("ROOKERY_BIND", format!("127.0.0.1:{port}"))
+        .env("ROOKERY_WORKERS", "1")
+        .env("ROOKERY_LOG_FORMAT", "pretty")
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(if show_logs { Stdio::inherit() } else { Stdio::null() })
+        .stderr(if show_logs { Stdio::inherit() } else { Stdio::null() })
+        .spawn()
+        .expect("start the rookery binary")
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
