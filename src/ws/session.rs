@@ -7,7 +7,7 @@
 
 use std::{collections::HashMap, time::{Duration, SystemTime}};
 
-use actix::{Actor, AsyncContext, Context, Handler, ResponseActFuture, WrapFuture, fut};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFuture, WrapFuture, fut};
 use actix_web::web;
 use bytestring::ByteString;
 
@@ -27,6 +27,9 @@ use crate::{
 /// `bad_request` answers that close the connection with 1008 when they fall within a minute.
 const BAD_REQUESTS_BEFORE_CLOSE: usize = 10;
 const BAD_REQUEST_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long a new session waits for the engine to record it before going on without.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A chat session.
 pub struct Session {
@@ -151,19 +154,19 @@ impl Actor for Session {
             limits: &self.node.limits,
         }
         .encode();
-        self.write(welcome, ctx);
-        // Commands wait until the session is recorded, so a join's record (written with the
-        // join) can never be overwritten by this first one.
+        // The welcome and every command wait until the session is recorded: a client that has
+        // its welcome is known to the cluster, and a join's record (written with the join) can
+        // never be overwritten by this first one.
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
-        ctx.wait(
-            async move {
-                // Not fatal: the session works without its record, which the heartbeat rewrites.
-                if let Err(error) = engine.connect(session, &user).await {
-                    tracing::warn!(%error, %session, "recording the session failed");
-                }
+        let record = async move {
+            // Not fatal: the session works without its record, which the heartbeat rewrites.
+            match tokio::time::timeout(RECORD_TIMEOUT, engine.connect(session, &user)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, %session, "recording the session failed"),
+                Err(_) => tracing::warn!(%session, "recording the session timed out"),
             }
-            .into_actor(self),
-        );
+        };
+        ctx.wait(record.into_actor(self).map(|(), act, ctx| act.write(welcome, ctx)));
         if let Some(expires_at) = self.identity.expires_at {
             let left = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
             ctx.run_later(left, |act, ctx| {

@@ -61,3 +61,50 @@ async fn a_client_resumes_on_another_node_without_losing_messages() {
     assert_eq!(bodies, ["missed 0", "missed 1", "missed 2"]);
     assert_eq!(joined["recovered"], true);
 }
+
+#[actix_web::test]
+async fn each_session_has_an_expiring_record_in_redis_from_connect_to_disconnect() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "node-a").await;
+    let mut conn = redis.pool().get().await.expect("redis connection");
+    let alice = a.client("alice").await;
+    let session = alice.welcome["session"].as_str().expect("session id").to_owned();
+    let key = format!("rookery:{{nnode-a}}:session:{session}");
+    let index = "rookery:{nnode-a}:sessions";
+
+    let record: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.expect("HGETALL");
+    assert_eq!((record["user"].as_str(), record["node"].as_str(), record["rooms"].as_str()), ("alice", "node-a", ""), "written at connect");
+    let connected_at: u64 = record["connected_at"].parse().expect("connected_at");
+    let last_seen: u64 = record["last_seen"].parse().expect("last_seen");
+    assert!(connected_at > 1_700_000_000_000 && last_seen >= connected_at - 1000, "{record:?}");
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.expect("PTTL");
+    assert!(ttl > 0 && ttl <= 45_000, "the record expires unless refreshed (3 node TTLs): {ttl}");
+
+    let mut alice = alice;
+    alice.join("lobby").await;
+    alice.join("dev").await;
+    let rooms: String = redis::cmd("HGET").arg(&key).arg("rooms").query_async(&mut conn).await.expect("HGET");
+    assert_eq!(rooms, "dev lobby");
+    let entry: String = redis::cmd("HGET").arg(index).arg(&session).query_async(&mut conn).await.expect("HGET");
+    assert_eq!(entry, "alice dev lobby", "the node's index covers the session's rooms");
+    alice.request(json!({"type":"leave","room":"dev"})).await;
+    let rooms: String = redis::cmd("HGET").arg(&key).arg("rooms").query_async(&mut conn).await.expect("HGET");
+    assert_eq!(rooms, "lobby");
+
+    drop(alice);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let exists: (bool, bool) = redis::pipe()
+            .cmd("EXISTS").arg(&key)
+            .cmd("HEXISTS").arg(index).arg(&session)
+            .query_async(&mut conn)
+            .await
+            .expect("EXISTS");
+        if exists == (false, false) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the record outlived the session: {exists:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

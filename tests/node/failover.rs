@@ -444,3 +444,51 @@ async fn two_nodes_starting_at_once_on_an_empty_redis_both_come_up() {
     let (message, _) = alice.recv_until("message").await;
     assert_eq!(message["id"].as_str(), Some(id.as_str()));
 }
+
+#[actix_web::test]
+async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
+    let redis = RedisServer::start();
+    let vars = [("ROOKERY_BUS_READ_COUNT", "1"), ("ROOKERY_READY_MAX_LAG_MS", "200")];
+    let a = process(&redis, "node-a", &vars).await;
+    a.pause();
+    // A backlog published straight into the schema's function while the node sleeps.
+    let mut conn = redis.pool().get().await.expect("redis connection");
+    let room = "backlog";
+    let shard = rookery::engine::redis::Keys::new(16).shard(&rookery::domain::RoomName::parse(room).expect("room"));
+    let mut pipe = redis::pipe();
+    for n in 0..3000 {
+        pipe.cmd("FCALL")
+            .arg("rookery_v1_publish")
+            .arg(3)
+            .arg(format!("rookery:{{s{shard}}}:history:{room}"))
+            .arg(format!("rookery:{{s{shard}}}:trimmed:{room}"))
+            .arg(format!("rookery:{{s{shard}}}:bus"))
+            .arg(room)
+            .arg("loader")
+            .arg(format!("entry {n}"))
+            .arg(10)
+            .arg(600_000)
+            .arg("")
+            .ignore();
+    }
+    let () = pipe.query_async(&mut conn).await.expect("publish the backlog");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.resume();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = http(&a, "GET", "/readyz", &[], None).await;
+        if status == 503 {
+            assert!(body["reason"].as_str().unwrap_or_default().contains("behind"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node never reported its lag");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http(&a, "GET", "/readyz", &[], None).await.0 != 200 {
+        assert!(Instant::now() < deadline, "the node never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending(&redis, "node-a").await, 0);
+}
