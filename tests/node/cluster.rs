@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use crate::{
+    node_process::NodeProcess,
     helpers::{Endpoint, Client, TestApp, http, spawn_app},
     redis_server::RedisServer,
 };
@@ -107,4 +108,33 @@ async fn each_session_has_an_expiring_record_in_redis_from_connect_to_disconnect
         assert!(std::time::Instant::now() < deadline, "the record outlived the session: {exists:?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[actix_web::test]
+async fn nodes_reach_redis_over_tls_and_refuse_a_server_they_cannot_verify() {
+    let redis = RedisServer::start_tls();
+    let url = redis.url();
+    assert!(url.starts_with("rediss://"));
+    let ca = format!("{}/tests/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    let a = NodeProcess::start(&[("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", "node-a"), ("SSL_CERT_FILE", ca.as_str())]).await;
+    let b = NodeProcess::start(&[("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", "node-b"), ("SSL_CERT_FILE", ca.as_str())]).await;
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+    let id = bob.say("lobby", "over tls").await;
+    let (message, _) = alice.recv_until("message").await;
+    assert_eq!(message["id"].as_str(), Some(id.as_str()));
+
+    // Without the CA the server's certificate cannot be verified: the node refuses to start.
+    let empty = std::env::temp_dir().join(format!("rookery-no-ca-{}.pem", redis.port));
+    std::fs::write(&empty, "").expect("write an empty CA file");
+    let (status, stderr) = NodeProcess::refuses_to_start(&[
+        ("ROOKERY_REDIS_URL", url.as_str()),
+        ("ROOKERY_NODE_ID", "node-c"),
+        ("SSL_CERT_FILE", empty.to_str().unwrap_or_default()),
+    ]);
+    let _ = std::fs::remove_file(&empty);
+    assert!(!status.success());
+    assert!(stderr.starts_with("rookery: cannot reach Redis") && stderr.contains("certificate"), "{stderr}");
 }

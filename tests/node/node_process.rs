@@ -33,6 +33,14 @@ impl NodeProcess {
         node
     }
 
+    /// Runs a node that is expected to refuse to start; returns its exit status and stderr.
+    pub fn refuses_to_start(vars: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let mut command = command(port, &vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>());
+        let output = command.stderr(Stdio::piped()).output().expect("run the rookery binary");
+        (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
     /// Kills the node with SIGKILL: no session is closed, nothing is cleaned up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -71,14 +79,21 @@ impl NodeProcess {
     }
 }
 
-fn spawn(port: u16, vars: &[(String, String)]) -> Child {
-    let show_logs = std::env::var_os("ROOKERY_TEST_NODE_LOGS").is_some();
-    Command::new(env!("CARGO_BIN_EXE_rookery"))
+fn command(port: u16, vars: &[(String, String)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rookery"));
+    command
         .env("ROOKERY_BIND", format!("127.0.0.1:{port}"))
         .env("ROOKERY_WORKERS", "1")
         .env("ROOKERY_LOG_FORMAT", "pretty")
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    command
+}
+
+fn spawn(port: u16, vars: &[(String, String)]) -> Child {
+    let show_logs = std::env::var_os("ROOKERY_TEST_NODE_LOGS").is_some();
+    command(port, vars)
         .stdout(if show_logs { Stdio::inherit() } else { Stdio::null() })
         .stderr(if show_logs { Stdio::inherit() } else { Stdio::null() })
         .spawn()

@@ -13,6 +13,8 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     durable: bool,
+    /// Serves TLS only, with the test certificates in `tests/fixtures/tls`.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -23,19 +25,25 @@ impl RedisServer {
 
     /// Starts an empty redis-server on `port` (e.g. the port of one that was stopped).
     pub fn start_on(port: u16) -> RedisServer {
-        Self::launch(port, false)
+        Self::launch(port, false, false)
+    }
+
+    /// Starts a redis-server that speaks only TLS (`rediss://`), with a certificate for
+    /// 127.0.0.1 signed by `tests/fixtures/tls/ca.pem`.
+    pub fn start_tls() -> RedisServer {
+        Self::launch(free_port(), false, true)
     }
 
     /// Starts a redis-server that writes every change to its append-only file before answering
     /// (`appendfsync always`), so [`Self::restart`] after [`Self::kill`] finds all of it.
     pub fn start_durable() -> RedisServer {
-        Self::launch(free_port(), true)
+        Self::launch(free_port(), true, false)
     }
 
-    fn launch(port: u16, durable: bool) -> RedisServer {
+    fn launch(port: u16, durable: bool, tls: bool) -> RedisServer {
         let dir = std::env::temp_dir().join(format!("rookery-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis data directory");
-        let mut server = RedisServer { port, child: None, dir, durable };
+        let mut server = RedisServer { port, child: None, dir, durable, tls };
         server.restart();
         server
     }
@@ -53,8 +61,21 @@ impl RedisServer {
         self.kill();
         let persistence: &[&str] =
             if self.durable { &["--appendonly", "yes", "--appendfsync", "always"] } else { &["--appendonly", "no"] };
+        let port = self.port.to_string();
+        let fixture = |name: &str| format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"));
+        let listen: Vec<String> = if self.tls {
+            ["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(["--tls-cert-file".into(), fixture("redis.pem"), "--tls-key-file".into(), fixture("redis-key.pem")])
+                .chain(["--tls-ca-cert-file".into(), fixture("ca.pem")])
+                .collect()
+        } else {
+            vec!["--port".into(), port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(persistence)
             .arg("--dir")
             .arg(&self.dir)
@@ -65,14 +86,15 @@ impl RedisServer {
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !answers_ping(self.port) {
+        while !(if self.tls { accepts(self.port) } else { answers_ping(self.port) }) {
             assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn pool(&self) -> deadpool_redis::Pool {
@@ -84,6 +106,10 @@ impl RedisServer {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+fn accepts(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
 /// True once the server answers PING (it refuses commands while loading its data).

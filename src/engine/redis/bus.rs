@@ -28,7 +28,10 @@ use crate::{
 
 /// How long one blocking read waits for entries.
 pub const BLOCK: Duration = Duration::from_millis(1000);
-const RETRY: Duration = Duration::from_millis(500);
+/// The pause before reconnecting grows from the first to the last, and starts over once a
+/// read succeeds.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LAST: Duration = Duration::from_secs(5);
 
 type ReadReply = Option<Vec<(String, Vec<(String, Option<Vec<String>>)>)>>;
 
@@ -95,10 +98,16 @@ impl BusConsumer {
 
     /// Reads until the task is dropped, reconnecting after failures.
     pub async fn run(mut self) {
+        let mut pause = RETRY_FIRST;
         loop {
+            let reads_before = self.shared.last_read.load(Ordering::Acquire);
             if let Err(error) = self.consume().await {
-                tracing::warn!(%error, "bus consumer failed; reconnecting");
-                tokio::time::sleep(RETRY).await;
+                if self.shared.last_read.load(Ordering::Acquire) != reads_before {
+                    pause = RETRY_FIRST;
+                }
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "bus consumer failed; reconnecting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_LAST);
             }
         }
     }

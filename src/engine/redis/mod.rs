@@ -117,6 +117,11 @@ impl RedisEngine {
     /// Migrates Redis, clears what a previous run of this node id left, joins the bus with this
     /// node's groups, and starts delivering to `delivery` and heartbeating.
     pub async fn connect(config: RedisConfig, delivery: Arc<dyn Delivery>) -> Result<Self, ConnectError> {
+        if config.url.starts_with("rediss://") {
+            // `rediss://` runs on rustls, which needs a process-wide crypto provider; an error
+            // only means one is installed already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = redis::Client::open(config.url.as_str()).map_err(|e| ConnectError::Url(e.to_string()))?;
         let pool = deadpool_redis::Config::from_url(config.url.as_str())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
