@@ -23,6 +23,13 @@ async fn process(redis: &RedisServer, id: &str, vars: &[(&str, &str)]) -> NodePr
     NodeProcess::start(&all).await
 }
 
+/// A client of `node` that has joined the lobby.
+async fn in_lobby(node: &impl Endpoint, user: &str) -> Client {
+    let mut client = node.client(user).await;
+    client.join("lobby").await;
+    client
+}
+
 fn ids(messages: &[Value]) -> Vec<String> {
     messages.iter().map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect()
 }
@@ -131,12 +138,9 @@ async fn a_killed_nodes_clients_resume_elsewhere_and_survivors_announce_its_user
     let redis = RedisServer::start();
     let mut a = process(&redis, "node-a", &[("ROOKERY_NODE_TTL_MS", &ttl)]).await;
     let b = process(&redis, "node-b", &[("ROOKERY_NODE_TTL_MS", &ttl)]).await;
-    let mut alice = a.client("alice").await;
-    alice.join("lobby").await;
-    let mut carol = a.client("carol").await;
-    carol.join("lobby").await;
-    let mut bob = b.client("bob").await;
-    bob.join("lobby").await;
+    let mut alice = in_lobby(&a, "alice").await;
+    let mut carol = in_lobby(&a, "carol").await;
+    let mut bob = in_lobby(&b, "bob").await;
 
     // Bob and Alice send; Alice keeps what she has seen, as a client would.
     let (mut acked, _) = send_burst(&mut bob, "lobby", "bob", 5).await;
@@ -200,10 +204,8 @@ async fn a_node_restarted_with_the_same_id_delivers_its_backlog_without_duplicat
     let redis = RedisServer::start();
     let mut a = process(&redis, "node-a", &[]).await;
     let b = process(&redis, "node-b", &[]).await;
-    let mut dave = a.client("dave").await;
-    dave.join("lobby").await;
-    let mut bob = b.client("bob").await;
-    bob.join("lobby").await;
+    let mut dave = in_lobby(&a, "dave").await;
+    let mut bob = in_lobby(&b, "bob").await;
     let (mut acked, _) = send_burst(&mut bob, "lobby", "before", 5).await;
     let (seen, _) = dave.messages(5).await;
     let last_seen = ids(&seen).last().cloned().expect("dave saw messages");
@@ -237,12 +239,9 @@ async fn a_paused_node_does_not_slow_the_others_and_delivers_its_backlog_when_it
     let redis = RedisServer::start();
     let a = process(&redis, "node-a", &[]).await;
     let (b, c) = (process(&redis, "node-b", &[]).await, process(&redis, "node-c", &[]).await);
-    let mut alice = a.client("alice").await;
-    alice.join("lobby").await;
-    let mut bob = b.client("bob").await;
-    bob.join("lobby").await;
-    let mut carol = c.client("carol").await;
-    carol.join("lobby").await;
+    let mut alice = in_lobby(&a, "alice").await;
+    let mut bob = in_lobby(&b, "bob").await;
+    let mut carol = in_lobby(&c, "carol").await;
 
     a.pause();
     let mut acked = Vec::new();
@@ -266,10 +265,8 @@ async fn a_node_paused_past_the_ttl_is_reaped_then_restores_its_sessions_and_cat
     let ttl = [("ROOKERY_NODE_TTL_MS", "1500")];
     let a = process(&redis, "node-a", &ttl).await;
     let b = process(&redis, "node-b", &ttl).await;
-    let mut alice = a.client("alice").await;
-    alice.join("lobby").await;
-    let mut bob = b.client("bob").await;
-    bob.join("lobby").await;
+    let mut alice = in_lobby(&a, "alice").await;
+    let mut bob = in_lobby(&b, "bob").await;
 
     a.pause();
     let (leave, _) = bob.recv_until("presence").await;
@@ -300,10 +297,8 @@ async fn a_node_behind_the_bus_retention_catches_up_from_history_and_reports_the
     let vars = [("ROOKERY_BUS_RETENTION_MS", "1000"), ("ROOKERY_HISTORY_LEN", "3")];
     let a = process(&redis, "node-a", &vars).await;
     let b = process(&redis, "node-b", &vars).await;
-    let mut alice = a.client("alice").await;
-    alice.join("lobby").await;
-    let mut bob = b.client("bob").await;
-    bob.join("lobby").await;
+    let mut alice = in_lobby(&a, "alice").await;
+    let mut bob = in_lobby(&b, "bob").await;
     let (first, _) = send_burst(&mut bob, "lobby", "seen", 1).await;
     let (seen, _) = alice.messages(1).await;
     assert_eq!(ids(&seen), first);
@@ -355,22 +350,27 @@ async fn wait_ready(node: &TestApp) {
     }
 }
 
-#[actix_web::test]
-async fn redis_restarted_with_its_data_loses_no_acked_message_and_reports_no_gap() {
-    let mut redis = RedisServer::start_durable();
-    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
-    let mut alice = a.client("alice").await;
-    alice.join("lobby").await;
-    let mut bob = b.client("bob").await;
-    bob.join("lobby").await;
-    let (before, _) = send_burst(&mut bob, "lobby", "before", 3).await;
-    let (seen, _) = alice.messages(3).await;
-    assert_eq!(ids(&seen), before);
+/// Two nodes with Alice on A and Bob on B in the lobby; Bob sends `count` messages, Alice sees
+/// them, then Redis is killed and Alice's next send is refused. Returns the acked ids.
+async fn chatting_until_redis_dies(redis: &mut RedisServer, count: usize) -> (TestApp, TestApp, Client, Client, Vec<String>) {
+    let (a, b) = (node(redis, "node-a").await, node(redis, "node-b").await);
+    let mut alice = in_lobby(&a, "alice").await;
+    let mut bob = in_lobby(&b, "bob").await;
+    let (acked, _) = send_burst(&mut bob, "lobby", "before", count).await;
+    let (seen, _) = alice.messages(count).await;
+    assert_eq!(ids(&seen), acked);
 
     redis.kill();
     let reply = alice.request(json!({"type":"send","room":"lobby","body":"lost"})).await;
     assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("unavailable")));
     assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong", "the connection stays open");
+    (a, b, alice, bob, acked)
+}
+
+#[actix_web::test]
+async fn redis_restarted_with_its_data_loses_no_acked_message_and_reports_no_gap() {
+    let mut redis = RedisServer::start_durable();
+    let (a, _b, mut alice, mut bob, before) = chatting_until_redis_dies(&mut redis, 3).await;
     let (status, ready) = http(&a, "GET", "/readyz", &[], None).await;
     assert_eq!((status, ready["status"].as_str()), (503, Some("unavailable")));
 
@@ -395,18 +395,7 @@ async fn redis_restarted_with_its_data_loses_no_acked_message_and_reports_no_gap
 #[actix_web::test]
 async fn redis_restarted_empty_is_reported_as_a_gap_and_the_cluster_serves_again() {
     let mut redis = RedisServer::start();
-    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
-    let mut alice = a.client("alice").await;
-    alice.join("lobby").await;
-    let mut bob = b.client("bob").await;
-    bob.join("lobby").await;
-    let (acked, _) = send_burst(&mut bob, "lobby", "before", 2).await;
-    let (seen, _) = alice.messages(2).await;
-    assert_eq!(ids(&seen), acked);
-
-    redis.kill();
-    let reply = alice.request(json!({"type":"send","room":"lobby","body":"lost"})).await;
-    assert_eq!(reply["code"], "unavailable");
+    let (a, _b, mut alice, mut bob, acked) = chatting_until_redis_dies(&mut redis, 2).await;
     redis = RedisServer::start_on(redis.port);
 
     // Each node reports that the room's messages after the last one it delivered are lost.
@@ -436,10 +425,8 @@ async fn redis_restarted_empty_is_reported_as_a_gap_and_the_cluster_serves_again
 async fn two_nodes_starting_at_once_on_an_empty_redis_both_come_up() {
     let redis = RedisServer::start();
     let (a, b) = futures_util::join!(node(&redis, "node-a"), node(&redis, "node-b"));
-    let mut alice = a.client("alice").await;
-    alice.join("lobby").await;
-    let mut bob = b.client("bob").await;
-    bob.join("lobby").await;
+    let mut alice = in_lobby(&a, "alice").await;
+    let mut bob = in_lobby(&b, "bob").await;
     let id = bob.say("lobby", "hello").await;
     let (message, _) = alice.recv_until("message").await;
     assert_eq!(message["id"].as_str(), Some(id.as_str()));
