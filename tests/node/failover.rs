@@ -139,7 +139,7 @@ async fn a_killed_nodes_clients_resume_elsewhere_and_survivors_announce_its_user
     let mut a = process(&redis, "node-a", &[("ROOKERY_NODE_TTL_MS", &ttl)]).await;
     let b = process(&redis, "node-b", &[("ROOKERY_NODE_TTL_MS", &ttl)]).await;
     let mut alice = in_lobby(&a, "alice").await;
-    let mut carol = in_lobby(&a, "carol").await;
+    let _carol = in_lobby(&a, "carol").await;
     let mut bob = in_lobby(&b, "bob").await;
 
     // Bob and Alice send; Alice keeps what she has seen, as a client would.
