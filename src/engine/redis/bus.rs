@@ -77,8 +77,6 @@ pub async fn create_groups(conn: &mut impl redis::aio::ConnectionLike, keys: &Ke
 
 /// What the consumer found out about Redis on (re)connecting.
 enum Epoch {
-    /// The first time this node sees Redis.
-    First,
     Same,
     /// Redis lost its data since this node last saw it.
     Changed,
@@ -136,7 +134,7 @@ impl BusConsumer {
                 tracing::warn!(groups = created, "this node's consumer groups were gone; catching up from history");
                 self.pending_work.catch_up = true;
             }
-            Epoch::Same | Epoch::First => {}
+            Epoch::Same => {}
         }
         // Pending entries first (id 0), until none is left; then new ones (id >).
         self.catch_up_if_needed().await?;
@@ -170,20 +168,12 @@ impl BusConsumer {
         Ok(())
     }
 
-    /// Sets the epoch if Redis has none (first use, or emptied) and compares it with the one
-    /// this node saw before.
+    /// Sets the epoch if Redis has none (emptied) and compares it with the one this node saw.
     async fn check_epoch(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<Epoch> {
-        let candidate = uuid::Uuid::new_v4().simple().to_string();
-        let previous: Option<String> =
-            redis::cmd("SET").arg(Keys::epoch()).arg(&candidate).arg("NX").arg("GET").query_async(conn).await?;
-        let current = previous.unwrap_or(candidate);
+        let current = super::ensure_epoch(conn).await?;
         let mut known = self.shared.epoch.lock().unwrap_or_else(|p| p.into_inner());
-        let epoch = match known.as_deref() {
-            None => Epoch::First,
-            Some(seen) if seen == current => Epoch::Same,
-            Some(_) => Epoch::Changed,
-        };
-        *known = Some(current);
+        let epoch = if *known == current { Epoch::Same } else { Epoch::Changed };
+        *known = current;
         Ok(epoch)
     }
 

@@ -78,14 +78,10 @@ pub(crate) struct Shared {
     /// How far the bus consumer is behind the newest entries it has seen (ms).
     lag_ms: AtomicU64,
     /// The Redis epoch this node has seen (see `Keys::epoch`).
-    epoch: Mutex<Option<String>>,
+    epoch: Mutex<String>,
 }
 
 impl Shared {
-    fn known_epoch(&self) -> Option<String> {
-        self.epoch.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
     /// Writes every session record and presence membership of this node again, after Redis
     /// lost them (emptied, or this node was reaped while alive). Joins announce the users again.
     async fn restore_registrations(&self) -> Result<(), EngineError> {
@@ -133,7 +129,7 @@ impl RedisEngine {
             sessions: SessionTable::new(config.node_id.clone(), config.node_ttl_ms.saturating_mul(3)),
             last_read: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
-            epoch: Mutex::new(None),
+            epoch: Mutex::default(),
             keys,
             pool,
             config,
@@ -141,6 +137,7 @@ impl RedisEngine {
         let mut conn = shared.pool.get().await.map_err(|e| ConnectError::Redis(e.to_string()))?;
         migrate(&mut conn).await?;
         let redis_error = |e: redis::RedisError| ConnectError::Redis(e.to_string());
+        *shared.epoch.lock().unwrap_or_else(|p| p.into_inner()) = ensure_epoch(&mut conn).await.map_err(redis_error)?;
         // Groups exist before the first publish this node could be asked to deliver.
         bus::create_groups(&mut conn, &shared.keys, &shared.config.node_id).await.map_err(redis_error)?;
         // Sessions of a previous run of this node id are gone: their users leave their rooms.
@@ -245,6 +242,15 @@ impl Engine for RedisEngine {
         }
         Ok(())
     }
+}
+
+/// The Redis epoch, set to a new random value first if Redis has none (first use, or Redis lost
+/// its data).
+pub(crate) async fn ensure_epoch(conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<String> {
+    let candidate = uuid::Uuid::new_v4().simple().to_string();
+    let previous: Option<String> =
+        redis::cmd("SET").arg(Keys::epoch()).arg(&candidate).arg("NX").arg("GET").query_async(conn).await?;
+    Ok(previous.unwrap_or(candidate))
 }
 
 /// A Redis failure as the engine reports it: connection trouble is `Unavailable` (the caller

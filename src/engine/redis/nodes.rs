@@ -40,14 +40,26 @@ pub async fn run(shared: Arc<Shared>) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Session records live three TTLs and are rewritten once per TTL.
     let refresh_every = 5u64;
-    let mut registered = false;
+    // The epoch at the last good heartbeat: `None` until the first.
+    let mut last_epoch: Option<String> = None;
+    // Set when this node finds it was reaped; cleared once its registrations are back.
+    let mut restore = false;
     for beat in 0u64.. {
         ticker.tick().await;
-        match heartbeat(&shared, registered).await {
-            Ok(()) => registered = true,
+        match heartbeat(&shared, last_epoch.as_deref()).await {
+            Ok(Beat { epoch, reaped }) => {
+                last_epoch = Some(epoch);
+                restore |= reaped;
+            }
             Err(error) => {
                 tracing::warn!(%error, "heartbeat failed");
                 continue;
+            }
+        }
+        if restore {
+            match restore_after_reaping(&shared).await {
+                Ok(()) => restore = false,
+                Err(error) => tracing::warn!(%error, "restoring this node's sessions failed; retrying"),
             }
         }
         if beat % refresh_every == 0
@@ -61,9 +73,17 @@ pub async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Records this node as alive. A node that was registered before but is missing from the
-/// registry while Redis kept its data (same epoch) was reaped: it restores its registrations.
-async fn heartbeat(shared: &Shared, registered: bool) -> Result<(), EngineError> {
+/// What a heartbeat found.
+struct Beat {
+    epoch: String,
+    /// The node was missing from the registry although Redis kept its data since the last
+    /// heartbeat (same epoch): another node reaped it. (After Redis lost its data, the bus
+    /// consumer restores the node's registrations instead.)
+    reaped: bool,
+}
+
+/// Records this node as alive.
+async fn heartbeat(shared: &Shared, last_epoch: Option<&str>) -> Result<Beat, EngineError> {
     let mut conn = connection(&shared.pool).await?;
     let (added, epoch): (i64, String) = redis::cmd("FCALL")
         .arg("rookery_v1_heartbeat")
@@ -74,13 +94,16 @@ async fn heartbeat(shared: &Shared, registered: bool) -> Result<(), EngineError>
         .query_async(&mut conn)
         .await
         .map_err(|e| super::engine_error(&e))?;
-    let same_epoch = shared.known_epoch().is_some_and(|known| known == epoch);
-    if registered && added == 1 && same_epoch {
-        tracing::warn!(node = %shared.config.node_id, "this node was reaped while alive; restoring its sessions");
-        wait_for_reaper(&mut conn, shared.config.node_ttl_ms).await?;
-        shared.restore_registrations().await?;
-    }
-    Ok(())
+    let reaped = added == 1 && !epoch.is_empty() && last_epoch == Some(epoch.as_str());
+    Ok(Beat { epoch, reaped })
+}
+
+/// Writes this node's sessions and presence back once the reaper that removed them is done.
+async fn restore_after_reaping(shared: &Shared) -> Result<(), EngineError> {
+    tracing::warn!(node = %shared.config.node_id, "this node was reaped while alive; restoring its sessions");
+    let mut conn = connection(&shared.pool).await?;
+    wait_for_reaper(&mut conn, shared.config.node_ttl_ms).await?;
+    shared.restore_registrations().await
 }
 
 /// Waits (at most one TTL, when the lock expires anyway) until no reaper is at work.
