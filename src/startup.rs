@@ -49,7 +49,8 @@ impl Application {
     /// Builds the node on an already bound listener (port 0 in tests), with the engine the
     /// settings ask for: Redis when `ROOKERY_REDIS_URL` is set, else in memory.
     pub async fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let directory = RoomDirectory::default();
+        let metrics = Metrics::new();
+        let directory = RoomDirectory::new(metrics.clone());
         let delivery: Arc<dyn Delivery> = Arc::new(directory.clone());
         let engine: Arc<dyn Engine> = match &settings.redis_url {
             None => Arc::new(MemoryEngine::new(settings.history_len, delivery)),
@@ -64,10 +65,10 @@ impl Application {
                     node_ttl_ms: settings.node_ttl_ms,
                     max_lag_ms: settings.ready_max_lag_ms,
                 };
-                Arc::new(RedisEngine::connect(config, delivery).await?)
+                Arc::new(RedisEngine::connect(config, delivery, metrics.clone()).await?)
             }
         };
-        Self::assemble(settings, listener, directory, engine)
+        Self::assemble(settings, listener, directory, engine, metrics)
     }
 
     /// Builds the node with the engine `make_engine` returns; the engine must deliver every
@@ -77,9 +78,10 @@ impl Application {
         listener: TcpListener,
         make_engine: impl FnOnce(&Settings, Arc<dyn Delivery>) -> Arc<dyn Engine>,
     ) -> anyhow::Result<Self> {
-        let directory = RoomDirectory::default();
+        let metrics = Metrics::new();
+        let directory = RoomDirectory::new(metrics.clone());
         let engine = make_engine(&settings, Arc::new(directory.clone()));
-        Self::assemble(settings, listener, directory, engine)
+        Self::assemble(settings, listener, directory, engine, metrics)
     }
 
     fn assemble(
@@ -87,10 +89,10 @@ impl Application {
         listener: TcpListener,
         directory: RoomDirectory,
         engine: Arc<dyn Engine>,
+        metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let auth = Authenticator::from_settings(&settings.auth)?;
-        let metrics = Metrics::new();
 
         // Rooms run on an arbiter of their own, apart from the HTTP workers that run sessions.
         let rooms_arbiter = Arbiter::new();

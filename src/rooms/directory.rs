@@ -17,6 +17,7 @@ use super::Room;
 use crate::{
     domain::{MessageId, RoomName, now_ms},
     engine::{BusEvent, Delivery},
+    telemetry::Metrics,
 };
 
 /// How far before a room's creation a catch-up looks when the room has had no message yet:
@@ -24,9 +25,10 @@ use crate::{
 const CREATION_MARGIN_MS: u64 = 5_000;
 
 /// Shared map from room name to the room's actor on this node.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RoomDirectory {
     rooms: Arc<RwLock<HashMap<RoomName, LocalRoom>>>,
+    metrics: Metrics,
 }
 
 struct LocalRoom {
@@ -36,6 +38,10 @@ struct LocalRoom {
 }
 
 impl RoomDirectory {
+    pub fn new(metrics: Metrics) -> Self {
+        Self { rooms: Arc::default(), metrics }
+    }
+
     pub(super) fn insert(&self, room: RoomName, addr: Addr<Room>) {
         let start = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
         let local = LocalRoom { addr, delivered: Mutex::new(start) };
@@ -59,14 +65,19 @@ impl RoomDirectory {
 impl Delivery for RoomDirectory {
     fn deliver(&self, event: BusEvent) {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        let Some(room) = rooms.get(event.room()) else { return };
+        let Some(room) = rooms.get(event.room()) else {
+            self.metrics.bus_event("no_local_members");
+            return;
+        };
         if let BusEvent::Message(message) = &event {
             let mut delivered = room.delivered.lock().unwrap_or_else(|p| p.into_inner());
             if message.id <= *delivered {
+                self.metrics.bus_event("duplicate");
                 return;
             }
             *delivered = message.id;
         }
+        self.metrics.bus_event("delivered");
         room.addr.do_send(event);
     }
 

@@ -108,6 +108,7 @@ impl Handler<BusEvent> for Room {
                 self.fan_out(&RoomEvent { room: self.name.clone(), id: None, frame }, Some(&change.user));
             }
             BusEvent::Gap { room, after } => {
+                self.metrics.gaps.inc();
                 let frame = ServerFrame::Gap { room, after: *after }.encode();
                 self.fan_out(&RoomEvent { room: self.name.clone(), id: None, frame }, None);
             }

@@ -1,20 +1,36 @@
 //! The node's Prometheus metrics, served at `GET /metrics`.
 //!
-//! One [`Metrics`] per node, cloned into every actor and route: each metric is an `Arc` inside,
-//! so a clone is cheap and every clone updates the same series. `docs/observability.md` lists
-//! what each one means.
+//! One [`Metrics`] per node, cloned into every actor, route and engine task: each metric is an
+//! `Arc` inside, so a clone is cheap and every clone updates the same series.
+//! `docs/observability.md` lists what each one means.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::{Metric, Registry},
 };
 
 use crate::protocol::ErrorCode;
 
-type Labeled<V> = Family<[(&'static str, V); 1], Counter>;
+type Labeled<V, M = Counter> = Family<[(&'static str, V); 1], M>;
+type HistogramFamily = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
+
+/// Publish-to-write latency buckets: 0.5 ms to about 16 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Redis command buckets: 50 us to about 1.6 s.
+fn command_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
 
 /// Every metric a node exports.
 #[derive(Clone)]
@@ -34,8 +50,16 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Frames not written because the session's outbound queue was full.
     pub slow_consumer_drops: Counter,
-    /// Server API requests refused, by HTTP status.
     api_errors: Labeled<u16>,
+    delivery_latency: Histogram,
+    redis_commands: HistogramFamily,
+    bus_events: Labeled<&'static str>,
+    bus_pending: Labeled<u32, Gauge>,
+    bus_lag_ms: Labeled<u32, Gauge>,
+    /// Silent nodes this node reaped.
+    pub reaped_nodes: Counter,
+    /// `gap` events delivered to rooms on this node.
+    pub gaps: Counter,
 }
 
 impl Default for Metrics {
@@ -44,50 +68,62 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` and hands it back, so each field is declared in one line.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("rookery");
-        let connections = Gauge::default();
-        let rooms = Gauge::default();
-        let connections_opened = Labeled::default();
-        let frames_received = Labeled::default();
-        let error_frames = Labeled::default();
-        let closes = Labeled::default();
-        let messages_published = Counter::default();
-        let deliveries = Counter::default();
-        let slow_consumer_drops = Counter::default();
-        let api_errors = Labeled::default();
-        registry.register("connections", "Open WebSocket sessions", connections.clone());
-        registry.register("rooms", "Rooms with members on this node", rooms.clone());
-        registry.register(
-            "connections_opened",
-            "WebSocket upgrade attempts by result",
-            connections_opened.clone(),
-        );
-        registry.register("frames_received", "Client frames by type", frames_received.clone());
-        registry.register("error_frames", "Error frames sent, by code", error_frames.clone());
-        registry.register("closes", "Sessions closed, by WebSocket close code", closes.clone());
-        registry.register("messages_published", "Messages published", messages_published.clone());
-        registry.register("deliveries", "Frames fanned out to local sessions", deliveries.clone());
-        registry.register(
-            "slow_consumer_drops",
-            "Frames dropped because a session's outbound queue was full",
-            slow_consumer_drops.clone(),
-        );
-        registry.register("api_errors", "Server API errors by HTTP status", api_errors.clone());
-        Self {
-            registry: Arc::new(registry),
-            connections,
-            rooms,
-            connections_opened,
-            frames_received,
-            error_frames,
-            closes,
-            messages_published,
-            deliveries,
-            slow_consumer_drops,
-            api_errors,
-        }
+        let mut r = Registry::with_prefix("rookery");
+        let r = &mut r;
+        let metrics = Self {
+            connections: register(r, "connections", "Open WebSocket sessions", Gauge::default()),
+            rooms: register(r, "rooms", "Rooms with members on this node", Gauge::default()),
+            connections_opened: register(r, "connections_opened", "WebSocket upgrade attempts by result", Labeled::default()),
+            frames_received: register(r, "frames_received", "Client frames by type", Labeled::default()),
+            error_frames: register(r, "error_frames", "Error frames sent, by code", Labeled::default()),
+            closes: register(r, "closes", "Sessions closed, by WebSocket close code", Labeled::default()),
+            messages_published: register(r, "messages_published", "Messages published", Counter::default()),
+            deliveries: register(r, "deliveries", "Frames fanned out to local sessions", Counter::default()),
+            slow_consumer_drops: register(
+                r,
+                "slow_consumer_drops",
+                "Frames dropped because a session's outbound queue was full",
+                Counter::default(),
+            ),
+            api_errors: register(r, "api_errors", "Server API errors by HTTP status", Labeled::default()),
+            delivery_latency: register(
+                r,
+                "delivery_latency_seconds",
+                "From a message's publish time (its id) to its write to a session on this node",
+                latency_histogram(),
+            ),
+            redis_commands: register(
+                r,
+                "redis_command_seconds",
+                "Redis round trips by operation",
+                HistogramFamily::new_with_constructor(command_histogram),
+            ),
+            bus_events: register(r, "bus_events", "Events the engine handed to this node, by outcome", Labeled::default()),
+            bus_pending: register(
+                r,
+                "bus_pending",
+                "Bus entries this node has read but not acknowledged, per shard",
+                Labeled::default(),
+            ),
+            bus_lag_ms: register(
+                r,
+                "bus_lag_milliseconds",
+                "How far this node's bus reads are behind, per shard (0 when drained)",
+                Labeled::default(),
+            ),
+            reaped_nodes: register(r, "reaped_nodes", "Silent nodes this node reaped", Counter::default()),
+            gaps: register(r, "gaps", "Gap events delivered to rooms on this node", Counter::default()),
+            registry: Arc::default(),
+        };
+        Self { registry: Arc::new(std::mem::take(r)), ..metrics }
     }
 
     /// An upgrade attempt ended: `ok`, `unauthorized`, `forbidden_origin` or `over_limit`.
@@ -111,6 +147,30 @@ impl Metrics {
 
     pub fn api_error(&self, status: u16) {
         self.api_errors.get_or_create(&[("status", status)]).inc();
+    }
+
+    /// A message written to a session `age` after it was published.
+    pub fn delivered_after(&self, age: Duration) {
+        self.delivery_latency.observe(age.as_secs_f64());
+    }
+
+    /// One Redis round trip for `operation` took `took`.
+    pub fn redis_command(&self, operation: &'static str, took: Duration) {
+        self.redis_commands.get_or_create(&[("operation", operation)]).observe(took.as_secs_f64());
+    }
+
+    /// What became of an event the engine handed over: `delivered` (to a local room),
+    /// `no_local_members`, `duplicate` (already delivered), `undecodable`.
+    pub fn bus_event(&self, outcome: &'static str) {
+        self.bus_events.get_or_create(&[("outcome", outcome)]).inc();
+    }
+
+    pub fn set_bus_pending(&self, shard: u32, pending: i64) {
+        self.bus_pending.get_or_create(&[("shard", shard)]).set(pending);
+    }
+
+    pub fn set_bus_lag(&self, shard: u32, lag: Duration) {
+        self.bus_lag_ms.get_or_create(&[("shard", shard)]).set(lag.as_millis() as i64);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     auth::Identity,
-    domain::{MessageId, RoomName, SessionId},
+    domain::{MessageId, RoomName, SessionId, now_ms},
     node::{ConnectionSlot, Node},
     protocol::{CloseCode, ErrorCode, ServerFrame, parse_client_frame},
     rooms::{LeaveRoom, RoomEvent},
@@ -117,6 +117,7 @@ impl Session {
                 return;
             }
             membership.last_delivered = Some(id);
+            self.node.metrics.delivered_after(Duration::from_millis(now_ms().saturating_sub(id.millis())));
         }
         self.write(event.frame, ctx);
     }

@@ -81,6 +81,7 @@ async fn metrics_count_traffic() {
     alice.recv_until("error").await;
     // The ack can come before the room's fan-out (which counts deliveries) has run.
     app.eventually("both fan-outs", |node| node.metrics.render().contains("rookery_deliveries_total 2\n")).await;
+    app.eventually("both writes", |node| node.metrics.render().contains("rookery_delivery_latency_seconds_count 2\n")).await;
     let (status, text) = http_text(&app, "GET", "/metrics", &[], None).await;
     assert_eq!(status, 200);
     for line in [
@@ -93,6 +94,9 @@ async fn metrics_count_traffic() {
         "rookery_error_frames_total{code=\"bad_request\"} 1",
         "rookery_messages_published_total 2",
         "rookery_deliveries_total 2",
+        // Alice's join (a presence event) and the two messages.
+        "rookery_bus_events_total{outcome=\"delivered\"} 3",
+        "rookery_delivery_latency_seconds_count 2",
     ] {
         assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
     }

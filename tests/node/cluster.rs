@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::{
     node_process::NodeProcess,
-    helpers::{Endpoint, Client, TestApp, http, spawn_app},
+    helpers::{Client, Endpoint, TestApp, http, http_text, spawn_app},
     redis_server::RedisServer,
 };
 
@@ -137,4 +137,47 @@ async fn nodes_reach_redis_over_tls_and_refuse_a_server_they_cannot_verify() {
     let _ = std::fs::remove_file(&empty);
     assert!(!status.success());
     assert!(stderr.starts_with("rookery: cannot reach Redis") && stderr.contains("certificate"), "{stderr}");
+}
+
+/// The value of the metric line that starts with `series ` (0 when absent).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[actix_web::test]
+async fn metrics_show_redis_latency_bus_outcomes_and_delivery_latency_on_every_node() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
+    let mut alice = a.client("alice").await;
+    alice.join("lobby").await;
+    let mut bob = b.client("bob").await;
+    bob.join("lobby").await;
+    for n in 0..3 {
+        bob.say("lobby", &format!("m{n}")).await;
+    }
+    for _ in 0..3 {
+        alice.recv_until("message").await;
+    }
+    a.eventually("three writes on node-a", |node| {
+        metric(&node.metrics.render(), "rookery_delivery_latency_seconds_count") == 3.0
+    })
+    .await;
+    let (status, on_a) = http_text(&a, "GET", "/metrics", &[], None).await;
+    assert_eq!(status, 200);
+    let on_b = b.node.metrics.render();
+    assert_eq!(metric(&on_b, "rookery_redis_command_seconds_count{operation=\"publish\"}"), 3.0, "{on_b}");
+    assert_eq!(metric(&on_a, "rookery_redis_command_seconds_count{operation=\"publish\"}"), 0.0);
+    assert_eq!(metric(&on_a, "rookery_redis_command_seconds_count{operation=\"join\"}"), 1.0);
+    // Node A got the three messages and bob's join from the bus, and had alice to hand them to.
+    assert!(metric(&on_a, "rookery_bus_events_total{outcome=\"delivered\"}") >= 4.0, "{on_a}");
+    // Latency is measured from the id's timestamp: a local round trip is far under a second.
+    assert!(metric(&on_a, "rookery_delivery_latency_seconds_bucket{le=\"1.024\"}") == 3.0, "{on_a}");
+    for zero in ["rookery_gaps_total", "rookery_reaped_nodes_total"] {
+        assert!(on_a.lines().any(|l| l == format!("{zero} 0")), "missing {zero} in {on_a}");
+    }
+    a.eventually("pending gauges", |node| node.metrics.render().contains("rookery_bus_pending{shard=\"15\"} 0")).await;
+    assert!(on_a.contains("rookery_bus_lag_milliseconds{shard=\"0\"} 0"), "{on_a}");
 }

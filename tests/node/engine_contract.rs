@@ -26,7 +26,7 @@ async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<d
         node_ttl_ms: 15_000,
         max_lag_ms: 10_000,
     };
-    let engine = RedisEngine::connect(config, delivery).await.expect("connect to the test redis-server");
+    let engine = RedisEngine::connect(config, delivery, rookery::telemetry::Metrics::new()).await.expect("connect to the test redis-server");
     (Arc::new(engine), server)
 }
 

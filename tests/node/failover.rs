@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Client, Endpoint, TestApp, http, spawn_app},
+    helpers::{Client, Endpoint, TestApp, http, http_text, spawn_app},
     node_process::NodeProcess,
     redis_server::RedisServer,
 };
@@ -184,6 +184,8 @@ async fn a_killed_nodes_clients_resume_elsewhere_and_survivors_announce_its_user
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(bus_groups(&redis).await.iter().any(|g| g == "node-b"));
+    let (_, metrics) = http_text(&b, "GET", "/metrics", &[], None).await;
+    assert!(metrics.lines().any(|l| l == "rookery_reaped_nodes_total 1"), "{metrics}");
     assert_eq!(members(&b, "lobby").await, json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]));
 }
 
@@ -318,6 +320,8 @@ async fn a_node_behind_the_bus_retention_catches_up_from_history_and_reports_the
     assert_eq!(gap, json!({"type":"gap","room":"lobby","after":last_before}));
     let (delivered, _) = alice.messages(3).await;
     assert_eq!(ids(&delivered), acked[3..]);
+    let (_, metrics) = http_text(&a, "GET", "/metrics", &[], None).await;
+    assert!(metrics.lines().any(|l| l == "rookery_gaps_total 1"), "{metrics}");
 }
 
 /// Sends until the node acks (Redis is coming back); returns the frames that came meanwhile.

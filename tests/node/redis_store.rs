@@ -164,8 +164,8 @@ mod cluster {
     async fn every_node_receives_every_event_in_the_same_order() {
         let server = RedisServer::start();
         let (seen_a, seen_b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-        let a = RedisEngine::connect(config(&server, "node-a"), seen_a.clone()).await.expect("node a");
-        let b = RedisEngine::connect(config(&server, "node-b"), seen_b.clone()).await.expect("node b");
+        let a = RedisEngine::connect(config(&server, "node-a"), seen_a.clone(), rookery::telemetry::Metrics::new()).await.expect("node a");
+        let b = RedisEngine::connect(config(&server, "node-b"), seen_b.clone(), rookery::telemetry::Metrics::new()).await.expect("node b");
         let room = unique_room("shared");
         let user = rookery::domain::UserName::parse("alice").expect("user");
         for n in 0..10 {
@@ -181,10 +181,10 @@ mod cluster {
     #[tokio::test]
     async fn a_restarted_node_delivers_what_it_had_read_but_not_acknowledged() {
         let server = RedisServer::start();
-        let first = RedisEngine::connect(config(&server, "node-x"), Arc::new(Recorder::default())).await.expect("first run");
+        let first = RedisEngine::connect(config(&server, "node-x"), Arc::new(Recorder::default()), rookery::telemetry::Metrics::new()).await.expect("first run");
         drop(first);
         let room = unique_room("pending");
-        let publisher = RedisEngine::connect(config(&server, "publisher"), Arc::new(Recorder::default())).await.expect("publisher");
+        let publisher = RedisEngine::connect(config(&server, "publisher"), Arc::new(Recorder::default()), rookery::telemetry::Metrics::new()).await.expect("publisher");
         let user = rookery::domain::UserName::parse("alice").expect("user");
         for n in 0..3 {
             publisher.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string() }).await.expect("publish");
@@ -202,7 +202,7 @@ mod cluster {
         assert_eq!(pending.0, 3, "three entries pending for node-x");
 
         let seen = Arc::new(Recorder::default());
-        let _restarted = RedisEngine::connect(config(&server, "node-x"), seen.clone()).await.expect("restart");
+        let _restarted = RedisEngine::connect(config(&server, "node-x"), seen.clone(), rookery::telemetry::Metrics::new()).await.expect("restart");
         let events = seen.wait_for(&room, 3).await;
         assert_eq!(message_ids(&events).len(), 3, "the pending entries are delivered after the restart");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -181,7 +181,8 @@ impl BusConsumer {
     /// the history no longer reaches back that far.
     async fn catch_up(&self, positions: Vec<(RoomName, MessageId)>) -> redis::RedisResult<()> {
         for (room, after) in positions {
-            let recovery = self.shared.store.recover(&room, Some(after)).await.map_err(from_engine)?;
+            let recovery =
+                self.shared.timed("recover", self.shared.store.recover(&room, Some(after))).await.map_err(from_engine)?;
             if !recovery.recovered {
                 self.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(after) });
             }
@@ -209,7 +210,7 @@ impl BusConsumer {
         let finished = now_ms();
         self.shared.last_read.store(finished, Ordering::Release);
         let previous_drains = std::mem::replace(&mut self.drained_at, vec![started; self.buses.len()]);
-        let mut lag = 0;
+        let mut lags = vec![0u64; self.buses.len()];
         let mut delivered = 0;
         for (bus, entries) in reply.unwrap_or_default() {
             if entries.is_empty() {
@@ -220,23 +221,28 @@ impl BusConsumer {
                 // least the age of the newest entry it took.
                 if let Some(&shard) = self.shard_of.get(&bus) {
                     self.drained_at[shard] = previous_drains[shard];
+                    let newest = entries.last().and_then(|(id, _)| id.parse::<MessageId>().ok());
+                    lags[shard] = newest.map_or(0, |id| finished.saturating_sub(id.millis()));
                 }
-                let newest = entries.last().and_then(|(id, _)| id.parse::<MessageId>().ok());
-                lag = lag.max(newest.map_or(0, |id| finished.saturating_sub(id.millis())));
             }
             let mut ack = redis::cmd("XACK");
             ack.arg(&bus).arg(group);
             for (id, fields) in &entries {
                 // A pending entry trimmed from the stream comes back without fields.
-                if let Some(event) = fields.as_deref().and_then(decode) {
-                    self.delivery.deliver(event);
+                match fields.as_deref().map(decode) {
+                    Some(Some(event)) => self.delivery.deliver(event),
+                    Some(None) => self.shared.metrics.bus_event("undecodable"),
+                    None => self.shared.metrics.bus_event("trimmed"),
                 }
                 ack.arg(id);
                 delivered += 1;
             }
-            let _: i64 = ack.query_async(conn).await?;
+            let _: i64 = self.shared.timed("bus_ack", ack.query_async(conn)).await?;
         }
-        self.shared.lag_ms.store(lag, Ordering::Release);
+        for (shard, lag) in lags.iter().enumerate() {
+            self.shared.metrics.set_bus_lag(shard as u32, Duration::from_millis(*lag));
+        }
+        self.shared.lag_ms.store(lags.into_iter().max().unwrap_or(0), Ordering::Release);
         Ok(delivered)
     }
 }

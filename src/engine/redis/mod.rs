@@ -34,6 +34,7 @@ use super::{Broker, Delivery, Engine, EngineError, NewMessage, PresenceStore, Re
 use crate::{
     domain::{Member, Message, MessageId, RoomName, SessionId, UserName, now_ms},
     protocol::HistoryQuery,
+    telemetry::Metrics,
 };
 use sessions::SessionTable;
 
@@ -79,9 +80,18 @@ pub(crate) struct Shared {
     lag_ms: AtomicU64,
     /// The Redis epoch this node has seen (see `Keys::epoch`).
     epoch: Mutex<String>,
+    metrics: Metrics,
 }
 
 impl Shared {
+    /// Awaits one Redis round trip for `operation`, recording how long it took.
+    async fn timed<T>(&self, operation: &'static str, round_trip: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let outcome = round_trip.await;
+        self.metrics.redis_command(operation, started.elapsed());
+        outcome
+    }
+
     /// Writes every session record and presence membership of this node again, after Redis
     /// lost them (emptied, or this node was reaped while alive). Joins announce the users again.
     async fn restore_registrations(&self) -> Result<(), EngineError> {
@@ -112,7 +122,7 @@ const STALE_READS: u32 = 3;
 impl RedisEngine {
     /// Migrates Redis, clears what a previous run of this node id left, joins the bus with this
     /// node's groups, and starts delivering to `delivery` and heartbeating.
-    pub async fn connect(config: RedisConfig, delivery: Arc<dyn Delivery>) -> Result<Self, ConnectError> {
+    pub async fn connect(config: RedisConfig, delivery: Arc<dyn Delivery>, metrics: Metrics) -> Result<Self, ConnectError> {
         if config.url.starts_with("rediss://") {
             // `rediss://` runs on rustls, which needs a process-wide crypto provider; an error
             // only means one is installed already.
@@ -130,6 +140,7 @@ impl RedisEngine {
             last_read: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
             epoch: Mutex::default(),
+            metrics,
             keys,
             pool,
             config,
@@ -165,15 +176,15 @@ impl Drop for RedisEngine {
 #[async_trait]
 impl Broker for RedisEngine {
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
-        self.shared.store.publish(&message, "").await
+        self.shared.timed("publish", self.shared.store.publish(&message, "")).await
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
-        self.shared.store.history(room, query).await
+        self.shared.timed("history", self.shared.store.history(room, query)).await
     }
 
     async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
-        self.shared.store.recover(room, since).await
+        self.shared.timed("recover", self.shared.store.recover(room, since)).await
     }
 }
 
@@ -181,9 +192,12 @@ impl Broker for RedisEngine {
 impl PresenceStore for RedisEngine {
     async fn connect(&self, session: SessionId, user: &UserName) -> Result<(), EngineError> {
         let record = self.shared.sessions.connect(session, user);
-        let mut conn = connection(&self.shared.pool).await?;
-        let _: i64 = record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-        Ok(())
+        self.shared.timed("connect", async {
+            let mut conn = connection(&self.shared.pool).await?;
+            let _: i64 = record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            Ok(())
+        })
+        .await
     }
 
     /// The session record is written first, so the node's index always covers its presence.
@@ -193,9 +207,12 @@ impl PresenceStore for RedisEngine {
             pipe.add_command(record).ignore();
         }
         pipe.add_command(self.shared.presence.join(room, user, session));
-        let mut conn = connection(&self.shared.pool).await?;
-        let (flat,): (Vec<(String, u32)>,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-        presence::members_reply(flat)
+        self.shared.timed("join", async {
+            let mut conn = connection(&self.shared.pool).await?;
+            let (flat,): (Vec<(String, u32)>,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            presence::members_reply(flat)
+        })
+        .await
     }
 
     async fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<(), EngineError> {
@@ -204,20 +221,26 @@ impl PresenceStore for RedisEngine {
         if let Some(record) = self.shared.sessions.set_room(session, room, false) {
             pipe.add_command(record).ignore();
         }
-        let mut conn = connection(&self.shared.pool).await?;
-        let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-        Ok(())
+        self.shared.timed("leave", async {
+            let mut conn = connection(&self.shared.pool).await?;
+            let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn disconnect(&self, session: SessionId) -> Result<(), EngineError> {
         let drop_record = self.shared.sessions.disconnect(session);
-        let mut conn = connection(&self.shared.pool).await?;
-        let _: i64 = drop_record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-        Ok(())
+        self.shared.timed("disconnect", async {
+            let mut conn = connection(&self.shared.pool).await?;
+            let _: i64 = drop_record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            Ok(())
+        })
+        .await
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {
-        self.shared.presence.members(room).await
+        self.shared.timed("members", self.shared.presence.members(room)).await
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn run(shared: Arc<Shared>) {
     let mut restore = false;
     for beat in 0u64.. {
         ticker.tick().await;
-        match heartbeat(&shared, last_epoch.as_deref()).await {
+        match shared.timed("heartbeat", heartbeat(&shared, last_epoch.as_deref())).await {
             Ok(Beat { epoch, reaped }) => {
                 last_epoch = Some(epoch);
                 restore |= reaped;
@@ -67,8 +67,11 @@ pub async fn run(shared: Arc<Shared>) {
         {
             tracing::warn!(%error, "refreshing session records failed");
         }
-        if let Err(error) = reap_silent_nodes(&shared).await {
+        if let Err(error) = shared.timed("reap", reap_silent_nodes(&shared)).await {
             tracing::warn!(%error, "reaping silent nodes failed");
+        }
+        if let Err(error) = shared.timed("bus_pending", record_pending(&shared)).await {
+            tracing::warn!(%error, "reading the bus's pending counts failed");
         }
     }
 }
@@ -170,6 +173,7 @@ async fn reap_silent_nodes(shared: &Shared) -> Result<(), EngineError> {
             Ok(1) => match remove_sessions(&mut conn, shared, dead).await {
                 Ok(sessions) => {
                     destroy_groups(&mut conn, shared, dead).await.map(|()| {
+                        shared.metrics.reaped_nodes.inc();
                         tracing::info!(node = %dead, sessions, "reaped a silent node");
                     })
                 }
@@ -211,6 +215,21 @@ pub async fn remove_sessions(conn: &mut impl ConnectionLike, shared: &Shared, no
         let () = pipe.query_async(conn).await.map_err(|e| super::engine_error(&e))?;
     }
     Ok(index.len())
+}
+
+/// Sets the pending-count gauge of every shard from `XPENDING` on this node's groups.
+async fn record_pending(shared: &Shared) -> Result<(), EngineError> {
+    let mut pipe = redis::pipe();
+    for bus in shared.keys.all_buses() {
+        pipe.cmd("XPENDING").arg(bus).arg(&shared.config.node_id);
+    }
+    let mut conn = connection(&shared.pool).await?;
+    let summaries: Vec<(i64, redis::Value, redis::Value, redis::Value)> =
+        pipe.query_async(&mut conn).await.map_err(|e| super::engine_error(&e))?;
+    for (shard, (pending, ..)) in summaries.into_iter().enumerate() {
+        shared.metrics.set_bus_pending(shard as u32, pending);
+    }
+    Ok(())
 }
 
 async fn destroy_groups(conn: &mut impl ConnectionLike, shared: &Shared, node: &str) -> Result<(), EngineError> {
