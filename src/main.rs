@@ -1,8 +1,8 @@
-//! The `rookery` binary: read settings, set up logging, run a node until it is stopped.
+//! The `rookery` binary: read settings, set up logs and traces, run a node until it is stopped.
 
 use std::process::ExitCode;
 
-use rookery::{settings::Settings, startup::Application, telemetry::init_logging};
+use rookery::{settings::Settings, startup::Application, telemetry::init_telemetry};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
-    init_logging(settings.log_format);
+    let _telemetry = init_telemetry(settings.log_format, &settings.node_id)?;
     let app = Application::build(settings).await?;
     app.run_until_stopped().await?;
     Ok(())

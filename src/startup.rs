@@ -97,8 +97,8 @@ impl Application {
         // Rooms run on an arbiter of their own, apart from the HTTP workers that run sessions.
         let rooms_arbiter = Arbiter::new();
         let registry = {
-            let (directory, metrics) = (directory.clone(), metrics.clone());
-            Registry::start_in_arbiter(&rooms_arbiter.handle(), move |_| Registry::new(directory, metrics))
+            let (directory, node, metrics) = (directory.clone(), settings.node_id.clone(), metrics.clone());
+            Registry::start_in_arbiter(&rooms_arbiter.handle(), move |_| Registry::new(directory, &node, metrics))
         };
 
         let workers = settings.workers;

@@ -11,6 +11,9 @@ pub struct Message {
     pub id: MessageId,
     pub user: UserName,
     pub body: String,
+    /// The W3C `traceparent` of the publish, so every node's delivery joins its trace; empty
+    /// when it was not traced. Never sent to clients.
+    pub trace: String,
 }
 
 impl Message {

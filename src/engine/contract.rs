@@ -100,7 +100,7 @@ impl Harness {
     }
 
     async fn publish(&self, room: &RoomName, user: &str, body: &str) -> MessageId {
-        let message = NewMessage { room: room.clone(), user: user_name(user), body: body.into() };
+        let message = NewMessage { room: room.clone(), user: user_name(user), body: body.into(), trace: String::new() };
         self.engine.publish(message).await.expect("publish")
     }
 }

@@ -85,12 +85,13 @@ impl Broker for MemoryEngine {
         let log = state.logs.entry(message.room.clone()).or_default();
         let id = log.last_id.unwrap_or_default().next_after(now_ms());
         log.last_id = Some(id);
-        let stored = Message { room: message.room, id, user: message.user, body: message.body };
+        let stored = Message { room: message.room, id, user: message.user, body: message.body, trace: String::new() };
         log.messages.push_back(stored.clone());
         while log.messages.len() > self.history_len {
             log.trimmed_through = log.messages.pop_front().map(|m| m.id);
         }
-        self.delivery.deliver(BusEvent::Message(Arc::new(stored)));
+        // The trace context travels with the delivery only, as on the Redis bus.
+        self.delivery.deliver(BusEvent::Message(Arc::new(Message { trace: message.trace, ..stored })));
         Ok(id)
     }
 

@@ -72,6 +72,8 @@ pub struct NewMessage {
     pub room: RoomName,
     pub user: UserName,
     pub body: String,
+    /// The publish's W3C `traceparent` (empty when not traced).
+    pub trace: String,
 }
 
 /// What a session needs to (re)join a room.

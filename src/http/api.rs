@@ -91,7 +91,7 @@ pub async fn post_message(
     if post.body.len() > node.settings.max_body_bytes {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is over max_body_bytes"));
     }
-    let id = node.engine.publish(NewMessage { room, user, body: post.body }).await?;
+    let id = node.engine.publish(NewMessage { room, user, body: post.body, trace: String::new() }).await?;
     node.metrics.messages_published.inc();
     Ok(HttpResponse::Created().json(json!({ "id": id })))
 }

@@ -39,6 +39,14 @@ impl ClientFrame {
             Self::Ping => "ping",
         }
     }
+
+    /// The room the frame is about, if any.
+    pub fn room(&self) -> Option<&RoomName> {
+        match self {
+            Self::Join { room, .. } | Self::Leave { room } | Self::Send { room, .. } | Self::History { room, .. } => Some(room),
+            Self::Ping => None,
+        }
+    }
 }
 
 /// A page of a room's history: ids strictly between `after` and `before`, at most `limit`.

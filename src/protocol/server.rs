@@ -133,6 +133,7 @@ mod tests {
             id: MessageId::new(1_700_000_000_123, 4),
             user: UserName::parse("alice").unwrap(),
             body: "hi \"there\"".into(),
+            trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
         };
         assert_eq!(
             serde_json::from_str::<Value>(&encode_message(&message)).unwrap(),

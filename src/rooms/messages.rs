@@ -28,11 +28,13 @@ pub struct LeaveRoom {
 ///
 /// `frame` is encoded once per fan-out; every member gets a clone of the same bytes. `id` is set
 /// for `message` frames so the session can drop what it already delivered (after a replay, or
-/// when a cluster engine delivers an entry twice).
+/// when a cluster engine delivers an entry twice). `trace` is the `bus.deliver` span's context
+/// when the session should record its own `ws.send` span.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub struct RoomEvent {
     pub room: RoomName,
     pub id: Option<MessageId>,
     pub frame: ByteString,
+    pub trace: Option<opentelemetry::Context>,
 }

@@ -3,7 +3,10 @@
 //! Joins and leaves are serialized here, so a room is stopped only when its last local member
 //! has left and a join never lands in a room that is going away.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use actix::{Actor, Addr, Context, Handler};
 
@@ -21,6 +24,8 @@ use crate::{
 pub struct Registry {
     rooms: HashMap<RoomName, LocalRoom>,
     directory: RoomDirectory,
+    /// This node's id, for the rooms' spans.
+    node: Arc<str>,
     metrics: Metrics,
 }
 
@@ -30,8 +35,8 @@ struct LocalRoom {
 }
 
 impl Registry {
-    pub fn new(directory: RoomDirectory, metrics: Metrics) -> Self {
-        Self { rooms: HashMap::new(), directory, metrics }
+    pub fn new(directory: RoomDirectory, node: &str, metrics: Metrics) -> Self {
+        Self { rooms: HashMap::new(), directory, node: Arc::from(node), metrics }
     }
 }
 
@@ -44,7 +49,7 @@ impl Handler<JoinRoom> for Registry {
 
     fn handle(&mut self, join: JoinRoom, _: &mut Context<Self>) {
         let local = self.rooms.entry(join.room.clone()).or_insert_with(|| {
-            let addr = Room::new(join.room.clone(), self.metrics.clone()).start();
+            let addr = Room::new(join.room.clone(), self.node.clone(), self.metrics.clone()).start();
             self.directory.insert(join.room.clone(), addr.clone());
             LocalRoom { addr, sessions: HashSet::new() }
         });

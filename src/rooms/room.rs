@@ -1,20 +1,31 @@
 //! The `Room` actor: a room's members on this node, and the fan-out of its events to them.
+//!
+//! A traced message gets a `bus.deliver` span here, a child of its publish on whichever node
+//! that was. Each receiving session records its own `ws.send` span under it while the room has
+//! at most [`SEND_SPANS_PER_SESSION_UP_TO`] local members; a larger room records one `ws.send`
+//! span for the whole fan-out, with the recipient count, so tracing stays cheap.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use actix::{Actor, Context, Handler, Recipient};
-
 use super::messages::RoomEvent;
 use crate::{
-    domain::{RoomName, SessionId, UserName},
+    domain::{Message, RoomName, SessionId, UserName, now_ms},
     engine::BusEvent,
     protocol::{ServerFrame, encode_message},
-    telemetry::Metrics,
+    telemetry::{
+        Metrics,
+        traces::{self, DELIVERY_TARGET},
+    },
 };
+
+/// Rooms with at most this many local members get a `ws.send` span per receiving session.
+pub const SEND_SPANS_PER_SESSION_UP_TO: usize = 16;
 
 /// One room's local members. Created and stopped by the registry.
 pub struct Room {
     name: RoomName,
+    node: Arc<str>,
     members: HashMap<SessionId, Member>,
     metrics: Metrics,
 }
@@ -25,8 +36,27 @@ struct Member {
 }
 
 impl Room {
-    pub(super) fn new(name: RoomName, metrics: Metrics) -> Self {
-        Self { name, members: HashMap::new(), metrics }
+    pub(super) fn new(name: RoomName, node: Arc<str>, metrics: Metrics) -> Self {
+        Self { name, node, members: HashMap::new(), metrics }
+    }
+
+    /// The `bus.deliver` span of a traced message; `None` when it carries no trace context.
+    fn deliver_span(&self, message: &Message) -> Option<tracing::Span> {
+        let parent = traces::remote_context(&message.trace)?;
+        let span = tracing::info_span!(
+            target: DELIVERY_TARGET,
+            "bus.deliver",
+            otel.kind = "consumer",
+            messaging.operation.type = "process",
+            messaging.destination.name = self.name.as_str(),
+            rookery.node = &*self.node,
+            rookery.room = self.name.as_str(),
+            rookery.message_id = %message.id,
+            rookery.local_members = self.members.len(),
+            rookery.lag_ms = now_ms().saturating_sub(message.id.millis()),
+        );
+        traces::set_parent(&span, Some(parent));
+        Some(span)
     }
 
     fn fan_out(&self, event: &RoomEvent, skip_user: Option<&UserName>) {
@@ -94,7 +124,15 @@ impl Handler<BusEvent> for Room {
         match &event {
             BusEvent::Message(message) => {
                 let frame = encode_message(message);
-                self.fan_out(&RoomEvent { room: self.name.clone(), id: Some(message.id), frame }, None);
+                let deliver = self.deliver_span(message);
+                let _entered = deliver.as_ref().map(tracing::Span::enter);
+                let per_session = self.members.len() <= SEND_SPANS_PER_SESSION_UP_TO;
+                let trace = deliver.as_ref().filter(|_| per_session).map(traces::context);
+                let one_send_span = deliver.as_ref().filter(|_| !per_session).map(|_| {
+                    tracing::info_span!(target: DELIVERY_TARGET, "ws.send", otel.kind = "producer", rookery.recipients = self.members.len())
+                });
+                let _sending = one_send_span.as_ref().map(tracing::Span::enter);
+                self.fan_out(&RoomEvent { room: self.name.clone(), id: Some(message.id), frame, trace }, None);
             }
             // The user whose presence changed is not told about it: on join that is the
             // joining session; on leave the user has no session left in the room.
@@ -105,12 +143,12 @@ impl Handler<BusEvent> for Room {
                     user: &change.user,
                 }
                 .encode();
-                self.fan_out(&RoomEvent { room: self.name.clone(), id: None, frame }, Some(&change.user));
+                self.fan_out(&RoomEvent { room: self.name.clone(), id: None, frame, trace: None }, Some(&change.user));
             }
             BusEvent::Gap { room, after } => {
                 self.metrics.gaps.inc();
                 let frame = ServerFrame::Gap { room, after: *after }.encode();
-                self.fan_out(&RoomEvent { room: self.name.clone(), id: None, frame }, None);
+                self.fan_out(&RoomEvent { room: self.name.clone(), id: None, frame, trace: None }, None);
             }
         }
     }

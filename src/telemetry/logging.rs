@@ -1,7 +1,16 @@
-//! The tracing subscriber: JSON lines (for containers) or human-readable lines, filtered by
-//! `RUST_LOG` (default `info`).
+//! The tracing subscriber: log lines (JSON for containers, or human-readable) filtered by
+//! `RUST_LOG` (default `info`), and, when an OTLP endpoint is configured, the OpenTelemetry layer
+//! with a filter of its own (so `RUST_LOG=warn` never silences traces).
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::{FilterExt, filter_fn},
+    fmt,
+    prelude::*,
+};
+
+use super::traces::{self, CONTEXT_TARGET, DELIVERY_TARGET, TraceSetupError};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,16 +19,39 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Keeps the trace exporter alive; dropping it flushes the spans still queued.
+#[must_use = "dropping the guard stops the trace exporter"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            // At exit: a collector that is down only costs the export timeout.
+            let _ = provider.shutdown();
+        }
+    }
+}
+
 /// Installs the global subscriber. Calling it again (as tests do) keeps the first one.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry();
-    let result = match format {
-        LogFormat::Json => registry
-            .with(fmt::layer().json().with_current_span(true).with_filter(filter))
-            .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().with_filter(filter)).try_init(),
+pub fn init_telemetry(format: LogFormat, node: &str) -> Result<TelemetryGuard, TraceSetupError> {
+    let provider = traces::provider_from_env(node)?;
+    let log_filter = || {
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        // Per-delivery spans are for traces only.
+        FilterExt::and(filter, filter_fn(|metadata| metadata.target() != DELIVERY_TARGET))
     };
+    let logs = match format {
+        LogFormat::Json => fmt::layer().json().with_current_span(true).with_span_list(true).with_filter(log_filter()).boxed(),
+        LogFormat::Pretty => fmt::layer().with_filter(log_filter()).boxed(),
+    };
+    let otel = provider.as_ref().map(|provider| {
+        traces::layer(provider).with_filter(filter_fn(|metadata| {
+            metadata.is_span() && metadata.target().starts_with("rookery") && metadata.target() != CONTEXT_TARGET
+        }))
+    });
     // Already installed: a test binary starts many nodes in one process.
-    drop(result);
+    let _ = tracing_subscriber::registry().with(logs).with(otel).try_init();
+    Ok(TelemetryGuard { provider })
 }

@@ -1,7 +1,9 @@
-//! What a node tells its operators: logs (`logging`) and Prometheus metrics (`metrics`).
+//! What a node tells its operators: logs and traces (`logging`, `traces`) and Prometheus
+//! metrics (`metrics`).
 
 mod logging;
 mod metrics;
+pub mod traces;
 
-pub use logging::{LogFormat, init_logging};
+pub use logging::{LogFormat, TelemetryGuard, init_telemetry};
 pub use metrics::Metrics;

@@ -3,8 +3,12 @@
 //! Each command checks what it can on the actor, then runs its engine calls as a future whose
 //! result comes back to the actor; the reader waits for that before reading the next frame, so a
 //! session's commands run one at a time, in order, while room events keep flowing to it.
+//!
+//! Commands run inside the frame's `ws.receive` span; each engine call gets a span of its own
+//! (`room.publish`, `presence.join`, `room.recover`, `presence.leave`, `room.history`).
 
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
+use tracing::{Instrument, field::Empty};
 
 use super::session::{Membership, Reply, Session, done};
 use crate::{
@@ -12,7 +16,34 @@ use crate::{
     engine::{EngineError, NewMessage, Recovery},
     protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageList, Request, ServerFrame, encode_message},
     rooms::{JoinRoom, LeaveRoom},
+    telemetry::traces,
 };
+
+/// The span of one engine call made for a command (a child of the current `ws.receive`).
+fn engine_span(name: &'static str, engine: &'static str, room: &RoomName) -> tracing::Span {
+    let span = tracing::info_span!(
+        "engine",
+        otel.name = name,
+        otel.kind = "client",
+        otel.status_code = Empty,
+        db.system = Empty,
+        rookery.engine = engine,
+        rookery.room = room.as_str(),
+        rookery.message_id = Empty,
+        rookery.replayed = Empty,
+    );
+    if engine == "redis" {
+        span.record("db.system", "redis");
+    }
+    span
+}
+
+/// Marks `span` failed when `result` is an error.
+fn record_outcome<T>(span: &tracing::Span, result: &Result<T, EngineError>) {
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+}
 
 fn engine_error_code(error: &EngineError) -> ErrorCode {
     match error {
@@ -78,10 +109,18 @@ impl Session {
                 .send(join)
                 .await
                 .map_err(|_| EngineError::Internal("the room registry has stopped".into()))?;
-            let members = engine.join(&target, &user, session).await?;
-            let recovery = engine.recover(&target, since).await?;
-            Ok::<_, EngineError>((members, recovery))
-        };
+            let span = engine_span("presence.join", engine.kind(), &target);
+            let members = engine.join(&target, &user, session).instrument(span.clone()).await;
+            record_outcome(&span, &members);
+            let span = engine_span("room.recover", engine.kind(), &target);
+            let recovery = engine.recover(&target, since).instrument(span.clone()).await;
+            record_outcome(&span, &recovery);
+            if let Ok(recovery) = &recovery {
+                span.record("rookery.replayed", recovery.messages.len());
+            }
+            Ok::<_, EngineError>((members?, recovery?))
+        }
+        .in_current_span();
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok((members, recovery)) => act.finish_join(ctx, reference.as_deref(), room, since, &members, recovery),
             Err(error) => {
@@ -115,6 +154,7 @@ impl Session {
             if Some(message.id) > last {
                 frames.push(encode_message(message));
                 last = Some(message.id);
+                self.trace.received += 1;
             }
         }
         frames.push(
@@ -153,7 +193,13 @@ impl Session {
         self.node.registry.do_send(LeaveRoom { room: room.clone(), session: self.id });
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
         let target = room.clone();
-        let work = async move { engine.leave(&target, &user, session).await };
+        let work = async move {
+            let span = engine_span("presence.leave", engine.kind(), &target);
+            let left = engine.leave(&target, &user, session).instrument(span.clone()).await;
+            record_outcome(&span, &left);
+            left
+        }
+        .in_current_span();
         Box::pin(work.into_actor(self).map(move |result, act, ctx| {
             if let Err(error) = result {
                 // The session has left locally either way; presence catches up when the
@@ -180,10 +226,24 @@ impl Session {
             return done();
         }
         let engine = self.node.engine.clone();
-        let message = NewMessage { room: room.clone(), user: self.identity.user.clone(), body };
-        let work = async move { engine.publish(message).await };
+        let (target, user) = (room.clone(), self.identity.user.clone());
+        let work = async move {
+            // The publish span's context goes into the message, so every node's delivery
+            // becomes its child.
+            let span = engine_span("room.publish", engine.kind(), &target);
+            span.record("otel.kind", "producer");
+            let message = NewMessage { trace: traces::traceparent(&span), room: target, user, body };
+            let published = engine.publish(message).instrument(span.clone()).await;
+            record_outcome(&span, &published);
+            if let Ok(id) = &published {
+                span.record("rookery.message_id", tracing::field::display(id));
+            }
+            published
+        }
+        .in_current_span();
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok(id) => {
+                act.trace.published += 1;
                 act.node.metrics.messages_published.inc();
                 let ack = ServerFrame::Ack { reference: reference.as_deref(), room: &room, id }.encode();
                 act.write(ack, ctx);
@@ -199,7 +259,13 @@ impl Session {
         }
         let engine = self.node.engine.clone();
         let target = room.clone();
-        let work = async move { engine.history(&target, query).await };
+        let work = async move {
+            let span = engine_span("room.history", engine.kind(), &target);
+            let page = engine.history(&target, query).instrument(span.clone()).await;
+            record_outcome(&span, &page);
+            page
+        }
+        .in_current_span();
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok(messages) => {
                 let frame = ServerFrame::History { reference: reference.as_deref(), room: &room, messages: MessageList(&messages) }.encode();

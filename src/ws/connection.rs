@@ -33,6 +33,9 @@ pub struct Connection {
     last_heard: Instant,
     /// The close code sent (or 1006 when the peer vanished); set once.
     close_code: Option<u16>,
+    close_reason: String,
+    /// `server`, `client` (it sent a close frame) or `network` (it vanished).
+    closed_by: &'static str,
     metrics: Metrics,
     /// Resolves when the node stops; taken by `start`.
     stopping: Option<Pin<Box<dyn Future<Output = ()>>>>,
@@ -59,6 +62,8 @@ impl Connection {
             heartbeat: settings.heartbeat,
             last_heard: Instant::now(),
             close_code: None,
+            close_reason: String::new(),
+            closed_by: "network",
             metrics: node.metrics.clone(),
             stopping: Some(Box::pin(node.shutdown.wait())),
         }
@@ -121,17 +126,25 @@ impl Connection {
     }
 
     fn close_discarding<A: WsActor>(&mut self, ctx: &mut Context<A>, code: CloseCode, reason: &str, discard: bool) {
-        self.close_with(ctx, code.code(), reason, discard);
+        self.close_with(ctx, code.code(), reason, "server", discard);
     }
 
-    fn close_with<A: WsActor>(&mut self, ctx: &mut Context<A>, code: u16, reason: &str, discard: bool) {
+    fn close_with<A: WsActor>(&mut self, ctx: &mut Context<A>, code: u16, reason: &str, by: &'static str, discard: bool) {
         if self.close_code.is_some() {
             return;
         }
         self.close_code = Some(code);
+        self.close_reason = reason.to_owned();
+        self.closed_by = by;
         self.metrics.closed(code);
         self.outbound.close(code, reason, discard);
         ctx.stop();
+    }
+
+    /// How the connection ended: code, reason and who closed it (1006 by the network when it
+    /// has not ended).
+    pub fn close_info(&self) -> (u16, &str, &'static str) {
+        (self.close_code.unwrap_or(CloseCode::Abnormal.code()), &self.close_reason, self.closed_by)
     }
 
     /// Whether the connection is closing (no more frames will be written).
@@ -148,7 +161,7 @@ impl Connection {
                 // Echo the peer's code, as RFC 6455 section 5.5.1 asks (the decoder has already
                 // refused codes a peer may not send); 1000 when it gave none.
                 let code = reason.map_or(CloseCode::Normal.code(), |r| u16::from(r.code));
-                self.close_with(ctx, code, "", false);
+                self.close_with(ctx, code, "", "client", false);
             }
             Inbound::Violation(code, reason) => self.close(ctx, code, reason),
             Inbound::Gone => {

@@ -11,6 +11,7 @@ mod outbound;
 mod reader;
 mod route;
 mod session;
+mod session_trace;
 
 pub use route::{chat_socket, echo_socket};
 pub use session::Session;

@@ -16,10 +16,14 @@ use super::{
     frame_guard::{FrameGuard, Verdict},
     session::Session,
 };
+use tracing::Instrument;
+
 use crate::{
-    auth::AuthError,
+    auth::{AuthError, Authenticator},
+    domain::SessionId,
     http::ApiError,
     node::{ConnectionSlot, Node},
+    telemetry::traces,
 };
 
 /// The payload stream type `dev::Payload` is built from.
@@ -31,24 +35,61 @@ type GuardedStream = std::pin::Pin<
 struct HandshakeQuery {
     user: Option<String>,
     token: Option<String>,
+    /// Browsers cannot set headers on a WebSocket, so the W3C trace context may come here.
+    traceparent: Option<String>,
 }
 
-/// Upgrades a chat connection.
+/// Upgrades a chat connection, inside a `ws.handshake` span whose parent is the client's
+/// `traceparent` (header, else query parameter).
 pub async fn chat_socket(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
-    let slot = admit(&req, &node)?;
+    let query = web::Query::<HandshakeQuery>::from_query(req.query_string()).ok();
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| query.as_ref().and_then(|q| q.traceparent.as_deref()));
+    let span = tracing::info_span!(
+        "ws.handshake",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = "GET",
+        url.path = req.path(),
+        rookery.node = %node.settings.node_id,
+        rookery.session = tracing::field::Empty,
+        enduser.id = tracing::field::Empty,
+        rookery.auth = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    traces::set_parent(&span, traceparent.and_then(traces::remote_context));
+    traces::record_ids(&span);
+    let result = handshake(&req, body, &node, &span).instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
+}
+
+async fn handshake(req: &HttpRequest, body: web::Payload, node: &web::Data<Node>, span: &tracing::Span) -> Result<HttpResponse, ApiError> {
+    let slot = admit(req, node)?;
     let query = web::Query::<HandshakeQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let token = bearer_token(&req).or(query.token.as_deref());
+    let token = bearer_token(req).or(query.token.as_deref());
     let identity = node.auth.authenticate(query.user.as_deref(), token).map_err(|error| {
         node.metrics.connection_opened("unauthorized");
+        span.record("rookery.auth", "refused");
         match error {
             AuthError::BadUser(_) => ApiError::bad_request(error.to_string()),
             _ => ApiError::unauthorized(error.to_string()),
         }
     })?;
-    let (response, socket) = upgrade(&req, body, &node).await?;
-    let connection = Connection::new(socket, &node);
-    Session::new(identity, node.clone(), connection, slot).start();
+    let session = SessionId::random();
+    span.record("rookery.auth", if matches!(node.auth, Authenticator::Anonymous) { "anonymous" } else { "jwt" });
+    span.record("rookery.session", tracing::field::display(session));
+    span.record("enduser.id", identity.user.as_str());
+    let (response, socket) = upgrade(req, body, node).await?;
+    let connection = Connection::new(socket, node);
+    Session::new(session, identity, node.clone(), connection, slot, traces::span_context(span)).start();
     node.metrics.connection_opened("ok");
     Ok(response)
 }

@@ -11,8 +11,11 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFu
 use actix_web::web;
 use bytestring::ByteString;
 
+use opentelemetry::trace::SpanContext;
+
 use super::{
     connection::{Connection, WsActor},
+    session_trace::SessionTrace,
     limits::{AbuseWindow, TokenBucket},
     reader::{Inbound, InboundFrame},
 };
@@ -39,6 +42,7 @@ pub struct Session {
     pub(super) connection: Connection,
     pub(super) rooms: HashMap<RoomName, Membership>,
     pub(super) bucket: TokenBucket,
+    pub(super) trace: SessionTrace,
     abuse: AbuseWindow,
     _slot: ConnectionSlot,
 }
@@ -60,10 +64,19 @@ pub(super) fn done() -> Reply {
 }
 
 impl Session {
-    pub fn new(identity: Identity, node: web::Data<Node>, connection: Connection, slot: ConnectionSlot) -> Self {
+    /// A session for `identity`; `handshake` is the context of its `ws.handshake` span.
+    pub fn new(
+        id: SessionId,
+        identity: Identity,
+        node: web::Data<Node>,
+        connection: Connection,
+        slot: ConnectionSlot,
+        handshake: SpanContext,
+    ) -> Self {
         let settings = &node.settings;
         Self {
-            id: SessionId::random(),
+            id,
+            trace: SessionTrace::new(id, &identity.user, &settings.node_id, handshake),
             bucket: TokenBucket::new(settings.rate_per_sec, settings.rate_burst),
             abuse: AbuseWindow::new(BAD_REQUESTS_BEFORE_CLOSE, BAD_REQUEST_WINDOW),
             identity,
@@ -98,6 +111,9 @@ impl Session {
             }
         };
         self.node.metrics.frame_received(request.frame.kind());
+        // The command's futures are instrumented with the current span: this one.
+        let receive = self.trace.receive_span(&request);
+        let _entered = receive.enter();
         self.run(request, ctx)
     }
 
@@ -117,8 +133,11 @@ impl Session {
                 return;
             }
             membership.last_delivered = Some(id);
+            self.trace.received += 1;
             self.node.metrics.delivered_after(Duration::from_millis(now_ms().saturating_sub(id.millis())));
         }
+        let send = event.trace.as_ref().map(|parent| self.trace.send_span(parent, &event.room, event.id));
+        let _entered = send.as_ref().map(tracing::Span::enter);
         self.write(event.frame, ctx);
     }
 
@@ -146,6 +165,8 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        let span = self.trace.log_span();
+        let _entered = span.enter();
         self.connection.start(ctx);
         let welcome = ServerFrame::Welcome {
             session: self.id,
@@ -174,12 +195,16 @@ impl Actor for Session {
                 act.connection.close(ctx, CloseCode::Policy, "token expired");
             });
         }
-        tracing::debug!(session = %self.id, user = %self.identity.user, "session started");
+        tracing::debug!("session started");
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        let span = self.trace.log_span();
+        let _entered = span.enter();
         self.leave_all_rooms_and_disconnect();
-        tracing::debug!(session = %self.id, user = %self.identity.user, "session stopped");
+        let (code, reason, closed_by) = self.connection.close_info();
+        self.trace.close(code, reason, closed_by);
+        tracing::debug!(code, closed_by, "session stopped");
     }
 }
 
@@ -193,6 +218,8 @@ impl Handler<InboundFrame> for Session {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, InboundFrame(inbound): InboundFrame, ctx: &mut Context<Self>) -> Reply {
+        let span = self.trace.log_span();
+        let _entered = span.enter();
         self.connection.heard();
         if self.connection.is_closing() {
             return done();

@@ -62,7 +62,7 @@ async fn store(redis: &RedisServer, history_len: usize) -> (MessageStore, deadpo
 }
 
 fn message(room: &RoomName, body: &str) -> NewMessage {
-    NewMessage { room: room.clone(), user: UserName::parse("alice").expect("user"), body: body.into() }
+    NewMessage { room: room.clone(), user: UserName::parse("alice").expect("user"), body: body.into(), trace: String::new() }
 }
 
 #[tokio::test]
@@ -72,7 +72,7 @@ async fn publish_keeps_exactly_history_len_and_feeds_the_bus() {
     let room = RoomName::parse("lobby").expect("room");
     let mut ids = Vec::new();
     for n in 0..25 {
-        ids.push(store.publish(&message(&room, &n.to_string()), "").await.expect("publish"));
+        ids.push(store.publish(&message(&room, &n.to_string())).await.expect("publish"));
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
     let all = store.history(&room, HistoryQuery { limit: 500, ..HistoryQuery::default() }).await.expect("history");
@@ -104,7 +104,7 @@ async fn recover_replays_after_since_and_reports_trimming() {
     assert_eq!((empty.last_id, empty.recovered, empty.messages.len()), (None, true, 0));
     let mut ids: Vec<MessageId> = Vec::new();
     for n in 0..25 {
-        ids.push(store.publish(&message(&room, &n.to_string()), "").await.expect("publish"));
+        ids.push(store.publish(&message(&room, &n.to_string())).await.expect("publish"));
     }
     let plain = store.recover(&room, None).await.expect("recover");
     assert_eq!((plain.last_id, plain.messages.len()), (Some(ids[24]), 0));
@@ -123,7 +123,7 @@ async fn an_unreachable_redis_is_unavailable() {
     let (store, _pool) = store(&redis, 20).await;
     drop(redis);
     let room = RoomName::parse("lobby").expect("room");
-    let error = store.publish(&message(&room, "lost"), "").await.expect_err("Redis is gone");
+    let error = store.publish(&message(&room, "lost")).await.expect_err("Redis is gone");
     assert!(matches!(error, EngineError::Unavailable(_)), "{error:?}");
 }
 
@@ -170,7 +170,7 @@ mod cluster {
         let user = rookery::domain::UserName::parse("alice").expect("user");
         for n in 0..10 {
             let via: &dyn Engine = if n % 2 == 0 { &a } else { &b };
-            via.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string() }).await.expect("publish");
+            via.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string(), trace: String::new() }).await.expect("publish");
         }
         let on_a = message_ids(&seen_a.wait_for(&room, 10).await);
         let on_b = message_ids(&seen_b.wait_for(&room, 10).await);
@@ -187,7 +187,7 @@ mod cluster {
         let publisher = RedisEngine::connect(config(&server, "publisher"), Arc::new(Recorder::default()), rookery::telemetry::Metrics::new()).await.expect("publisher");
         let user = rookery::domain::UserName::parse("alice").expect("user");
         for n in 0..3 {
-            publisher.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string() }).await.expect("publish");
+            publisher.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string(), trace: String::new() }).await.expect("publish");
         }
         // node-x "crashes" after reading the entries and before acknowledging them.
         let pool = server.pool();

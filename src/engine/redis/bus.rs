@@ -258,6 +258,7 @@ fn decode(fields: &[String]) -> Option<BusEvent> {
             id: field("id")?.parse().ok()?,
             user,
             body: field("body")?.clone(),
+            trace: field("trace").cloned().unwrap_or_default(),
         }))),
         "presence" => Some(BusEvent::Presence(PresenceChange {
             room,

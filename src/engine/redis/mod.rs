@@ -176,7 +176,7 @@ impl Drop for RedisEngine {
 #[async_trait]
 impl Broker for RedisEngine {
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
-        self.shared.timed("publish", self.shared.store.publish(&message, "")).await
+        self.shared.timed("publish", self.shared.store.publish(&message)).await
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {

@@ -31,7 +31,7 @@ impl MessageStore {
     }
 
     /// Appends `message` to its room's history and bus shard; returns its id.
-    pub async fn publish(&self, message: &NewMessage, trace: &str) -> Result<MessageId, EngineError> {
+    pub async fn publish(&self, message: &NewMessage) -> Result<MessageId, EngineError> {
         let mut conn = connection(&self.pool).await?;
         let shard = self.keys.shard(&message.room);
         let id: String = redis::cmd("FCALL")
@@ -45,7 +45,7 @@ impl MessageStore {
             .arg(&message.body)
             .arg(self.history_len)
             .arg(self.bus_retention_ms)
-            .arg(trace)
+            .arg(&message.trace)
             .query_async(&mut conn)
             .await
             .map_err(|e| engine_error(&e))?;
@@ -78,6 +78,7 @@ impl MessageStore {
                     id: message_id(&id)?,
                     user: UserName::parse(&field("user").unwrap_or_default()).map_err(|_| bad_data("user"))?,
                     body: field("body").unwrap_or_default(),
+                    trace: String::new(),
                 })
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
@@ -112,6 +113,7 @@ impl MessageStore {
                     id: message_id(&entry[0])?,
                     user: UserName::parse(&entry[1]).map_err(|_| bad_data("user"))?,
                     body: entry[2].clone(),
+                    trace: String::new(),
                 })
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
