@@ -14,4 +14,5 @@ mod node_process;
 mod protocol;
 mod redis_server;
 mod redis_store;
+mod traces;
 mod websocket;
