@@ -6,11 +6,14 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::{
     EnvFilter, Layer,
     filter::{FilterExt, filter_fn},
-    fmt,
+    fmt::{self, format::JsonFields},
     prelude::*,
 };
 
-use super::traces::{self, CONTEXT_TARGET, DELIVERY_TARGET, TraceSetupError};
+use super::{
+    json_lines::FlatJson,
+    traces::{self, CONTEXT_TARGET, DELIVERY_TARGET, TraceSetupError},
+};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +46,7 @@ pub fn init_telemetry(format: LogFormat, node: &str) -> Result<TelemetryGuard, T
         FilterExt::and(filter, filter_fn(|metadata| metadata.target() != DELIVERY_TARGET))
     };
     let logs = match format {
-        LogFormat::Json => fmt::layer().json().with_current_span(true).with_span_list(true).with_filter(log_filter()).boxed(),
+        LogFormat::Json => fmt::layer().fmt_fields(JsonFields::new()).event_format(FlatJson).with_filter(log_filter()).boxed(),
         LogFormat::Pretty => fmt::layer().with_filter(log_filter()).boxed(),
     };
     let otel = provider.as_ref().map(|provider| {

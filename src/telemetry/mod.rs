@@ -1,6 +1,7 @@
 //! What a node tells its operators: logs and traces (`logging`, `traces`) and Prometheus
 //! metrics (`metrics`).
 
+mod json_lines;
 mod logging;
 mod metrics;
 pub mod traces;

@@ -57,6 +57,9 @@ pub async fn chat_socket(req: HttpRequest, body: web::Payload, node: web::Data<N
         rookery.node = %node.settings.node_id,
         rookery.session = tracing::field::Empty,
         enduser.id = tracing::field::Empty,
+        node = %node.settings.node_id,
+        session = tracing::field::Empty,
+        user = tracing::field::Empty,
         rookery.auth = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
@@ -85,8 +88,12 @@ async fn handshake(req: &HttpRequest, body: web::Payload, node: &web::Data<Node>
     })?;
     let session = SessionId::random();
     span.record("rookery.auth", if matches!(node.auth, Authenticator::Anonymous) { "anonymous" } else { "jwt" });
-    span.record("rookery.session", tracing::field::display(session));
+    // Trace attributes and the plain fields log lines carry.
+    let session_text = session.to_string();
+    span.record("rookery.session", session_text.as_str());
+    span.record("session", session_text.as_str());
     span.record("enduser.id", identity.user.as_str());
+    span.record("user", identity.user.as_str());
     let (response, socket) = upgrade(req, body, node).await?;
     let connection = Connection::new(socket, node);
     Session::new(session, identity, node.clone(), connection, slot, traces::span_context(span)).start();

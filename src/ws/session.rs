@@ -114,6 +114,7 @@ impl Session {
         // The command's futures are instrumented with the current span: this one.
         let receive = self.trace.receive_span(&request);
         let _entered = receive.enter();
+        tracing::debug!(frame = request.frame.kind(), "frame received");
         self.run(request, ctx)
     }
 

@@ -3,6 +3,7 @@
 
 use std::{
     net::TcpListener,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -13,6 +14,8 @@ use crate::helpers::{Endpoint, http};
 pub struct NodeProcess {
     pub port: u16,
     vars: Vec<(String, String)>,
+    /// Where its standard output (the log) goes, if kept.
+    log: Option<PathBuf>,
     child: Child,
 }
 
@@ -25,10 +28,15 @@ impl Endpoint for NodeProcess {
 impl NodeProcess {
     /// Starts a node with `vars` on a free port and waits until it is ready.
     pub async fn start(vars: &[(&str, &str)]) -> NodeProcess {
+        Self::start_logging(vars, None).await
+    }
+
+    /// Like [`Self::start`], writing the node's log (its standard output) to `log`.
+    pub async fn start_logging(vars: &[(&str, &str)], log: Option<PathBuf>) -> NodeProcess {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let child = spawn(port, &vars);
-        let node = NodeProcess { port, vars, child };
+        let child = spawn(port, &vars, log.as_deref());
+        let node = NodeProcess { port, vars, log, child };
         node.wait_ready().await;
         node
     }
@@ -49,7 +57,7 @@ impl NodeProcess {
 
     /// Starts the node again with the same settings and port, after [`Self::kill`].
     pub async fn restart(&mut self) {
-        self.child = spawn(self.port, &self.vars);
+        self.child = spawn(self.port, &self.vars, self.log.as_deref());
         self.wait_ready().await;
     }
 
@@ -91,10 +99,15 @@ fn command(port: u16, vars: &[(String, String)]) -> Command {
     command
 }
 
-fn spawn(port: u16, vars: &[(String, String)]) -> Child {
+fn spawn(port: u16, vars: &[(String, String)], log: Option<&Path>) -> Child {
     let show_logs = std::env::var_os("ROOKERY_TEST_NODE_LOGS").is_some();
+    let stdout = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("create the node's log file")),
+        None if show_logs => Stdio::inherit(),
+        None => Stdio::null(),
+    };
     command(port, vars)
-        .stdout(if show_logs { Stdio::inherit() } else { Stdio::null() })
+        .stdout(stdout)
         .stderr(if show_logs { Stdio::inherit() } else { Stdio::null() })
         .spawn()
         .expect("start the rookery binary")

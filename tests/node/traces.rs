@@ -191,3 +191,45 @@ async fn one_message_is_one_trace_from_the_senders_socket_to_every_receiving_soc
     assert_eq!(close.attribute("rookery.messages_published"), Some("1"));
     assert!(close.links.contains(&handshake.span_id), "ws.close links to the handshake");
 }
+
+#[actix_web::test]
+async fn json_log_lines_carry_the_session_and_trace_context_but_no_message_bodies() {
+    let redis = RedisServer::start();
+    let log = std::env::temp_dir().join(format!("rookery-log-{}.jsonl", uuid::Uuid::new_v4().simple()));
+    let (url, endpoint) = (redis.url(), "http://127.0.0.1:9".to_owned());
+    let vars = [
+        ("ROOKERY_REDIS_URL", url.as_str()),
+        ("ROOKERY_NODE_ID", "node-a"),
+        ("ROOKERY_LOG_FORMAT", "json"),
+        ("RUST_LOG", "debug"),
+        // Traces go nowhere (nothing listens there): chat must not notice.
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+    ];
+    let a = NodeProcess::start_logging(&vars, Some(log.clone())).await;
+    let mut request = a.ws_url("?user=alice").into_client_request().expect("request");
+    request.headers_mut().insert("traceparent", format!("00-{HANDSHAKE_TRACE}-{HANDSHAKE_PARENT}-01").parse().expect("header"));
+    let mut alice = Client::connect_request(request).await.expect("connect");
+    alice.join("lobby").await;
+    let message_parent = format!("00-{MESSAGE_TRACE}-{MESSAGE_PARENT}-01");
+    let ack = alice.request(json!({"type":"send","room":"lobby","body":"a secret body","traceparent":message_parent})).await;
+    assert_eq!(ack["type"], "ack");
+    let session = alice.welcome["session"].as_str().expect("session").to_owned();
+    drop(a);
+
+    let text = std::fs::read_to_string(&log).expect("read the log");
+    let _ = std::fs::remove_file(&log);
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))).collect();
+    assert!(!text.contains("a secret body"), "a message body was logged");
+    let started = lines.iter().find(|l| l["message"] == "session started").expect("a `session started` line");
+    assert_eq!((started["session"].as_str(), started["user"].as_str(), started["node"].as_str()), (Some(session.as_str()), Some("alice"), Some("node-a")));
+    assert_eq!(started["trace_id"], HANDSHAKE_TRACE, "the handshake's trace");
+    let frame = lines
+        .iter()
+        .find(|l| l["message"] == "frame received" && l["frame"] == "send")
+        .expect("a `frame received` line for the send");
+    assert_eq!((frame["session"].as_str(), frame["user"].as_str(), frame["room"].as_str()), (Some(session.as_str()), Some("alice"), Some("lobby")));
+    assert_eq!(frame["trace_id"], MESSAGE_TRACE, "the frame's own trace");
+    assert_eq!(frame["span_id"].as_str().map(str::len), Some(16));
+    assert_eq!(frame["level"], "DEBUG");
+}

@@ -34,9 +34,10 @@ use super::{Broker, Delivery, Engine, EngineError, NewMessage, PresenceStore, Re
 use crate::{
     domain::{Member, Message, MessageId, RoomName, SessionId, UserName, now_ms},
     protocol::HistoryQuery,
-    telemetry::Metrics,
+    telemetry::{Metrics, traces::CONTEXT_TARGET},
 };
 use sessions::SessionTable;
+use tracing::Instrument;
 
 /// How a node reaches Redis and lays out its keys.
 #[derive(Debug, Clone)]
@@ -159,8 +160,10 @@ impl RedisEngine {
             tracing::info!(sessions = stale, "removed the sessions of this node's previous run");
         }
         drop(conn);
-        let consumer = tokio::spawn(bus::BusConsumer::new(client, shared.clone(), delivery).run());
-        let heartbeat = tokio::spawn(nodes::run(shared.clone()));
+        // Their log lines name the node.
+        let context = || tracing::info_span!(target: CONTEXT_TARGET, "engine", node = %shared.config.node_id);
+        let consumer = tokio::spawn(bus::BusConsumer::new(client, shared.clone(), delivery).run().instrument(context()));
+        let heartbeat = tokio::spawn(nodes::run(shared.clone()).instrument(context()));
         Ok(Self { shared, tasks: vec![consumer, heartbeat] })
     }
 }
