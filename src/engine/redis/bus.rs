@@ -19,6 +19,7 @@ use std::{
 };
 
 use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection};
+use tracing::Instrument;
 
 use super::{Keys, Shared, field};
 use crate::{
@@ -180,6 +181,11 @@ impl BusConsumer {
     /// Delivers, for each room, what its history holds after `after`, preceded by a gap when
     /// the history no longer reaches back that far.
     async fn catch_up(&self, positions: Vec<(RoomName, MessageId)>) -> redis::RedisResult<()> {
+        let span = tracing::info_span!("bus.catch_up", rookery.node = %self.shared.config.node_id, rookery.rooms = positions.len());
+        self.catch_up_rooms(positions).instrument(span).await
+    }
+
+    async fn catch_up_rooms(&self, positions: Vec<(RoomName, MessageId)>) -> redis::RedisResult<()> {
         for (room, after) in positions {
             let recovery =
                 self.shared.timed("recover", self.shared.store.recover(&room, Some(after))).await.map_err(from_engine)?;

@@ -14,6 +14,7 @@
 use std::{sync::Arc, time::Duration};
 
 use redis::aio::ConnectionLike;
+use tracing::Instrument;
 
 use super::{Keys, Shared, connection};
 use crate::{domain::SessionId, engine::EngineError};
@@ -170,15 +171,7 @@ async fn reap_silent_nodes(shared: &Shared) -> Result<(), EngineError> {
             .query_async(&mut conn)
             .await;
         outcome = match claimed {
-            Ok(1) => match remove_sessions(&mut conn, shared, dead).await {
-                Ok(sessions) => {
-                    destroy_groups(&mut conn, shared, dead).await.map(|()| {
-                        shared.metrics.reaped_nodes.inc();
-                        tracing::info!(node = %dead, sessions, "reaped a silent node");
-                    })
-                }
-                Err(error) => Err(error),
-            },
+            Ok(1) => reap(&mut conn, shared, dead).await,
             Ok(_) => Ok(()),
             Err(error) => Err(super::engine_error(&error)),
         };
@@ -189,6 +182,31 @@ async fn reap_silent_nodes(shared: &Shared) -> Result<(), EngineError> {
     let _: redis::RedisResult<i64> =
         redis::cmd("EVAL").arg(RELEASE_LOCK).arg(1).arg(Keys::reaper()).arg(node).query_async(&mut conn).await;
     outcome
+}
+
+/// Reaps a claimed node: its sessions leave their rooms, its groups go. Traced as `node.reap`.
+async fn reap(conn: &mut impl ConnectionLike, shared: &Shared, dead: &str) -> Result<(), EngineError> {
+    let span = tracing::info_span!(
+        "node.reap",
+        otel.status_code = tracing::field::Empty,
+        rookery.node = %shared.config.node_id,
+        rookery.reaped_node = dead,
+        rookery.sessions = tracing::field::Empty,
+    );
+    let reaped = async {
+        let sessions = remove_sessions(conn, shared, dead).await?;
+        span.record("rookery.sessions", sessions);
+        destroy_groups(conn, shared, dead).await?;
+        shared.metrics.reaped_nodes.inc();
+        tracing::info!(reaped = %dead, sessions, "reaped a silent node");
+        Ok(())
+    }
+    .instrument(span.clone())
+    .await;
+    if reaped.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    reaped
 }
 
 /// Takes `node`'s session index and removes each session from the rooms it was in (announcing
