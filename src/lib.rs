@@ -15,11 +15,13 @@
 //!   outbound queue, frame guard and reader, and the conformance echo endpoint.
 //! - `http`: health, readiness, the server API, metrics, the chat page, JSON errors.
 //! - `auth`: anonymous and JWT identities and room grants.
-//! - `telemetry`: logging and Prometheus metrics.
+//! - `telemetry`: logs, traces and Prometheus metrics.
+//! - `bench`: `rookery-bench`, the load generator that checks every delivery.
 //! - `settings`, `node`, `startup`, `shutdown`: configuration, shared node state, building,
 //!   running and stopping.
 
 pub mod auth;
+pub mod bench;
 pub mod domain;
 pub mod engine;
 pub mod http;

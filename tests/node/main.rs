@@ -4,6 +4,7 @@ mod helpers;
 
 mod api;
 mod auth;
+mod bench;
 mod churn;
 mod cluster;
 mod engine_contract;

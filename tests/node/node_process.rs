@@ -49,6 +49,10 @@ impl NodeProcess {
         (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the node with SIGKILL: no session is closed, nothing is cleaned up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

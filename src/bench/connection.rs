@@ -1,0 +1,225 @@
+//! One load-generator connection: connect, join its room, optionally send at a fixed rate, and
+//! check every message it receives (latency from the timestamp in the body, order by id,
+//! duplicates by the sender's sequence number).
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::{net::TcpSocket, sync::watch};
+use tokio_tungstenite::{
+    WebSocketStream, client_async_with_config,
+    tungstenite::{Message, protocol::WebSocketConfig},
+};
+
+use super::run::{Phase, Tally};
+use crate::domain::{MessageId, now_ms};
+
+/// What one connection is asked to do.
+pub struct Plan {
+    pub index: usize,
+    pub url: String,
+    pub address: SocketAddr,
+    pub source: Option<std::net::IpAddr>,
+    pub room: usize,
+    pub room_name: String,
+    pub user: String,
+    /// Messages per second when this connection sends.
+    pub rate: Option<f64>,
+    pub body_bytes: usize,
+}
+
+/// Why a connection did not get going.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("websocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("the server closed the connection before {0}")]
+    Closed(&'static str),
+}
+
+type Socket = WebSocketStream<tokio::net::TcpStream>;
+
+/// The current time in microseconds since the Unix epoch.
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A body of `bytes` bytes: `<send time us>:<sender>:<sequence>:` padded with `x`.
+pub fn body(sender: usize, sequence: u64, bytes: usize) -> String {
+    let mut body = format!("{}:{sender}:{sequence}:", now_us());
+    if body.len() < bytes {
+        body.extend(std::iter::repeat_n('x', bytes - body.len()));
+    }
+    body
+}
+
+/// The send time, sender and sequence of a body made by [`body`].
+pub fn parse_body(body: &str) -> Option<(u64, usize, u64)> {
+    let mut parts = body.splitn(4, ':');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+async fn open(plan: &Plan) -> Result<Socket, ConnectionError> {
+    let socket = if plan.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(source) = plan.source {
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    let stream = socket.connect(plan.address).await?;
+    stream.set_nodelay(true)?;
+    // Small buffers: a run holds thousands of these in one process.
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let url = format!("{}?user={}", plan.url, plan.user);
+    let (socket, _) = client_async_with_config(url, stream, Some(config)).await?;
+    Ok(socket)
+}
+
+/// Reads until a frame of `kind` arrives.
+async fn expect(socket: &mut Socket, kind: &'static str) -> Result<(), ConnectionError> {
+    while let Some(message) = socket.next().await {
+        if let Message::Text(text) = message?
+            && serde_json::from_str::<Value>(&text).is_ok_and(|frame| frame["type"] == kind)
+        {
+            return Ok(());
+        }
+    }
+    Err(ConnectionError::Closed(kind))
+}
+
+/// Runs the connection until the run is over; records into `tally`.
+pub async fn run(plan: Plan, tally: Arc<Tally>, mut phase: watch::Receiver<Phase>) {
+    let started = Instant::now();
+    let mut socket = match open(&plan).await {
+        Ok(socket) => socket,
+        Err(error) => return tally.failed(&error.to_string()),
+    };
+    let joined = async {
+        expect(&mut socket, "welcome").await?;
+        tally.record_connect(plan.index, started.elapsed());
+        let join = json!({"type":"join","room":plan.room_name}).to_string();
+        socket.send(Message::text(join)).await?;
+        expect(&mut socket, "joined").await
+    };
+    if let Err(error) = joined.await {
+        return tally.failed(&error.to_string());
+    }
+    tally.joined(plan.room);
+
+    let mut checker = Checker::default();
+    let period = plan.rate.map_or(Duration::from_secs(3600), |rate| Duration::from_secs_f64(1.0 / rate));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sequence = 0u64;
+    loop {
+        let sending = plan.rate.is_some() && *phase.borrow() == Phase::Sending;
+        tokio::select! {
+            changed = phase.changed() => {
+                if changed.is_err() || *phase.borrow() == Phase::Done {
+                    break;
+                }
+            }
+            _ = ticker.tick(), if sending => {
+                sequence += 1;
+                let frame = json!({"type":"send","room":plan.room_name,"body":body(plan.index, sequence, plan.body_bytes)});
+                if socket.send(Message::text(frame.to_string())).await.is_err() {
+                    tally.failed("send failed");
+                    break;
+                }
+                tally.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            message = socket.next() => match message {
+                Some(Ok(Message::Text(text))) => checker.frame(&text, &plan, &tally),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    tally.dropped.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            },
+        }
+    }
+    let _ = socket.close(None).await;
+}
+
+/// What one connection has seen: the newest id, and each sender's newest sequence number.
+#[derive(Default)]
+struct Checker {
+    last_id: Option<MessageId>,
+    last_sequence: HashMap<usize, u64>,
+}
+
+impl Checker {
+    fn frame(&mut self, text: &str, plan: &Plan, tally: &Tally) {
+        let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
+        match frame["type"].as_str() {
+            Some("message") => self.message(&frame, plan, tally),
+            Some("ack") => tally.acked(plan.room),
+            Some("error") => tally.error(frame["code"].as_str().unwrap_or("unknown")),
+            _ => {}
+        }
+    }
+
+    fn message(&mut self, frame: &Value, plan: &Plan, tally: &Tally) {
+        let id: Option<MessageId> = frame["id"].as_str().and_then(|id| id.parse().ok());
+        let Some((sent_us, sender, sequence)) = frame["body"].as_str().and_then(parse_body) else { return };
+        let last = self.last_sequence.entry(sender).or_insert(0);
+        if sequence <= *last {
+            tally.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = sequence;
+        if id <= self.last_id {
+            tally.order_violation(plan.room);
+        }
+        self.last_id = id.max(self.last_id);
+        let latency = Duration::from_micros(now_us().saturating_sub(sent_us));
+        tally.delivered(plan.index, latency, now_ms());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_carry_time_sender_and_sequence_at_the_asked_size() {
+        let made = body(7, 42, 64);
+        assert_eq!(made.len(), 64);
+        let (sent, sender, sequence) = parse_body(&made).unwrap();
+        assert!(sent > 1_700_000_000_000_000);
+        assert_eq!((sender, sequence), (7, 42));
+        assert!(parse_body("hello").is_none());
+    }
+
+    #[test]
+    fn the_checker_counts_duplicates_and_order_violations() {
+        let tally = Tally::new(1);
+        let plan = Plan {
+            index: 0,
+            url: String::new(),
+            address: "127.0.0.1:1".parse().unwrap(),
+            source: None,
+            room: 0,
+            room_name: "r".into(),
+            user: "u".into(),
+            rate: None,
+            body_bytes: 64,
+        };
+        let mut checker = Checker::default();
+        let frame = |id: &str, sender: usize, sequence: u64| {
+            json!({"type":"message","room":"r","id":id,"user":"u","body":body(sender, sequence, 64)}).to_string()
+        };
+        checker.frame(&frame("5-0", 1, 1), &plan, &tally);
+        checker.frame(&frame("6-0", 2, 1), &plan, &tally);
+        checker.frame(&frame("4-0", 1, 2), &plan, &tally); // new, but older than what came before
+        checker.frame(&frame("6-0", 2, 1), &plan, &tally); // the same message again
+        assert_eq!((tally.received(), tally.order_violations()), (3, 1));
+        assert_eq!(tally.duplicates.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,309 @@
+//! A whole run: open the connections at the ramp rate, let the senders send for the duration,
+//! wait for the deliveries, and total what every connection saw.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use tokio::sync::watch;
+
+use super::{
+    BenchArgs,
+    connection::{self, Plan},
+    process_stats::{self, ProcessStats},
+    report::{Report, percentiles},
+};
+
+/// Where the run is; connections watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connecting and joining; nothing is sent yet.
+    Holding,
+    Sending,
+    /// Senders stop; deliveries still count.
+    Draining,
+    Done,
+}
+
+/// Histograms are split in shards so connections on different threads rarely share a lock.
+const HISTOGRAM_SHARDS: usize = 32;
+
+/// What every connection adds to.
+pub struct Tally {
+    pub sent: AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Connections that ended before the run did.
+    pub dropped: AtomicU64,
+    established: AtomicU64,
+    failed: AtomicU64,
+    received: AtomicU64,
+    acked: AtomicU64,
+    last_delivery_ms: AtomicU64,
+    rooms: Vec<RoomTally>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    failures: Mutex<BTreeMap<String, u64>>,
+    latency_us: Vec<Mutex<Histogram<u64>>>,
+    connect_us: Vec<Mutex<Histogram<u64>>>,
+}
+
+#[derive(Default)]
+struct RoomTally {
+    members: AtomicU64,
+    acked: AtomicU64,
+    order_violations: AtomicU64,
+}
+
+/// 1 us to 10 minutes at 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    // Fails only for invalid bounds, and these are constants.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+fn histograms() -> Vec<Mutex<Histogram<u64>>> {
+    (0..HISTOGRAM_SHARDS).map(|_| Mutex::new(histogram())).collect()
+}
+
+fn record(shards: &[Mutex<Histogram<u64>>], index: usize, value: Duration) {
+    let mut histogram = shards[index % shards.len()].lock().unwrap_or_else(|p| p.into_inner());
+    histogram.saturating_record(value.as_micros() as u64);
+}
+
+fn merged(shards: &[Mutex<Histogram<u64>>]) -> Histogram<u64> {
+    let mut all = histogram();
+    for shard in shards {
+        let _ = all.add(&*shard.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+    all
+}
+
+impl Tally {
+    pub(super) fn new(rooms: usize) -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            established: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            last_delivery_ms: AtomicU64::new(0),
+            rooms: (0..rooms).map(|_| RoomTally::default()).collect(),
+            errors: Mutex::default(),
+            failures: Mutex::default(),
+            latency_us: histograms(),
+            connect_us: histograms(),
+        }
+    }
+
+    pub fn failed(&self, why: &str) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        *self.failures.lock().unwrap_or_else(|p| p.into_inner()).entry(why.to_owned()).or_default() += 1;
+    }
+
+    pub fn record_connect(&self, index: usize, took: Duration) {
+        record(&self.connect_us, index, took);
+    }
+
+    pub fn joined(&self, room: usize) {
+        self.established.fetch_add(1, Ordering::Relaxed);
+        self.rooms[room].members.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn acked(&self, room: usize) {
+        self.acked.fetch_add(1, Ordering::Relaxed);
+        self.rooms[room].acked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, code: &str) {
+        *self.errors.lock().unwrap_or_else(|p| p.into_inner()).entry(code.to_owned()).or_default() += 1;
+    }
+
+    pub fn order_violation(&self, room: usize) {
+        self.rooms[room].order_violations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn delivered(&self, index: usize, latency: Duration, at_ms: u64) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.last_delivery_ms.fetch_max(at_ms, Ordering::Relaxed);
+        record(&self.latency_us, index, latency);
+    }
+
+    pub(super) fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn order_violations(&self) -> u64 {
+        self.rooms.iter().map(|r| r.order_violations.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Every acked message times the members of its room.
+    fn expected(&self) -> u64 {
+        self.rooms.iter().map(|r| r.acked.load(Ordering::Relaxed) * r.members.load(Ordering::Relaxed)).sum()
+    }
+
+    fn settled(&self, connections: usize) -> bool {
+        self.established.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed) >= connections as u64
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error(transparent)]
+    Stats(#[from] process_stats::StatsError),
+}
+
+/// `ws://host:port/path` -> the socket address to connect to.
+async fn resolve(url: &str) -> Result<SocketAddr, RunError> {
+    let rest = url.strip_prefix("ws://").ok_or_else(|| RunError::Resolve(url.to_owned()))?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let host = if host.contains(':') { host.to_owned() } else { format!("{host}:80") };
+    tokio::net::lookup_host(&host).await.ok().and_then(|mut found| found.next()).ok_or_else(|| RunError::Resolve(url.to_owned()))
+}
+
+async fn read_all(pids: &[u32]) -> Result<Vec<ProcessStats>, RunError> {
+    let mut stats = Vec::new();
+    for pid in pids {
+        stats.push(process_stats::read(*pid).await?);
+    }
+    Ok(stats)
+}
+
+/// Runs the benchmark `args` describes; `progress` gets a line each second.
+pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, RunError> {
+    let mut addresses = Vec::new();
+    for url in &args.urls {
+        addresses.push(resolve(url).await?);
+    }
+    let before = read_all(&args.pids).await?;
+    let tally = Arc::new(Tally::new(args.rooms));
+    let (phase, watching) = watch::channel(Phase::Holding);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.connections);
+    let mut ramp = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.ramp)).max(Duration::from_micros(100)));
+    let per_tick = (f64::from(args.ramp) / 10_000.0).ceil().max(1.0) as usize;
+    let mut next = 0;
+    while next < args.connections {
+        ramp.tick().await;
+        for _ in 0..per_tick.min(args.connections - next) {
+            let index = args.first_connection + next;
+            let room = next % args.rooms;
+            let plan = Plan {
+                index,
+                url: args.urls[next % args.urls.len()].clone(),
+                address: addresses[next % addresses.len()],
+                source: (!args.source_ips.is_empty()).then(|| args.source_ips[next % args.source_ips.len()]),
+                room,
+                room_name: format!("{}{room}", args.room_prefix),
+                user: format!("bench-{index}"),
+                rate: (!args.idle && next < args.senders).then_some(args.rate),
+                body_bytes: args.body_bytes,
+            };
+            tasks.push(tokio::spawn(connection::run(plan, tally.clone(), watching.clone())));
+            next += 1;
+        }
+    }
+    let connect_deadline = Instant::now() + Duration::from_secs(60);
+    while !tally.settled(args.connections) && Instant::now() < connect_deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    progress(&format!(
+        "connected {} of {} ({} failed) in {:.1} s",
+        tally.established.load(Ordering::Relaxed),
+        args.connections,
+        tally.failed.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    ));
+
+    let sending_started = Instant::now();
+    let _ = phase.send(if args.idle { Phase::Holding } else { Phase::Sending });
+    let mut last_received = 0;
+    while sending_started.elapsed() < args.duration {
+        tokio::time::sleep(Duration::from_secs(1).min(args.duration)).await;
+        let received = tally.received.load(Ordering::Relaxed);
+        progress(&format!(
+            "{:>4.0} s  sent {}  acked {}  received {}  ({} deliveries/s)",
+            sending_started.elapsed().as_secs_f64(),
+            tally.sent.load(Ordering::Relaxed),
+            tally.acked.load(Ordering::Relaxed),
+            received,
+            received - last_received
+        ));
+        last_received = received;
+    }
+    let _ = phase.send(Phase::Draining);
+    let sending_time = sending_started.elapsed();
+    let drain_started = Instant::now();
+    // Acks still in flight raise the expected count, so wait for both to settle.
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let complete = tally.received.load(Ordering::Relaxed) + tally.duplicates.load(Ordering::Relaxed) >= tally.expected()
+            && tally.acked.load(Ordering::Relaxed) + error_count(&tally) >= tally.sent.load(Ordering::Relaxed);
+        if complete || drain_started.elapsed() >= args.drain {
+            break;
+        }
+    }
+    let after = read_all(&args.pids).await?;
+    let _ = phase.send(Phase::Done);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(report(args, &tally, sending_time, sending_started, before, after))
+}
+
+fn error_count(tally: &Tally) -> u64 {
+    tally.errors.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+}
+
+fn report(
+    args: &BenchArgs,
+    tally: &Tally,
+    sending_time: Duration,
+    sending_started: Instant,
+    before: Vec<ProcessStats>,
+    after: Vec<ProcessStats>,
+) -> Report {
+    let received = tally.received.load(Ordering::Relaxed);
+    let expected = tally.expected();
+    // Deliveries per second over the time from the first send to the last delivery.
+    let since_epoch_ms = crate::domain::now_ms().saturating_sub(sending_started.elapsed().as_millis() as u64);
+    let last = tally.last_delivery_ms.load(Ordering::Relaxed);
+    let delivering = Duration::from_millis(last.saturating_sub(since_epoch_ms)).max(sending_time.min(Duration::from_secs(1)));
+    Report {
+        connections_established: tally.established.load(Ordering::Relaxed),
+        connections_failed: tally.failed.load(Ordering::Relaxed),
+        connections_dropped: tally.dropped.load(Ordering::Relaxed),
+        failures: tally.failures.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        messages_sent: tally.sent.load(Ordering::Relaxed),
+        messages_acked: tally.acked.load(Ordering::Relaxed),
+        errors: tally.errors.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        deliveries_expected: expected,
+        deliveries_received: received,
+        lost: expected.saturating_sub(received),
+        duplicates: tally.duplicates.load(Ordering::Relaxed),
+        order_violations_per_room: tally
+            .rooms
+            .iter()
+            .enumerate()
+            .filter_map(|(room, t)| {
+                let violations = t.order_violations.load(Ordering::Relaxed);
+                (violations > 0).then(|| (format!("{}{room}", args.room_prefix), violations))
+            })
+            .collect(),
+        deliveries_per_second: if received == 0 { 0.0 } else { received as f64 / delivering.as_secs_f64() },
+        sending_seconds: sending_time.as_secs_f64(),
+        latency_ms: percentiles(&merged(&tally.latency_us)),
+        connect_ms: percentiles(&merged(&tally.connect_us)),
+        nodes_before: before,
+        nodes_after: after,
+    }
+}

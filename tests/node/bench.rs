@@ -1,0 +1,37 @@
+//! `rookery-bench` against two real nodes on a real Redis: every delivery checked.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::{node_process::NodeProcess, redis_server::RedisServer};
+
+#[actix_web::test]
+async fn the_load_generator_checks_every_delivery_across_two_nodes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let vars = |id| [("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", id), ("ROOKERY_RATE_PER_SEC", "100")];
+    let a = NodeProcess::start(&vars("node-a")).await;
+    let b = NodeProcess::start(&vars("node-b")).await;
+    let (url_a, url_b) = (format!("ws://127.0.0.1:{}/ws", a.port), format!("ws://127.0.0.1:{}/ws", b.port));
+    let pids = format!("{},{}", a.pid(), b.pid());
+    let args = ["--connections", "40", "--rooms", "4", "--senders", "4", "--rate", "20", "--duration", "1.5"];
+    let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+        .args(args)
+        .args(["--drain", "5", "--json", "--pids", &pids, &url_a, &url_b])
+        .output()
+        .expect("run rookery-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!(report["connections_established"], 40);
+    let acked = report["messages_acked"].as_u64().unwrap_or(0);
+    assert!(acked >= 4 * 20, "four senders for 1.5 s at 20/s: {report}");
+    // Every acked message reaches the ten members of its room, on either node.
+    assert_eq!(report["deliveries_expected"].as_u64(), Some(acked * 10));
+    assert_eq!(report["deliveries_received"], report["deliveries_expected"]);
+    assert_eq!((report["lost"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(0)));
+    assert!(report["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0));
+    assert_eq!(report["nodes_after"].as_array().map(Vec::len), Some(2));
+    assert!(report["nodes_after"][0]["rss_bytes"].as_u64().is_some_and(|rss| rss > 1 << 20));
+}
