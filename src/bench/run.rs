@@ -135,10 +135,12 @@ impl Tally {
         record(&self.latency_us, index, latency);
     }
 
+    #[cfg(test)]
     pub(super) fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     pub(super) fn order_violations(&self) -> u64 {
         self.rooms.iter().map(|r| r.order_violations.load(Ordering::Relaxed)).sum()
     }
