@@ -233,3 +233,13 @@ async fn json_log_lines_carry_the_session_and_trace_context_but_no_message_bodie
     assert_eq!(frame["span_id"].as_str().map(str::len), Some(16));
     assert_eq!(frame["level"], "DEBUG");
 }
+
+#[actix_web::test]
+async fn an_unsupported_otlp_protocol_stops_the_node_with_a_clear_error() {
+    let (status, stderr) = NodeProcess::refuses_to_start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ]);
+    assert!(!status.success());
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"grpc\" is not supported"), "{stderr}");
+}
