@@ -27,7 +27,7 @@ pub struct Node {
     pub directory: RoomDirectory,
     pub auth: Authenticator,
     pub metrics: Metrics,
-    /// Set when the node stops; every session closes with 1012.
+    /// Set when the node drains; every session closes with 1012 (see `shutdown`).
     pub shutdown: ShutdownSignal,
     connections: Arc<AtomicUsize>,
 }
@@ -54,8 +54,12 @@ impl Node {
         }
     }
 
-    /// Takes one of the node's `max_connections` slots, or `None` when all are taken.
+    /// Takes one of the node's `max_connections` slots, or `None` when all are taken or the node
+    /// is draining.
     pub fn admit(&self) -> Option<ConnectionSlot> {
+        if self.shutdown.is_draining() {
+            return None;
+        }
         let max = self.settings.max_connections;
         self.connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
@@ -64,9 +68,9 @@ impl Node {
         Some(ConnectionSlot { connections: self.connections.clone(), metrics: self.metrics.clone() })
     }
 
-    /// Closes every session with 1012 and stops the node.
+    /// Drains the node (sessions close with 1012) and stops it, as SIGTERM does.
     pub fn request_shutdown(&self) {
-        self.shutdown.trigger();
+        self.shutdown.request();
     }
 
     /// Open sessions on this node.

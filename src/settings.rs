@@ -52,6 +52,9 @@ pub struct Settings {
     pub bus_read_count: usize,
     pub node_ttl_ms: u64,
     pub ready_max_lag_ms: u64,
+    pub drain_delay_ms: u64,
+    pub drain_rate: u32,
+    pub shutdown_grace_ms: u64,
 }
 
 impl Settings {
@@ -125,6 +128,9 @@ impl Settings {
             bus_read_count: env.number("ROOKERY_BUS_READ_COUNT", 512, 1..=100_000)?,
             node_ttl_ms: env.number("ROOKERY_NODE_TTL_MS", 15_000, 1_000..=3_600_000)?,
             ready_max_lag_ms: env.number("ROOKERY_READY_MAX_LAG_MS", 10_000, 100..=3_600_000)?,
+            drain_delay_ms: env.number("ROOKERY_DRAIN_DELAY_MS", 5_000, 0..=600_000)?,
+            drain_rate: env.number("ROOKERY_DRAIN_RATE", 2_000, 1..=1_000_000)?,
+            shutdown_grace_ms: env.number("ROOKERY_SHUTDOWN_GRACE_MS", 25_000, 1_000..=3_600_000)?,
         })
     }
 
@@ -215,6 +221,7 @@ mod tests {
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());
         assert_eq!((s.redis_url, s.bus_shards, s.bus_retention_ms), (None, 16, 600_000));
         assert_eq!((s.node_ttl_ms, s.ready_max_lag_ms), (15_000, 10_000));
+        assert_eq!((s.drain_delay_ms, s.drain_rate, s.shutdown_grace_ms), (5_000, 2_000, 25_000));
     }
 
     #[test]

@@ -1,67 +1,153 @@
-//! Stopping a node: on SIGTERM or SIGINT (or [`Node::request_shutdown`]) every session is
-//! closed with 1012 ("server restarting", so clients reconnect elsewhere and resume), then the
-//! HTTP server stops. Sessions learn of it through a watch channel each one waits on, so there
-//! is no list of sessions to keep.
+//! Draining a node: on SIGTERM or SIGINT (or [`Node::request_shutdown`]) the node stops taking
+//! clients and hands the ones it has to the other nodes without losing a message.
+//!
+//! 1. At once: `/readyz` answers 503 and new upgrades get 503, so load balancers move on.
+//! 2. After `ROOKERY_DRAIN_DELAY_MS`: sessions close with 1012 ("server restarting"; clients
+//!    reconnect elsewhere and resume with `since`), `ROOKERY_DRAIN_RATE` per second so the
+//!    reconnects spread out. There is no list of sessions: each takes a ticket from a counter
+//!    and closes at `start + ticket / rate`.
+//! 3. Drained sessions keep their presence: the cluster's reaper removes the sessions of a node
+//!    that stopped heartbeating, within `ROOKERY_NODE_TTL_MS`, and a user who reconnected
+//!    elsewhere meanwhile is never announced as leaving and joining again.
+//! 4. The engine stops: the bus consumer finishes its read, delivers and acknowledges it.
+//! 5. The HTTP server stops and the process exits 0, within `ROOKERY_SHUTDOWN_GRACE_MS`, or is
+//!    ended by a watchdog. A second SIGTERM or SIGINT exits at once.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use actix_web::dev::ServerHandle;
 use tokio::sync::watch;
 
 use crate::node::Node;
 
-/// The node-wide stop signal.
+/// Where the node is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Serving,
+    /// Sessions close from `closing_from` on, `rate` per second.
+    Draining { closing_from: Instant, rate: u32 },
+}
+
+/// The node-wide drain signal and the sessions' close tickets.
 pub struct ShutdownSignal {
-    sender: watch::Sender<bool>,
+    state: watch::Sender<Lifecycle>,
+    /// Set by [`Node::request_shutdown`]: a stop without a signal (tests, embedding).
+    requested: watch::Sender<bool>,
+    tickets: Arc<AtomicU64>,
 }
 
 impl Default for ShutdownSignal {
     fn default() -> Self {
-        Self { sender: watch::Sender::new(false) }
+        Self {
+            state: watch::Sender::new(Lifecycle::Serving),
+            requested: watch::Sender::new(false),
+            tickets: Arc::default(),
+        }
     }
 }
 
 impl ShutdownSignal {
-    /// Starts the shutdown; idempotent.
-    pub fn trigger(&self) {
-        self.sender.send_replace(true);
+    /// Asks the node to drain and stop, as a signal would.
+    pub fn request(&self) {
+        self.requested.send_replace(true);
     }
 
-    /// Resolves once the shutdown has started.
-    pub fn wait(&self) -> impl Future<Output = ()> + 'static {
-        let mut receiver = self.sender.subscribe();
+    async fn requested(&self) {
+        let mut receiver = self.requested.subscribe();
+        // An error means the node is gone: nothing left to wait for.
+        let _ = receiver.wait_for(|requested| *requested).await;
+    }
+
+    /// Starts draining: sessions close from `delay` from now, `rate` per second. Idempotent.
+    pub fn trigger(&self, delay: Duration, rate: u32) {
+        self.state.send_if_modified(|state| match state {
+            Lifecycle::Serving => {
+                *state = Lifecycle::Draining { closing_from: Instant::now() + delay, rate: rate.max(1) };
+                true
+            }
+            Lifecycle::Draining { .. } => false,
+        });
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.state.borrow() != Lifecycle::Serving
+    }
+
+    /// Resolves, once the node drains, with the moment this session should close.
+    pub fn close_time(&self) -> impl Future<Output = Instant> + 'static {
+        let mut receiver = self.state.subscribe();
+        let tickets = self.tickets.clone();
         async move {
-            // An error means the sender is gone with the node: nothing left to wait for.
-            let _ = receiver.wait_for(|stopping| *stopping).await;
+            match receiver.wait_for(|state| *state != Lifecycle::Serving).await.map(|state| *state) {
+                Ok(Lifecycle::Draining { closing_from, rate }) => {
+                    let ticket = tickets.fetch_add(1, Ordering::Relaxed);
+                    closing_from + Duration::from_secs_f64(ticket as f64 / f64::from(rate))
+                }
+                // The node is gone (or never drained): close now.
+                _ => Instant::now(),
+            }
         }
     }
 }
 
-/// Waits for SIGTERM, SIGINT or a requested shutdown, then closes the sessions and stops the
-/// server (waiting for connections to end, at most the server's shutdown timeout).
+/// Waits for SIGTERM, SIGINT or a requested shutdown, drains the node and stops the server.
 pub async fn stop_on_signal(node: actix_web::web::Data<Node>, server: ServerHandle) {
-    let requested = node.shutdown.wait();
+    let settings = &node.settings;
     tokio::select! {
-        () = terminate_signal() => tracing::info!("SIGTERM received; closing sessions with 1012"),
-        result = tokio::signal::ctrl_c() => {
-            if let Err(error) = result {
-                tracing::warn!(%error, "cannot listen for SIGINT");
+        () = stop_signal() => tracing::info!("stop signal received; draining"),
+        () = node.shutdown.requested() => tracing::info!("shutdown requested; draining"),
+    }
+    let grace = Duration::from_millis(settings.shutdown_grace_ms);
+    let started = Instant::now();
+    node.shutdown.trigger(Duration::from_millis(settings.drain_delay_ms), settings.drain_rate);
+    // A second signal ends the process at once; so does the grace running out.
+    actix_web::rt::spawn(async {
+        stop_signal().await;
+        tracing::warn!("second stop signal; exiting now");
+        std::process::exit(1);
+    });
+    actix_web::rt::spawn(async move {
+        tokio::time::sleep(grace).await;
+        tracing::error!("the drain outlasted ROOKERY_SHUTDOWN_GRACE_MS; exiting now");
+        std::process::exit(1);
+    });
+    // Leave a little of the grace for the engine and the server to stop.
+    let sessions_deadline = started + grace.mul_f64(0.8);
+    while node.connection_count() > 0 && Instant::now() < sessions_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.engine.shutdown().await;
+    server.stop(true).await;
+    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained");
+}
+
+/// Resolves at the next SIGTERM or SIGINT.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
                 std::future::pending::<()>().await;
             }
-            tracing::info!("SIGINT received; closing sessions with 1012");
         }
-        () = requested => tracing::info!("shutdown requested; closing sessions with 1012"),
-    }
-    node.shutdown.trigger();
-    server.stop(true).await;
-}
-
-async fn terminate_signal() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut signal) => {
-            signal.recv().await;
-        }
-        Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGTERM");
+    };
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for SIGINT");
             std::future::pending::<()>().await;
         }
+    };
+    tokio::select! {
+        () = terminate => {}
+        () = interrupt => {}
     }
 }

@@ -149,4 +149,8 @@ pub trait Engine: Broker + PresenceStore {
 
     /// Ok when the engine can serve; the error says why not.
     async fn check_ready(&self) -> Result<(), EngineError>;
+
+    /// Stops background work at the end of a drain: what was read from the cluster is
+    /// delivered and acknowledged first.
+    async fn shutdown(&self) {}
 }

@@ -10,6 +10,13 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(node: NodeData) -> HttpResponse {
+    if node.shutdown.is_draining() {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "draining",
+            "node": node.settings.node_id,
+            "reason": "the node is shutting down",
+        }));
+    }
     match node.engine.check_ready().await {
         Ok(()) => HttpResponse::Ok().json(json!({
             "status": "ready",

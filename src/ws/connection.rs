@@ -36,9 +36,11 @@ pub struct Connection {
     close_reason: String,
     /// `server`, `client` (it sent a close frame) or `network` (it vanished).
     closed_by: &'static str,
+    /// Closed because the node drains: the session's presence is left to the cluster's reaper.
+    pub drained: bool,
     metrics: Metrics,
-    /// Resolves when the node stops; taken by `start`.
-    stopping: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    /// Resolves, once the node drains, with when to close; taken by `start`.
+    stopping: Option<Pin<Box<dyn Future<Output = Instant>>>>,
 }
 
 /// What the socket was opened with: `actix_ws::handle`'s halves and the node's settings.
@@ -64,17 +66,21 @@ impl Connection {
             close_code: None,
             close_reason: String::new(),
             closed_by: "network",
+            drained: false,
             metrics: node.metrics.clone(),
-            stopping: Some(Box::pin(node.shutdown.wait())),
+            stopping: Some(Box::pin(node.shutdown.close_time())),
         }
     }
 
-    /// Starts reading, heartbeating and watching for the node to stop (then closing with 1012);
-    /// call from the actor's `started`.
+    /// Starts reading, heartbeating and watching for the node to drain (then closing with
+    /// 1012 at this connection's turn); call from the actor's `started`.
     pub fn start<A: WsActor>(&mut self, ctx: &mut Context<A>) {
         if let Some(stopping) = self.stopping.take() {
-            ctx.spawn(fut::wrap_future(stopping).map(|(), act: &mut A, ctx| {
-                act.connection().close(ctx, CloseCode::Restart, "server restarting");
+            ctx.spawn(fut::wrap_future(stopping).map(|close_at: Instant, _: &mut A, ctx| {
+                ctx.run_later(close_at.saturating_duration_since(Instant::now()), |act, ctx| {
+                    act.connection().drained = true;
+                    act.connection().close(ctx, CloseCode::Restart, "server restarting");
+                });
             }));
         }
         if let Some((stream, verdict)) = self.stream.take() {

@@ -119,6 +119,10 @@ fn admit(req: &HttpRequest, node: &Node) -> Result<ConnectionSlot, ApiError> {
             return Err(ApiError::forbidden_origin());
         }
     }
+    if node.shutdown.is_draining() {
+        node.metrics.connection_opened("draining");
+        return Err(ApiError::draining());
+    }
     node.admit().ok_or_else(|| {
         node.metrics.connection_opened("over_limit");
         ApiError::over_limit()

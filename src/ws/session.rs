@@ -143,10 +143,15 @@ impl Session {
     }
 
     /// Leaves every room on this node and in the engine, then ends the session in the engine.
+    /// A session closed by a drain keeps its presence: the cluster's reaper removes it unless
+    /// the user came back on another node (so no leave and join are announced for them).
     fn leave_all_rooms_and_disconnect(&mut self) {
         let rooms: Vec<RoomName> = self.rooms.drain().map(|(room, _)| room).collect();
         for room in &rooms {
             self.node.registry.do_send(LeaveRoom { room: room.clone(), session: self.id });
+        }
+        if self.connection.drained {
+            return;
         }
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
         actix_web::rt::spawn(async move {

@@ -59,6 +59,7 @@ fn test_settings(vars: &[(&str, &str)]) -> Settings {
         ("ROOKERY_NODE_ID", "test-node"),
         ("ROOKERY_LOG_FORMAT", "pretty"),
         ("ROOKERY_BIND", "127.0.0.1:0"),
+        ("ROOKERY_DRAIN_DELAY_MS", "0"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

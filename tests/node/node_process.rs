@@ -65,6 +65,25 @@ impl NodeProcess {
         self.wait_ready().await;
     }
 
+    /// Sends SIGTERM: the node drains and exits.
+    pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Waits up to `wait` for the process to exit; its status, or `None` if it is still running.
+    pub async fn exit_status(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Freezes the process (SIGSTOP) until [`Self::resume`].
     pub fn pause(&self) {
         self.signal("-STOP");

@@ -95,10 +95,10 @@ impl BusConsumer {
         Self { client, shared, delivery, buses, shard_of, drained_at, pending_work: PendingWork::default() }
     }
 
-    /// Reads until the task is dropped, reconnecting after failures.
+    /// Reads until the node drains (or the task is dropped), reconnecting after failures.
     pub async fn run(mut self) {
         let mut pause = RETRY_FIRST;
-        loop {
+        while !self.stopping() {
             let reads_before = self.shared.last_read.load(Ordering::Acquire);
             if let Err(error) = self.consume().await {
                 if self.shared.last_read.load(Ordering::Acquire) != reads_before {
@@ -140,10 +140,15 @@ impl BusConsumer {
         // Pending entries first (id 0), until none is left; then new ones (id >).
         self.catch_up_if_needed().await?;
         while self.read(&mut conn, "0").await? > 0 {}
-        loop {
+        while !self.stopping() {
             self.catch_up_if_needed().await?;
             self.read(&mut conn, ">").await?;
         }
+        Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::Acquire)
     }
 
     /// Restores registrations and catches up when a reconnect asked for it or a shard has not

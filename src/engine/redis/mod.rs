@@ -20,7 +20,7 @@ mod store;
 
 use std::sync::{
     Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use async_trait::async_trait;
@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     /// The Redis epoch this node has seen (see `Keys::epoch`).
     epoch: Mutex<String>,
     metrics: Metrics,
+    /// Set when the node drains: the bus consumer stops after its current read.
+    stopping: AtomicBool,
 }
 
 impl Shared {
@@ -114,7 +116,8 @@ impl Shared {
 /// The cluster engine.
 pub struct RedisEngine {
     shared: Arc<Shared>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    consumer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// Bus reads may be this many block intervals old before the node reports itself not ready.
@@ -142,6 +145,7 @@ impl RedisEngine {
             lag_ms: AtomicU64::new(0),
             epoch: Mutex::default(),
             metrics,
+            stopping: AtomicBool::new(false),
             keys,
             pool,
             config,
@@ -164,14 +168,15 @@ impl RedisEngine {
         let context = || tracing::info_span!(target: CONTEXT_TARGET, "engine", node = %shared.config.node_id);
         let consumer = tokio::spawn(bus::BusConsumer::new(client, shared.clone(), delivery).run().instrument(context()));
         let heartbeat = tokio::spawn(nodes::run(shared.clone()).instrument(context()));
-        Ok(Self { shared, tasks: vec![consumer, heartbeat] })
+        Ok(Self { shared, consumer: Mutex::new(Some(consumer)), heartbeat })
     }
 }
 
 impl Drop for RedisEngine {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+        self.heartbeat.abort();
+        if let Some(consumer) = self.consumer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            consumer.abort();
         }
     }
 }
@@ -267,6 +272,19 @@ impl Engine for RedisEngine {
             return Err(EngineError::Unavailable(format!("the bus consumer is {lag} ms behind")));
         }
         Ok(())
+    }
+
+    /// Lets the bus consumer finish its read (delivering and acknowledging it), then stops the
+    /// heartbeat: the node's sessions are left to the reaper (see `shutdown`).
+    async fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        let consumer = self.consumer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(consumer) = consumer
+            && tokio::time::timeout(bus::BLOCK * STALE_READS, consumer).await.is_err()
+        {
+            tracing::warn!("the bus consumer did not stop in time");
+        }
+        self.heartbeat.abort();
     }
 }
 
