@@ -17,12 +17,14 @@
 //! - `auth`: anonymous and JWT identities and room grants.
 //! - `telemetry`: logs, traces and Prometheus metrics.
 //! - `bench`: `rookery-bench`, the load generator that checks every delivery.
+//! - `healthcheck`: `rookery healthcheck`, the container health probe.
 //! - `settings`, `node`, `startup`, `shutdown`: configuration, shared node state, building,
 //!   running and stopping.
 
 pub mod auth;
 pub mod bench;
 pub mod domain;
+pub mod healthcheck;
 pub mod engine;
 pub mod http;
 pub mod node;

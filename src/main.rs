@@ -1,11 +1,21 @@
 //! The `rookery` binary: read settings, set up logs and traces, run a node until it is stopped.
+//!
+//! `rookery healthcheck` instead asks the node configured by the same environment for its
+//! `/healthz` and exits 0 when it answers 200, so a container image needs no curl or shell.
 
 use std::process::ExitCode;
 
-use rookery::{settings::Settings, startup::Application, telemetry::init_telemetry};
+use rookery::{healthcheck, settings::Settings, startup::Application, telemetry::init_telemetry};
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck::run();
+    }
+    serve()
+}
 
 #[actix_web::main]
-async fn main() -> ExitCode {
+async fn serve() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -7,6 +7,7 @@ mod auth;
 mod bench;
 mod churn;
 mod cluster;
+mod deploy;
 mod drain;
 mod engine_contract;
 mod engine_faults;
