@@ -12,6 +12,7 @@ mod drain;
 mod engine_contract;
 mod engine_faults;
 mod failover;
+mod kubernetes;
 mod limits;
 mod node_process;
 mod protocol;
