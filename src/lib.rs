@@ -18,11 +18,13 @@
 //! - `telemetry`: logs, traces and Prometheus metrics.
 //! - `bench`: `rookery-bench`, the load generator that checks every delivery.
 //! - `healthcheck`: `rookery healthcheck`, the container health probe.
+//! - `chat`: `rookery chat`, the terminal client.
 //! - `settings`, `node`, `startup`, `shutdown`: configuration, shared node state, building,
 //!   running and stopping.
 
 pub mod auth;
 pub mod bench;
+pub mod chat;
 pub mod domain;
 pub mod healthcheck;
 pub mod engine;

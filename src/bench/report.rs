@@ -55,6 +55,8 @@ pub struct Report {
     pub connect_ms: Percentiles,
     pub nodes_before: Vec<ProcessStats>,
     pub nodes_after: Vec<ProcessStats>,
+    /// CPU seconds this load generator used during the run (it shares the machine).
+    pub bench_cpu_seconds: f64,
 }
 
 impl Report {
@@ -104,6 +106,7 @@ impl fmt::Display for Report {
                 after.cpu_seconds - before.cpu_seconds
             )?;
         }
+        writeln!(f, "bench        {:.2} s CPU (the load generator itself)", self.bench_cpu_seconds)?;
         write!(f, "verdict      {}", if self.correct() { "ok" } else { "FAILED: deliveries were lost, duplicated or out of order" })
     }
 }

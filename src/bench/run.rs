@@ -187,6 +187,7 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
         addresses.push(resolve(url).await?);
     }
     let before = read_all(&args.pids).await?;
+    let own_before = process_stats::read(std::process::id()).await?;
     let tally = Arc::new(Tally::new(args.rooms));
     let (phase, watching) = watch::channel(Phase::Holding);
     let started = Instant::now();
@@ -255,11 +256,14 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
         }
     }
     let after = read_all(&args.pids).await?;
+    let own_after = process_stats::read(std::process::id()).await?;
     let _ = phase.send(Phase::Done);
     for task in tasks {
         let _ = task.await;
     }
-    Ok(report(args, &tally, sending_time, sending_started, before, after))
+    let mut report = report(args, &tally, sending_time, sending_started, before, after);
+    report.bench_cpu_seconds = own_after.cpu_seconds - own_before.cpu_seconds;
+    Ok(report)
 }
 
 fn error_count(tally: &Tally) -> u64 {
@@ -307,5 +311,6 @@ fn report(
         connect_ms: percentiles(&merged(&tally.connect_us)),
         nodes_before: before,
         nodes_after: after,
+        bench_cpu_seconds: 0.0,
     }
 }

@@ -5,6 +5,7 @@ mod helpers;
 mod api;
 mod auth;
 mod bench;
+mod chat;
 mod churn;
 mod cluster;
 mod deploy;

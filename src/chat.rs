@@ -1,0 +1,261 @@
+//! `rookery chat`: a terminal client, handy for trying a node and for scripts.
+//!
+//! `rookery chat ws://host:8080/ws --user bob --room lobby` joins, prints messages and presence
+//! as they come (`[room] user: body`; status lines start with `* `, errors with `! `), and sends
+//! each line typed on stdin to the current room (the last one joined). Commands: `/join R`,
+//! `/leave R`, `/history`, `/quit`. When the connection drops it reconnects with backoff and
+//! rejoins every room with `since`, so nothing is missed. At the end of stdin it waits for its
+//! messages to be acknowledged, then exits.
+
+use std::{collections::HashMap, process::ExitCode, time::Duration};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungstenite::Message};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+const USAGE: &str = "usage: rookery chat URL [--user NAME] [--room ROOM]... [--token JWT]";
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(10);
+
+/// What `rookery chat` was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatArgs {
+    pub url: String,
+    pub user: Option<String>,
+    pub rooms: Vec<String>,
+    pub token: Option<String>,
+}
+
+/// Parses the arguments after `chat`.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<ChatArgs, String> {
+    let mut args = args.into_iter();
+    let (mut url, mut user, mut rooms, mut token) = (None, None, Vec::new(), None);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--user" => user = Some(value("--user")?),
+            "--room" => rooms.push(value("--room")?),
+            "--token" => token = Some(value("--token")?),
+            other if other.starts_with("ws://") || other.starts_with("wss://") => url = Some(other.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let url = url.ok_or_else(|| format!("give the node's URL\n{USAGE}"))?;
+    if rooms.is_empty() {
+        rooms.push("lobby".into());
+    }
+    Ok(ChatArgs { url, user, rooms, token })
+}
+
+/// Runs the client until `/quit` or the end of stdin.
+pub fn run(args: ChatArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rookery chat: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(Chat::new(args).run())
+}
+
+/// Why a connection ended.
+enum End {
+    /// `/quit`, or stdin ended and everything sent was acknowledged.
+    Quit,
+    Dropped(String),
+}
+
+struct Chat {
+    args: ChatArgs,
+    rooms: Vec<String>,
+    /// The newest message id seen per room: where a rejoin resumes.
+    last_ids: HashMap<String, String>,
+    /// Messages sent (with refs `s<n>`) and not yet answered by an ack or an error.
+    unacked: usize,
+    sent: u64,
+    stdin_done: bool,
+}
+
+impl Chat {
+    fn new(args: ChatArgs) -> Self {
+        let rooms = args.rooms.clone();
+        Self { args, rooms, last_ids: HashMap::new(), unacked: 0, sent: 0, stdin_done: false }
+    }
+
+    fn current_room(&self) -> Option<&String> {
+        self.rooms.last()
+    }
+
+    async fn run(mut self) -> ExitCode {
+        let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+        let mut pause = FIRST_RETRY;
+        loop {
+            match self.connect().await {
+                Ok(socket) => {
+                    pause = FIRST_RETRY;
+                    match self.session(socket, &mut stdin).await {
+                        End::Quit => return ExitCode::SUCCESS,
+                        End::Dropped(why) => println!("* disconnected ({why}); reconnecting"),
+                    }
+                }
+                Err(why) => println!("* cannot connect ({why}); retrying in {} ms", pause.as_millis()),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LAST_RETRY);
+        }
+    }
+
+    async fn connect(&self) -> Result<Socket, String> {
+        let mut query = Vec::new();
+        if let Some(user) = &self.args.user {
+            query.push(format!("user={user}"));
+        }
+        if let Some(token) = &self.args.token {
+            query.push(format!("token={token}"));
+        }
+        let separator = if self.args.url.contains('?') { '&' } else { '?' };
+        let url = if query.is_empty() { self.args.url.clone() } else { format!("{}{separator}{}", self.args.url, query.join("&")) };
+        let (socket, _) = connect_async(url).await.map_err(|e| e.to_string())?;
+        Ok(socket)
+    }
+
+    async fn session(&mut self, mut socket: Socket, stdin: &mut Lines<BufReader<Stdin>>) -> End {
+        // Sends of a dropped connection may or may not have been stored; none is awaited now.
+        self.unacked = 0;
+        for room in self.rooms.clone() {
+            if let Err(error) = self.join(&mut socket, &room).await {
+                return End::Dropped(error);
+            }
+        }
+        loop {
+            if self.stdin_done && self.unacked == 0 {
+                let _ = socket.close(None).await;
+                return End::Quit;
+            }
+            tokio::select! {
+                frame = socket.next() => match frame {
+                    Some(Ok(Message::Text(text))) => self.show(&text),
+                    Some(Ok(Message::Close(reason))) => return End::Dropped(reason.map_or("closed".into(), |r| format!("{} {}", r.code, r.reason))),
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return End::Dropped(error.to_string()),
+                    None => return End::Dropped("closed".into()),
+                },
+                line = stdin.next_line(), if !self.stdin_done => match line {
+                    Ok(Some(line)) => match self.command(&mut socket, line.trim()).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let _ = socket.close(None).await;
+                            return End::Quit;
+                        }
+                        Err(error) => return End::Dropped(error),
+                    },
+                    Ok(None) | Err(_) => self.stdin_done = true,
+                },
+            }
+        }
+    }
+
+    async fn send(socket: &mut Socket, frame: Value) -> Result<(), String> {
+        socket.send(Message::text(frame.to_string())).await.map_err(|e| e.to_string())
+    }
+
+    async fn join(&mut self, socket: &mut Socket, room: &str) -> Result<(), String> {
+        let mut frame = json!({"type":"join","room":room});
+        if let Some(since) = self.last_ids.get(room) {
+            frame["since"] = json!(since);
+        }
+        Self::send(socket, frame).await
+    }
+
+    /// Runs one line of input; `Ok(false)` for `/quit`.
+    async fn command(&mut self, socket: &mut Socket, line: &str) -> Result<bool, String> {
+        let (command, argument) = line.split_once(' ').map_or((line, ""), |(c, a)| (c, a.trim()));
+        match command {
+            "" => {}
+            "/quit" => return Ok(false),
+            "/join" if !argument.is_empty() => {
+                self.rooms.retain(|room| room != argument);
+                self.rooms.push(argument.to_owned());
+                self.join(socket, argument).await?;
+            }
+            "/leave" if !argument.is_empty() => {
+                self.rooms.retain(|room| room != argument);
+                Self::send(socket, json!({"type":"leave","room":argument})).await?;
+            }
+            "/history" => match self.current_room() {
+                Some(room) => Self::send(socket, json!({"type":"history","room":room})).await?,
+                None => println!("! join a room first"),
+            },
+            command if command.starts_with('/') => println!("! commands: /join ROOM, /leave ROOM, /history, /quit"),
+            _ => match self.current_room().cloned() {
+                Some(room) => {
+                    self.unacked += 1;
+                    self.sent += 1;
+                    let reference = format!("s{}", self.sent);
+                    Self::send(socket, json!({"type":"send","room":room,"body":line,"ref":reference})).await?;
+                }
+                None => println!("! join a room first"),
+            },
+        }
+        Ok(true)
+    }
+
+    /// Prints a server frame.
+    fn show(&mut self, text: &str) {
+        let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
+        let field = |name: &str| frame[name].as_str().unwrap_or_default().to_owned();
+        match frame["type"].as_str().unwrap_or_default() {
+            "welcome" => println!("* connected to {} as {}", field("node"), field("user")),
+            "joined" => {
+                let members: Vec<&str> = frame["members"].as_array().into_iter().flatten().filter_map(|m| m["user"].as_str()).collect();
+                println!("* joined {} ({})", field("room"), members.join(", "));
+            }
+            "message" => {
+                self.last_ids.insert(field("room"), field("id"));
+                println!("[{}] {}: {}", field("room"), field("user"), field("body"));
+            }
+            "history" => {
+                let messages = frame["messages"].as_array().map_or(0, Vec::len);
+                println!("* history of {}: {messages} messages", field("room"));
+                for message in frame["messages"].as_array().into_iter().flatten() {
+                    let get = |name: &str| message[name].as_str().unwrap_or_default();
+                    println!("[{}] {}: {} (history)", field("room"), get("user"), get("body"));
+                }
+            }
+            "presence" => println!("* {} {} {}", field("user"), if field("event") == "join" { "joined" } else { "left" }, field("room")),
+            "left" => println!("* left {}", field("room")),
+            "gap" => println!("* messages of {} after {} were lost", field("room"), field("after")),
+            "ack" => self.unacked = self.unacked.saturating_sub(1),
+            "error" => {
+                if field("ref").starts_with('s') {
+                    self.unacked = self.unacked.saturating_sub(1);
+                }
+                println!("! {}: {}", field("code"), field("message"));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<ChatArgs, String> {
+        parse(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn parses_url_user_and_rooms() {
+        let parsed = args("ws://h:8080/ws --user bob --room a --room b").unwrap();
+        assert_eq!((parsed.url.as_str(), parsed.user.as_deref()), ("ws://h:8080/ws", Some("bob")));
+        assert_eq!(parsed.rooms, ["a", "b"]);
+        assert_eq!(args("ws://h/ws").unwrap().rooms, ["lobby"]);
+        assert!(args("--user bob").unwrap_err().contains("URL"));
+        assert!(args("ws://h/ws --what").is_err());
+    }
+}
