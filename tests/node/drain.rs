@@ -12,17 +12,6 @@ use crate::{
     redis_server::RedisServer,
 };
 
-async fn pending(redis: &RedisServer, group: &str) -> i64 {
-    let mut conn = redis.pool().get().await.expect("redis connection");
-    let mut total = 0;
-    for shard in 0..16 {
-        let (count, ..): (i64, redis::Value, redis::Value, redis::Value) =
-            redis::cmd("XPENDING").arg(format!("rookery:{{s{shard}}}:bus")).arg(group).query_async(&mut conn).await.expect("XPENDING");
-        total += count;
-    }
-    total
-}
-
 #[actix_web::test]
 async fn sigterm_drains_sessions_at_the_drain_rate_and_exits_0() {
     let redis = RedisServer::start();
@@ -64,7 +53,7 @@ async fn sigterm_drains_sessions_at_the_drain_rate_and_exits_0() {
 
     let status = a.exit_status(Duration::from_secs(10)).await.expect("the node exits");
     assert!(status.success(), "exit status {status:?}");
-    assert_eq!(pending(&redis, "node-a").await, 0, "what the node read was acknowledged");
+    assert_eq!(redis.pending("node-a").await, 0, "what the node read was acknowledged");
 }
 
 #[actix_web::test]

@@ -189,18 +189,6 @@ async fn a_killed_nodes_clients_resume_elsewhere_and_survivors_announce_its_user
     assert_eq!(members(&b, "lobby").await, json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]));
 }
 
-/// Entries read by `group` but not acknowledged, over every bus shard.
-async fn pending(redis: &RedisServer, group: &str) -> i64 {
-    let mut conn = redis.pool().get().await.expect("redis connection");
-    let mut total = 0;
-    for shard in 0..16 {
-        let (count, ..): (i64, redis::Value, redis::Value, redis::Value) =
-            redis::cmd("XPENDING").arg(format!("rookery:{{s{shard}}}:bus")).arg(group).query_async(&mut conn).await.expect("XPENDING");
-        total += count;
-    }
-    total
-}
-
 #[actix_web::test]
 async fn a_node_restarted_with_the_same_id_delivers_its_backlog_without_duplicates() {
     let redis = RedisServer::start();
@@ -221,7 +209,7 @@ async fn a_node_restarted_with_the_same_id_delivers_its_backlog_without_duplicat
     assert_eq!((leave["event"].as_str(), leave["user"].as_str()), (Some("leave"), Some("dave")));
 
     let deadline = Instant::now() + Duration::from_secs(5);
-    while pending(&redis, "node-a").await > 0 {
+    while redis.pending("node-a").await > 0 {
         assert!(Instant::now() < deadline, "the restarted node left entries unacknowledged");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -481,5 +469,5 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
         assert!(Instant::now() < deadline, "the node never caught up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(pending(&redis, "node-a").await, 0);
+    assert_eq!(redis.pending("node-a").await, 0);
 }

@@ -97,6 +97,22 @@ impl RedisServer {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// Bus entries `group` has read but not acknowledged, over the 16 shards of the default layout.
+    pub async fn pending(&self, group: &str) -> i64 {
+        let mut conn = self.pool().get().await.expect("redis connection");
+        let mut total = 0;
+        for shard in 0..16 {
+            let (count, ..): (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+                .arg(format!("rookery:{{s{shard}}}:bus"))
+                .arg(group)
+                .query_async(&mut conn)
+                .await
+                .expect("XPENDING");
+            total += count;
+        }
+        total
+    }
+
     pub fn pool(&self) -> deadpool_redis::Pool {
         deadpool_redis::Config::from_url(self.url())
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
