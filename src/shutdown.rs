@@ -106,25 +106,27 @@ pub async fn stop_on_signal(node: actix_web::web::Data<Node>, server: ServerHand
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
     let started = Instant::now();
     node.shutdown.trigger(Duration::from_millis(settings.drain_delay_ms), settings.drain_rate);
+    let drain = async {
+        // Leave a little of the grace for the engine and the server to stop.
+        let sessions_deadline = started + grace.mul_f64(0.8);
+        while node.connection_count() > 0 && Instant::now() < sessions_deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node.engine.shutdown().await;
+        server.stop(true).await;
+    };
     // A second signal ends the process at once; so does the grace running out.
-    actix_web::rt::spawn(async {
-        stop_signal().await;
-        tracing::warn!("second stop signal; exiting now");
-        std::process::exit(1);
-    });
-    actix_web::rt::spawn(async move {
-        tokio::time::sleep(grace).await;
-        tracing::error!("the drain outlasted ROOKERY_SHUTDOWN_GRACE_MS; exiting now");
-        std::process::exit(1);
-    });
-    // Leave a little of the grace for the engine and the server to stop.
-    let sessions_deadline = started + grace.mul_f64(0.8);
-    while node.connection_count() > 0 && Instant::now() < sessions_deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::select! {
+        () = drain => tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained"),
+        () = stop_signal() => {
+            tracing::warn!("second stop signal; exiting now");
+            std::process::exit(1);
+        }
+        () = tokio::time::sleep(grace) => {
+            tracing::error!("the drain outlasted ROOKERY_SHUTDOWN_GRACE_MS; exiting now");
+            std::process::exit(1);
+        }
     }
-    node.engine.shutdown().await;
-    server.stop(true).await;
-    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained");
 }
 
 /// Resolves at the next SIGTERM or SIGINT.
