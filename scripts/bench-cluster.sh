@@ -61,6 +61,9 @@ redis_cpu_before=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
 status=0
 target/release/rookery-bench --pids "$(IFS=,; echo "${node_pids[*]}")" "$@" "${urls[@]}" || status=$?
 redis_cpu_after=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
+for ((n = 1; n <= nodes; n++)); do
+  echo "node $n gauges: $(curl -sf "http://127.0.0.1:$((18080 + n))/metrics" | grep -E '^rookery_(connections|rooms) ' | tr '\n' ' ')" >&2
+done
 echo "redis-server CPU: $(( (redis_cpu_after - redis_cpu_before) * 10 )) ms; commands:" >&2
 redis-cli -p 16379 INFO commandstats | grep -E 'cmdstat_(fcall|xreadgroup|xack|evalsha|hset|xpending)' >&2 || true
 exit "$status"

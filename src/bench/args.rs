@@ -18,6 +18,8 @@ pub struct BenchArgs {
     pub ramp: u32,
     /// Connect, join and hold; send nothing.
     pub idle: bool,
+    /// Connect, join and disconnect at `--ramp` per second for `--duration`; nothing is held.
+    pub churn: bool,
     pub json: bool,
     /// Node process ids to read RSS and CPU time from, before and after.
     pub pids: Vec<u32>,
@@ -43,6 +45,7 @@ impl Default for BenchArgs {
             body_bytes: 64,
             ramp: 1000,
             idle: false,
+            churn: false,
             json: false,
             pids: Vec::new(),
             source_ips: Vec::new(),
@@ -65,6 +68,7 @@ usage: rookery-bench [options] URL [URL...]
   --body-bytes B         message body size, at least 40 (default 64)
   --ramp N               new connections per second (default 1000)
   --idle                 connect, join and hold; send nothing
+  --churn                connect, join and disconnect at --ramp per second for --duration
   --drain T              seconds to wait for deliveries after the last send (default 5)
   --pids P1,P2           node pids: report their RSS and CPU seconds before and after
   --source-ips A1,A2     local addresses to connect from (more ephemeral ports)
@@ -111,11 +115,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<BenchArgs, ArgsEr
             "--room-prefix" => parsed.room_prefix = value(&arg, args.next())?,
             "--first-connection" => parsed.first_connection = value(&arg, args.next())?,
             "--idle" => parsed.idle = true,
+            "--churn" => parsed.churn = true,
             "--json" => parsed.json = true,
             "-h" | "--help" => return Err(ArgsError("rookery-bench: a load generator that checks every delivery".into())),
             url if url.starts_with("ws://") => parsed.urls.push(url.to_owned()),
             other => return Err(ArgsError(format!("unknown argument {other:?}"))),
         }
+    }
+    if parsed.churn {
+        // Every connection of a churn run leaves after joining: --ramp x --duration of them.
+        parsed.connections = (f64::from(parsed.ramp) * parsed.duration.as_secs_f64()).round().max(1.0) as usize;
+        parsed.senders = 0;
     }
     if parsed.urls.is_empty() {
         return Err(ArgsError("give at least one ws:// URL".into()));

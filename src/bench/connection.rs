@@ -31,6 +31,8 @@ pub struct Plan {
     pub user: String,
     /// Messages per second when this connection sends.
     pub rate: Option<f64>,
+    /// Leave right after joining (a churn run).
+    pub leave_at_once: bool,
     pub body_bytes: usize,
 }
 
@@ -111,6 +113,10 @@ pub async fn run(plan: Plan, tally: Arc<Tally>, mut phase: watch::Receiver<Phase
         return tally.failed(&error.to_string());
     }
     tally.joined(plan.room);
+    if plan.leave_at_once {
+        let _ = socket.close(None).await;
+        return;
+    }
 
     let mut checker = Checker::default();
     let period = plan.rate.map_or(Duration::from_secs(3600), |rate| Duration::from_secs_f64(1.0 / rate));
@@ -209,6 +215,7 @@ mod tests {
             room_name: "r".into(),
             user: "u".into(),
             rate: None,
+            leave_at_once: false,
             body_bytes: 64,
         };
         let mut checker = Checker::default();

@@ -209,6 +209,7 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
                 room_name: format!("{}{room}", args.room_prefix),
                 user: format!("bench-{index}"),
                 rate: (!args.idle && next < args.senders).then_some(args.rate),
+                leave_at_once: args.churn,
                 body_bytes: args.body_bytes,
             };
             tasks.push(tokio::spawn(connection::run(plan, tally.clone(), watching.clone())));
@@ -229,9 +230,11 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
 
     let sending_started = Instant::now();
     let _ = phase.send(if args.idle { Phase::Holding } else { Phase::Sending });
+    // A churn run spent its duration connecting; its connections are gone already.
+    let duration = if args.churn { Duration::ZERO } else { args.duration };
     let mut last_received = 0;
-    while sending_started.elapsed() < args.duration {
-        tokio::time::sleep(Duration::from_secs(1).min(args.duration)).await;
+    while sending_started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1).min(duration)).await;
         let received = tally.received.load(Ordering::Relaxed);
         progress(&format!(
             "{:>4.0} s  sent {}  acked {}  received {}  ({} deliveries/s)",

@@ -35,3 +35,29 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     assert_eq!(report["nodes_after"].as_array().map(Vec::len), Some(2));
     assert!(report["nodes_after"][0]["rss_bytes"].as_u64().is_some_and(|rss| rss > 1 << 20));
 }
+
+#[actix_web::test]
+async fn a_churn_run_connects_joins_and_leaves_and_the_node_returns_to_zero() {
+    use crate::helpers::http_text;
+
+    let node = NodeProcess::start(&[]).await;
+    let url = format!("ws://127.0.0.1:{}/ws", node.port);
+    let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+        .args(["--churn", "--ramp", "100", "--duration", "1", "--rooms", "3", "--drain", "0.5", "--json", &url])
+        .output()
+        .expect("run rookery-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!((report["connections_established"].as_u64(), report["connections_failed"].as_u64()), (Some(100), Some(0)));
+    assert_eq!(report["connect_ms"]["count"], 100);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, metrics) = http_text(&node, "GET", "/metrics", &[], None).await;
+        if metrics.lines().any(|l| l == "rookery_connections 0") && metrics.lines().any(|l| l == "rookery_rooms 0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "sessions or rooms were left behind:\n{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
