@@ -284,9 +284,9 @@ fn report(
     let received = tally.received.load(Ordering::Relaxed);
     let expected = tally.expected();
     // Deliveries per second over the time from the first send to the last delivery.
-    let since_epoch_ms = crate::domain::now_ms().saturating_sub(sending_started.elapsed().as_millis() as u64);
+    let sending_started_ms = crate::domain::now_ms().saturating_sub(sending_started.elapsed().as_millis() as u64);
     let last = tally.last_delivery_ms.load(Ordering::Relaxed);
-    let delivering = Duration::from_millis(last.saturating_sub(since_epoch_ms)).max(sending_time.min(Duration::from_secs(1)));
+    let delivering = Duration::from_millis(last.saturating_sub(sending_started_ms)).max(sending_time.min(Duration::from_secs(1)));
     Report {
         connections_established: tally.established.load(Ordering::Relaxed),
         connections_failed: tally.failed.load(Ordering::Relaxed),
