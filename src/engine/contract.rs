@@ -1,6 +1,6 @@
 //! The behaviour every engine must show, as a test suite any engine can be run against.
 //!
-//! `tests/engine_contract.rs` runs it for each engine through [`engine_contract_tests!`]: the
+//! `tests/node/engine_contract.rs` runs it for each engine through [`engine_contract_tests!`]: the
 //! engine is built with [`HISTORY_LEN`] and a [`Recorder`] as its delivery, and each check uses
 //! rooms of its own, so the suite also runs against a shared backing store. It is test code:
 //! a check fails by panicking, hence the `expect`s.

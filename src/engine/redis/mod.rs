@@ -95,13 +95,19 @@ impl Shared {
         outcome
     }
 
+    /// Rewrites every session record of this node (refreshing TTLs and `last_seen`).
+    async fn rewrite_session_records(&self, conn: &mut deadpool_redis::Connection) -> Result<(), EngineError> {
+        for pipe in self.sessions.refresh() {
+            let () = pipe.query_async(conn).await.map_err(|e| engine_error(&e))?;
+        }
+        Ok(())
+    }
+
     /// Writes every session record and presence membership of this node again, after Redis
     /// lost them (emptied, or this node was reaped while alive). Joins announce the users again.
     async fn restore_registrations(&self) -> Result<(), EngineError> {
         let mut conn = connection(&self.pool).await?;
-        for pipe in self.sessions.refresh() {
-            let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-        }
+        self.rewrite_session_records(&mut conn).await?;
         for chunk in self.sessions.memberships().chunks(128) {
             let mut pipe = redis::pipe();
             for (room, user, session) in chunk {

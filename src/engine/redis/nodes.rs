@@ -125,10 +125,7 @@ async fn wait_for_reaper(conn: &mut impl ConnectionLike, ttl_ms: u64) -> Result<
 
 async fn refresh_sessions(shared: &Shared) -> Result<(), EngineError> {
     let mut conn = connection(&shared.pool).await?;
-    for pipe in shared.sessions.refresh() {
-        let () = pipe.query_async(&mut conn).await.map_err(|e| super::engine_error(&e))?;
-    }
-    Ok(())
+    shared.rewrite_session_records(&mut conn).await
 }
 
 /// Reaps every node silent for too long, if this node gets the reaper lock.
