@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use std::{future::Future, pin::Pin};
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, fut};
-use actix_ws::{Message, MessageStream};
+use actix_http::ws::Message;
 use bytestring::ByteString;
 
 use super::{
@@ -27,7 +27,8 @@ pub trait WsActor: Actor<Context = Context<Self>> + Handler<InboundFrame> {
 /// The WebSocket half of a session actor.
 pub struct Connection {
     outbound: Outbound,
-    stream: Option<(MessageStream, super::frame_guard::Verdict)>,
+    /// Taken by `start`, which hands it to the reader task.
+    frames: Option<FrameReader>,
     reader: Option<tokio::task::JoinHandle<()>>,
     heartbeat: Duration,
     last_heard: Instant,
@@ -43,23 +44,18 @@ pub struct Connection {
     stopping: Option<Pin<Box<dyn Future<Output = Instant>>>>,
 }
 
-/// What the socket was opened with: `actix_ws::handle`'s halves and the node's settings.
+/// An upgraded socket's two halves: the queue its response body drains, and its frames.
 pub struct Socket {
-    pub writer: actix_ws::Session,
-    pub stream: MessageStream,
-    pub verdict: super::frame_guard::Verdict,
+    pub outbound: Outbound,
+    pub frames: FrameReader,
 }
 
 impl Connection {
     pub fn new(socket: Socket, node: &crate::node::Node) -> Self {
         let settings = &node.settings;
         Self {
-            outbound: Outbound::start(
-                socket.writer,
-                settings.outbound_queue_frames,
-                settings.outbound_queue_bytes,
-            ),
-            stream: Some((socket.stream.max_frame_size(settings.max_frame_bytes), socket.verdict)),
+            outbound: socket.outbound,
+            frames: Some(socket.frames),
             reader: None,
             heartbeat: settings.heartbeat,
             last_heard: Instant::now(),
@@ -83,9 +79,8 @@ impl Connection {
                 });
             }));
         }
-        if let Some((stream, verdict)) = self.stream.take() {
-            let reader = FrameReader::new(stream, verdict);
-            self.reader = Some(spawn_reader(reader, ctx.address().recipient()));
+        if let Some(frames) = self.frames.take() {
+            self.reader = Some(spawn_reader(frames, ctx.address().recipient()));
         }
         ctx.run_interval(self.heartbeat, |act: &mut A, ctx| act.connection().beat(ctx));
     }

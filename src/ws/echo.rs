@@ -3,7 +3,7 @@
 //! suites exercise the real limits, UTF-8 checks, fragmentation, ping/pong and close handshake.
 
 use actix::{Actor, Context, Handler};
-use actix_ws::Message;
+use actix_http::ws::Message;
 
 use super::{
     connection::{Connection, WsActor},

@@ -1,26 +1,40 @@
-//! The session's bounded outbound queue, and the task that drains it into the socket.
+//! The session's bounded outbound queue, which is also the WebSocket response body.
 //!
-//! Only the session actor pushes; a task on the same thread moves frames into actix-ws's writer
-//! as the socket accepts them. Pushing never waits: when the queue is over its frame or byte
-//! bound the push fails and the session closes as a slow consumer, so one stalled socket never
-//! holds up its rooms. Close frames always fit, and end the queue.
+//! Only the session actor pushes. actix-http's connection dispatcher polls the other end, the
+//! [`OutboundBody`], whenever the socket can take more, and encodes every frame waiting into one
+//! write. No task or channel sits between the session and the socket: a delivery costs one push
+//! and, when the connection was idle, one wake of its dispatcher. A socket that does not keep up
+//! stops being polled, so frames wait here, where the bound is: pushing never waits, and when the
+//! queue is over its frame or byte bound the push fails and the session closes as a slow
+//! consumer, so one stalled socket never holds up its rooms. Close frames always fit, and end
+//! the body.
 
 use std::{
     cell::RefCell,
     collections::VecDeque,
-    future::poll_fn,
     pin::Pin,
     rc::Rc,
-    task::{Poll, Waker},
+    task::{Context, Poll, Waker},
 };
 
-use actix_ws::{CloseReason, Message};
+use actix_codec::Encoder;
+use actix_http::ws::{CloseCode, CloseReason, Codec, Message, ProtocolError};
+use actix_web::{
+    body::{BodySize, MessageBody},
+    web::{Bytes, BytesMut},
+};
 use bytestring::ByteString;
-use futures_util::Sink;
 
 /// The queue was over its bound; the frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueFull;
+
+/// A close frame's reason must fit in a control frame: 125 bytes, minus the code.
+const MAX_CLOSE_REASON_BYTES: usize = 123;
+
+/// What one poll of the body encodes at most (a single larger frame still goes whole): the
+/// dispatcher stops polling once its own write buffer is full, and the rest waits here.
+const MAX_WRITE_BYTES: usize = 16 * 1024;
 
 struct Queue {
     frames: VecDeque<Message>,
@@ -29,6 +43,9 @@ struct Queue {
     max_bytes: usize,
     /// Set once a close frame is queued or the session is gone: nothing more is accepted.
     finished: bool,
+    /// The connection dropped the body: frames have nowhere to go, and are discarded.
+    body_gone: bool,
+    /// The dispatcher's waker, while the body is waiting for frames.
     waker: Option<Waker>,
 }
 
@@ -40,9 +57,17 @@ impl Queue {
     }
 }
 
-/// The session's handle on its queue. Dropping it ends the drain task.
+/// The session's handle on its queue. Dropping it ends the body once the queue is written.
 pub struct Outbound {
     queue: Rc<RefCell<Queue>>,
+}
+
+/// The response body of an upgraded connection: the queue's frames, encoded.
+pub struct OutboundBody {
+    queue: Rc<RefCell<Queue>>,
+    codec: Codec,
+    /// The close frame went out: the body is over.
+    done: bool,
 }
 
 fn payload_len(message: &Message) -> usize {
@@ -54,23 +79,28 @@ fn payload_len(message: &Message) -> usize {
 }
 
 impl Outbound {
-    /// Creates the queue and spawns its drain task on the current thread.
-    pub fn start(socket: actix_ws::Session, max_frames: usize, max_bytes: usize) -> Self {
+    /// A queue bounded by `max_frames` and `max_bytes` of payload, and the body that drains it.
+    pub fn new(max_frames: usize, max_bytes: usize) -> (Self, OutboundBody) {
         let queue = Rc::new(RefCell::new(Queue {
             frames: VecDeque::new(),
             bytes: 0,
             max_frames,
             max_bytes,
             finished: false,
+            body_gone: false,
             waker: None,
         }));
-        actix_web::rt::spawn(drain(queue.clone(), socket));
-        Self { queue }
+        let body = OutboundBody { queue: queue.clone(), codec: Codec::new(), done: false };
+        (Self { queue }, body)
     }
 
-    /// Queues a frame, or fails when the queue is full or closed.
+    /// Queues a frame, or fails when the queue is full or closed. Once the connection is gone
+    /// frames are dropped without complaint: the reader reports the end.
     pub fn push(&self, message: Message) -> Result<(), QueueFull> {
         let mut queue = self.queue.borrow_mut();
+        if queue.body_gone {
+            return Ok(());
+        }
         let len = payload_len(&message);
         if queue.finished
             || queue.frames.len() >= queue.max_frames
@@ -99,9 +129,13 @@ impl Outbound {
             queue.frames.clear();
             queue.bytes = 0;
         }
+        let mut end = reason.len().min(MAX_CLOSE_REASON_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
         let reason = CloseReason {
-            code: actix_ws::CloseCode::from(code),
-            description: (!reason.is_empty()).then(|| reason.to_owned()),
+            code: CloseCode::from(code),
+            description: (end > 0).then(|| reason[..end].to_owned()),
         };
         queue.frames.push_back(Message::Close(Some(reason)));
         queue.finished = true;
@@ -117,31 +151,104 @@ impl Drop for Outbound {
     }
 }
 
-/// Moves frames from the queue into the socket until a close frame is written, the socket is
-/// gone, or the session dropped its handle with nothing left to write.
-async fn drain(queue: Rc<RefCell<Queue>>, mut socket: actix_ws::Session) {
-    poll_fn(|cx| {
-        loop {
-            let mut q = queue.borrow_mut();
-            if q.frames.is_empty() {
-                if q.finished {
-                    return Poll::Ready(());
-                }
-                q.waker = Some(cx.waker().clone());
-                return Poll::Pending;
+impl MessageBody for OutboundBody {
+    type Error = ProtocolError;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProtocolError>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let mut queue = this.queue.borrow_mut();
+        if queue.frames.is_empty() {
+            if queue.finished {
+                return Poll::Ready(None);
             }
-            match Pin::new(&mut socket).poll_ready(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Ready(Ok(())) => {}
+            if !queue.waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                queue.waker = Some(cx.waker().clone());
             }
-            let Some(message) = q.frames.pop_front() else { continue };
-            q.bytes -= payload_len(&message);
-            let is_close = matches!(message, Message::Close(_));
-            if Pin::new(&mut socket).start_send(message).is_err() || is_close {
-                return Poll::Ready(());
+            return Poll::Pending;
+        }
+        // A frame's header is at most 10 bytes from the server (it does not mask).
+        let mut buf = BytesMut::with_capacity((queue.bytes + 10 * queue.frames.len()).min(MAX_WRITE_BYTES));
+        while buf.len() < MAX_WRITE_BYTES {
+            let Some(frame) = queue.frames.pop_front() else { break };
+            queue.bytes -= payload_len(&frame);
+            let is_close = matches!(frame, Message::Close(_));
+            this.codec.encode(frame, &mut buf)?;
+            if is_close {
+                this.done = true;
+                queue.frames.clear();
+                queue.bytes = 0;
+                break;
             }
         }
-    })
-    .await;
+        Poll::Ready(Some(Ok(buf.freeze())))
+    }
+}
+
+impl Drop for OutboundBody {
+    fn drop(&mut self) {
+        let mut queue = self.queue.borrow_mut();
+        queue.body_gone = true;
+        queue.frames.clear();
+        queue.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn poll(body: &mut OutboundBody) -> Poll<Option<Result<Bytes, ProtocolError>>> {
+        Pin::new(body).poll_next(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn encodes_everything_waiting_into_one_write_and_ends_after_the_close_frame() {
+        let (outbound, mut body) = Outbound::new(10, 1000);
+        assert!(poll(&mut body).is_pending());
+        outbound.text("ab".into()).unwrap();
+        outbound.text("cd".into()).unwrap();
+        outbound.close(1000, "", false);
+        let Poll::Ready(Some(Ok(bytes))) = poll(&mut body) else { panic!("expected a write") };
+        // Two unmasked text frames (0x81, length, payload) and a close frame with its code.
+        assert_eq!(&bytes[..], b"\x81\x02ab\x81\x02cd\x88\x02\x03\xe8");
+        assert!(matches!(poll(&mut body), Poll::Ready(None)));
+        assert_eq!(outbound.text("late".into()), Err(QueueFull));
+    }
+
+    #[test]
+    fn refuses_frames_over_either_bound_but_always_takes_the_close_frame() {
+        let (outbound, mut body) = Outbound::new(2, 5);
+        outbound.text("abc".into()).unwrap();
+        assert_eq!(outbound.text("def".into()), Err(QueueFull), "over the byte bound");
+        outbound.text("gh".into()).unwrap();
+        assert_eq!(outbound.text("".into()), Err(QueueFull), "over the frame bound");
+        outbound.close(1013, "slow consumer", true);
+        let Poll::Ready(Some(Ok(bytes))) = poll(&mut body) else { panic!("expected a write") };
+        assert_eq!(&bytes[..4], b"\x88\x0f\x03\xf5", "only the close frame, the rest discarded");
+    }
+
+    #[test]
+    fn drops_frames_quietly_once_the_connection_is_gone() {
+        let (outbound, body) = Outbound::new(1, 10);
+        drop(body);
+        for _ in 0..3 {
+            assert_eq!(outbound.text("x".into()), Ok(()));
+        }
+    }
+
+    #[test]
+    fn cuts_a_long_close_reason_to_fit_a_control_frame() {
+        let (outbound, mut body) = Outbound::new(1, 10);
+        outbound.close(1000, &"é".repeat(100), false);
+        let Poll::Ready(Some(Ok(bytes))) = poll(&mut body) else { panic!("expected a write") };
+        assert_eq!(bytes[1] as usize, 2 + 122, "122 bytes of whole characters plus the code");
+    }
 }

@@ -1,18 +1,20 @@
-//! Turns the decoded WebSocket stream into whole messages and close verdicts.
+//! Decodes the connection's bytes into whole messages and close verdicts.
 //!
-//! Fragments are reassembled here (their total size is already bounded by the frame guard),
+//! The bytes come through the frame guard, are decoded with actix-http's WebSocket codec, and
+//! fragments are reassembled here (their total size is already bounded by the frame guard),
 //! text is checked for UTF-8 once whole, and every decoder error is mapped to the close code
 //! RFC 6455 asks for. A task per connection reads and hands each item to the session actor,
 //! waiting for the actor to finish with it before reading on: frames of one session are handled
 //! strictly in order, and a client that sends faster than its session works is slowed by TCP.
 
 use actix::{Message, Recipient};
-use actix_web::web::{Bytes, BytesMut};
-use actix_ws::{CloseReason, Item, MessageStream, ProtocolError};
+use actix_codec::Decoder;
+use actix_http::ws::{CloseReason, Codec, Frame, Item, ProtocolError};
+use actix_web::web::{self, Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::StreamExt;
 
-use super::frame_guard::Verdict;
+use super::frame_guard::{FrameGuard, Verdict};
 use crate::protocol::CloseCode;
 
 /// One thing the peer did.
@@ -42,33 +44,55 @@ struct Fragments {
 
 /// Reads whole messages from a connection.
 pub struct FrameReader {
-    stream: MessageStream,
+    payload: FrameGuard<web::Payload>,
+    /// Received bytes not yet decoded into a frame.
+    buf: BytesMut,
+    codec: Codec,
     verdict: Verdict,
     fragments: Option<Fragments>,
 }
 
 impl FrameReader {
-    pub fn new(stream: MessageStream, verdict: Verdict) -> Self {
-        Self { stream, verdict, fragments: None }
+    /// Reads `payload` (already guarded, reporting into `verdict`); frames over `max_frame_bytes`
+    /// are refused by the decoder too.
+    pub fn new(payload: FrameGuard<web::Payload>, max_frame_bytes: usize, verdict: Verdict) -> Self {
+        Self { payload, buf: BytesMut::new(), codec: Codec::new().max_size(max_frame_bytes), verdict, fragments: None }
     }
 
     /// The next item; after `Close`, `Violation` or `Gone` there is nothing more to read.
     pub async fn next(&mut self) -> Inbound {
-        use actix_ws::Message as Ws;
         loop {
-            let frame = match self.stream.next().await {
-                None => return Inbound::Gone,
-                Some(Err(error)) => return self.classify(error),
-                Some(Ok(frame)) => frame,
+            let frame = match self.codec.decode(&mut self.buf) {
+                Err(error) => return self.classify(error),
+                Ok(Some(frame)) => {
+                    if self.buf.is_empty() {
+                        // Let go of the connection's read buffer the bytes were split from, so
+                        // an idle connection holds none.
+                        self.buf = BytesMut::new();
+                    }
+                    frame
+                }
+                Ok(None) => {
+                    match self.payload.next().await {
+                        None => return Inbound::Gone,
+                        Some(Err(error)) => return self.classify(ProtocolError::Io(std::io::Error::other(error))),
+                        // No copy when nothing is buffered: the common case, a whole frame.
+                        Some(Ok(bytes)) if self.buf.is_empty() => self.buf = BytesMut::from(bytes),
+                        Some(Ok(bytes)) => self.buf.extend_from_slice(&bytes),
+                    }
+                    continue;
+                }
             };
             return match frame {
-                Ws::Text(text) => Inbound::Text(text),
-                Ws::Binary(bytes) => Inbound::Binary(bytes),
-                Ws::Ping(bytes) => Inbound::Ping(bytes),
-                Ws::Pong(_) => Inbound::Pong,
-                Ws::Close(reason) => Inbound::Close(reason),
-                Ws::Nop => continue,
-                Ws::Continuation(item) => match self.fragment(item) {
+                Frame::Text(bytes) => match ByteString::try_from(bytes) {
+                    Ok(text) => Inbound::Text(text),
+                    Err(_) => Inbound::Violation(CloseCode::InvalidPayload, "invalid UTF-8"),
+                },
+                Frame::Binary(bytes) => Inbound::Binary(bytes),
+                Frame::Ping(bytes) => Inbound::Ping(bytes),
+                Frame::Pong(_) => Inbound::Pong,
+                Frame::Close(reason) => Inbound::Close(reason),
+                Frame::Continuation(item) => match self.fragment(item) {
                     Some(whole) => whole,
                     None => continue,
                 },
@@ -113,14 +137,9 @@ impl FrameReader {
             ProtocolError::Overflow => {
                 Inbound::Violation(CloseCode::TooBig, "message over max_frame_bytes")
             }
+            // The decoder's only InvalidData: non-zero reserved bits.
             ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-                let utf8 = io.get_ref().is_some_and(|e| e.is::<std::str::Utf8Error>());
-                if utf8 {
-                    Inbound::Violation(CloseCode::InvalidPayload, "invalid UTF-8")
-                } else {
-                    // The decoder's only other InvalidData: non-zero reserved bits.
-                    Inbound::Violation(CloseCode::Protocol, "reserved bits set")
-                }
+                Inbound::Violation(CloseCode::Protocol, "reserved bits set")
             }
             // The transport failed under the decoder: the peer is gone.
             ProtocolError::Io(_) => Inbound::Gone,

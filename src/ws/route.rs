@@ -2,18 +2,15 @@
 //! upgrade. Refusals are plain HTTP errors with a JSON body; nothing is upgraded.
 
 use actix::Actor;
-use actix_web::{
-    FromRequest, HttpRequest, HttpResponse,
-    dev,
-    http::header,
-    web,
-};
+use actix_web::{HttpRequest, HttpResponse, body::MessageBody, http::header, web};
 use serde::Deserialize;
 
 use super::{
     connection::{Connection, Socket},
     echo::EchoSession,
     frame_guard::{FrameGuard, Verdict},
+    outbound::Outbound,
+    reader::FrameReader,
     session::Session,
 };
 use tracing::Instrument;
@@ -25,11 +22,6 @@ use crate::{
     node::{ConnectionSlot, Node},
     telemetry::traces,
 };
-
-/// The payload stream type `dev::Payload` is built from.
-type GuardedStream = std::pin::Pin<
-    Box<dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>>,
->;
 
 #[derive(Deserialize)]
 struct HandshakeQuery {
@@ -94,7 +86,7 @@ async fn handshake(req: &HttpRequest, body: web::Payload, node: &web::Data<Node>
     span.record("session", session_text.as_str());
     span.record("enduser.id", identity.user.as_str());
     span.record("user", identity.user.as_str());
-    let (response, socket) = upgrade(req, body, node).await?;
+    let (response, socket) = upgrade(req, body, node)?;
     let connection = Connection::new(socket, node);
     Session::new(session, identity, node.clone(), connection, slot, traces::span_context(span)).start();
     node.metrics.connection_opened("ok");
@@ -104,7 +96,7 @@ async fn handshake(req: &HttpRequest, body: web::Payload, node: &web::Data<Node>
 /// Upgrades a conformance-test connection that echoes every message.
 pub async fn echo_socket(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let slot = admit(&req, &node)?;
-    let (response, socket) = upgrade(&req, body, &node).await?;
+    let (response, socket) = upgrade(&req, body, &node)?;
     EchoSession::new(Connection::new(socket, &node), slot).start();
     node.metrics.connection_opened("ok");
     Ok(response)
@@ -135,15 +127,16 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Performs the handshake with the connection's bytes running through a [`FrameGuard`].
-async fn upgrade(req: &HttpRequest, body: web::Payload, node: &Node) -> Result<(HttpResponse, Socket), ApiError> {
+/// Performs the handshake. The response body is the connection's outbound queue; its bytes
+/// are read through a [`FrameGuard`].
+fn upgrade(req: &HttpRequest, body: web::Payload, node: &Node) -> Result<(HttpResponse, Socket), ApiError> {
+    let mut response = actix_http::ws::handshake(req.head())
+        .map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;
+    let settings = &node.settings;
+    let (outbound, body_out) = Outbound::new(settings.outbound_queue_frames, settings.outbound_queue_bytes);
+    let response = response.message_body(body_out.boxed()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let verdict = Verdict::default();
-    let guard = FrameGuard::new(body, node.settings.max_frame_bytes, verdict.clone());
-    let mut guarded = dev::Payload::from(Box::pin(guard) as GuardedStream);
-    let payload = web::Payload::from_request(req, &mut guarded)
-        .await
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (response, writer, stream) =
-        actix_ws::handle(req, payload).map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;
-    Ok((response, Socket { writer, stream, verdict }))
+    let guarded = FrameGuard::new(body, settings.max_frame_bytes, verdict.clone());
+    let frames = FrameReader::new(guarded, settings.max_frame_bytes, verdict);
+    Ok((response.into(), Socket { outbound, frames }))
 }
