@@ -5,7 +5,8 @@
 #   scripts/bench-cluster.sh [--nodes N] [--traces] [rookery-bench options...]
 #
 # --traces exports every trace to a local OTLP sink (scripts/otlp-sink.py). Node settings can be
-# given as ROOKERY_* variables in the environment. Ports: Redis 16379, nodes 18081.., sink 14318.
+# given as ROOKERY_* variables in the environment; ROOKERY_BIN runs another build of the node
+# (to compare two versions under the same load). Ports: Redis 16379, nodes 18081.., sink 14318.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,7 +49,7 @@ for ((n = 1; n <= nodes; n++)); do
   ROOKERY_REDIS_URL=redis://127.0.0.1:16379 ROOKERY_NODE_ID="bench-node-$n" ROOKERY_BIND="127.0.0.1:$port" \
     ROOKERY_WORKERS="${ROOKERY_WORKERS:-1}" ROOKERY_RATE_PER_SEC="${ROOKERY_RATE_PER_SEC:-1000}" \
     ROOKERY_RATE_BURST="${ROOKERY_RATE_BURST:-1000}" RUST_LOG="${RUST_LOG:-warn}" \
-    target/release/rookery >"$work/node-$n.log" 2>&1 &
+    "${ROOKERY_BIN:-target/release/rookery}" >"$work/node-$n.log" 2>&1 &
   pids+=($!)
   node_pids+=($!)
   urls+=("ws://127.0.0.1:$port/ws")

@@ -47,9 +47,45 @@ fn cpu_ticks(stat: &str) -> Option<u64> {
     Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
 }
 
+/// The machine's CPU ticks so far, all and stolen (taken by the hypervisor for other guests),
+/// from the first line of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MachineTicks {
+    pub total: u64,
+    pub steal: u64,
+}
+
+impl MachineTicks {
+    pub async fn read() -> Result<Self, StatsError> {
+        let stat = tokio::fs::read_to_string("/proc/stat").await.map_err(|source| StatsError::Read { pid: 0, source })?;
+        machine_ticks(&stat).ok_or(StatsError::Parse { pid: 0, file: "stat" })
+    }
+
+    /// The share of `since..self` the hypervisor stole, in percent.
+    pub fn steal_percent_since(&self, since: MachineTicks) -> f64 {
+        let total = self.total.saturating_sub(since.total);
+        if total == 0 { 0.0 } else { 100.0 * self.steal.saturating_sub(since.steal) as f64 / total as f64 }
+    }
+}
+
+/// `cpu  user nice system idle iowait irq softirq steal ...`: the sum of the first eight, and
+/// the eighth.
+fn machine_ticks(stat: &str) -> Option<MachineTicks> {
+    let fields: Vec<u64> = stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    (fields.len() == 8).then(|| MachineTicks { total: fields.iter().sum(), steal: fields[7] })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_ticks_sum_the_first_eight_and_take_steal() {
+        let stat = "cpu  100 1 20 800 5 0 4 70 0 0\ncpu0 50 0 10 400 2 0 2 35 0 0\n";
+        assert_eq!(machine_ticks(stat), Some(MachineTicks { total: 1000, steal: 70 }));
+        let later = MachineTicks { total: 1200, steal: 80 };
+        assert_eq!(later.steal_percent_since(MachineTicks { total: 1000, steal: 70 }), 5.0);
+    }
 
     #[test]
     fn cpu_ticks_are_counted_after_the_command_name() {

@@ -57,6 +57,12 @@ pub struct Report {
     pub nodes_after: Vec<ProcessStats>,
     /// CPU seconds this load generator used during the run (it shares the machine).
     pub bench_cpu_seconds: f64,
+    /// The nodes' CPU from the first send to the end, over the deliveries received: the cost
+    /// of delivery, without the connections' setup.
+    pub node_cpu_us_per_delivery: f64,
+    /// The share of the machine's CPU time its hypervisor stole while sending: how noisy the
+    /// run's machine was.
+    pub steal_percent: f64,
 }
 
 impl Report {
@@ -106,7 +112,11 @@ impl fmt::Display for Report {
                 after.cpu_seconds - before.cpu_seconds
             )?;
         }
+        if !self.nodes_after.is_empty() {
+            writeln!(f, "node CPU     {:.1} us per delivery while sending (all nodes)", self.node_cpu_us_per_delivery)?;
+        }
         writeln!(f, "bench        {:.2} s CPU (the load generator itself)", self.bench_cpu_seconds)?;
+        writeln!(f, "machine      {:.1} % of CPU time stolen by the hypervisor while sending", self.steal_percent)?;
         write!(f, "verdict      {}", if self.correct() { "ok" } else { "FAILED: deliveries were lost, duplicated or out of order" })
     }
 }

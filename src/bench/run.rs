@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::{
     BenchArgs,
     connection::{self, Plan},
-    process_stats::{self, ProcessStats},
+    process_stats::{self, MachineTicks, ProcessStats},
     report::{Report, percentiles},
 };
 
@@ -228,6 +228,8 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
         started.elapsed().as_secs_f64()
     ));
 
+    let at_send = read_all(&args.pids).await?;
+    let machine_at_send = MachineTicks::read().await?;
     let sending_started = Instant::now();
     let _ = phase.send(if args.idle { Phase::Holding } else { Phase::Sending });
     // A churn run spent its duration connecting; its connections are gone already.
@@ -259,6 +261,7 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
         }
     }
     let after = read_all(&args.pids).await?;
+    let steal_percent = MachineTicks::read().await?.steal_percent_since(machine_at_send);
     let own_after = process_stats::read(std::process::id()).await?;
     let _ = phase.send(Phase::Done);
     for task in tasks {
@@ -266,6 +269,11 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
     }
     let mut report = report(args, &tally, sending_time, sending_started, before, after);
     report.bench_cpu_seconds = own_after.cpu_seconds - own_before.cpu_seconds;
+    report.steal_percent = steal_percent;
+    let sending_cpu: f64 = report.nodes_after.iter().zip(&at_send).map(|(after, at)| after.cpu_seconds - at.cpu_seconds).sum();
+    if report.deliveries_received > 0 {
+        report.node_cpu_us_per_delivery = sending_cpu * 1e6 / report.deliveries_received as f64;
+    }
     Ok(report)
 }
 
@@ -315,5 +323,7 @@ fn report(
         nodes_before: before,
         nodes_after: after,
         bench_cpu_seconds: 0.0,
+        node_cpu_us_per_delivery: 0.0,
+        steal_percent: 0.0,
     }
 }

@@ -1,4 +1,4 @@
-//! What every WebSocket actor on a node shares: the reader task, the outbound queue, heartbeats,
+//! What every WebSocket actor on a node shares: the connection task (reading, timers), the outbound queue, heartbeats,
 //! control frames and the close handshake. The chat `Session` and the conformance echo endpoint
 //! both run on it, so the echo endpoint tests the real connection code.
 
@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use std::{future::Future, pin::Pin};
 
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, fut};
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use actix_http::ws::Message;
 use bytestring::ByteString;
 
 use super::{
     outbound::{Outbound, QueueFull},
-    reader::{FrameReader, Inbound, InboundFrame, spawn_reader},
+    reader::{FrameReader, Inbound, InboundFrame, Timer, Timers, spawn_connection_task},
 };
 use crate::{protocol::CloseCode, telemetry::Metrics};
 
@@ -20,7 +20,7 @@ use crate::{protocol::CloseCode, telemetry::Metrics};
 const MISSED_HEARTBEATS: u32 = 3;
 
 /// An actor that owns a [`Connection`].
-pub trait WsActor: Actor<Context = Context<Self>> + Handler<InboundFrame> {
+pub trait WsActor: Actor<Context = Context<Self>> + Handler<InboundFrame> + Handler<Timer> {
     fn connection(&mut self) -> &mut Connection;
 }
 
@@ -68,21 +68,27 @@ impl Connection {
         }
     }
 
-    /// Starts reading, heartbeating and watching for the node to drain (then closing with
-    /// 1012 at this connection's turn); call from the actor's `started`.
+    /// Starts the connection's task, which reads, heartbeats and watches for the node to drain;
+    /// call from the actor's `started`.
     pub fn start<A: WsActor>(&mut self, ctx: &mut Context<A>) {
-        if let Some(stopping) = self.stopping.take() {
-            ctx.spawn(fut::wrap_future(stopping).map(|close_at: Instant, _: &mut A, ctx| {
+        if let (Some(frames), Some(drain)) = (self.frames.take(), self.stopping.take()) {
+            let timers = Timers { heartbeat: self.heartbeat, drain };
+            self.reader = Some(spawn_connection_task(frames, timers, ctx.address()));
+        }
+    }
+
+    /// Handles the connection task's timers: a heartbeat, or the node draining (then closing
+    /// with 1012 at this connection's turn).
+    pub fn on_timer<A: WsActor>(&mut self, timer: Timer, ctx: &mut Context<A>) {
+        match timer {
+            Timer::Beat => self.beat(ctx),
+            Timer::DrainAt(close_at) => {
                 ctx.run_later(close_at.saturating_duration_since(Instant::now()), |act, ctx| {
                     act.connection().drained = true;
                     act.connection().close(ctx, CloseCode::Restart, "server restarting");
                 });
-            }));
+            }
         }
-        if let Some(frames) = self.frames.take() {
-            self.reader = Some(spawn_reader(frames, ctx.address().recipient()));
-        }
-        ctx.run_interval(self.heartbeat, |act: &mut A, ctx| act.connection().beat(ctx));
     }
 
     fn beat<A: WsActor>(&mut self, ctx: &mut Context<A>) {

@@ -7,7 +7,7 @@ use actix_http::ws::Message;
 
 use super::{
     connection::{Connection, WsActor},
-    reader::{Inbound, InboundFrame},
+    reader::{Inbound, InboundFrame, Timer},
 };
 use crate::node::ConnectionSlot;
 
@@ -48,5 +48,13 @@ impl Handler<InboundFrame> for EchoSession {
             _ => return,
         };
         self.connection.send_message(echo, ctx);
+    }
+}
+
+impl Handler<Timer> for EchoSession {
+    type Result = ();
+
+    fn handle(&mut self, timer: Timer, ctx: &mut Context<Self>) {
+        self.connection.on_timer(timer, ctx);
     }
 }

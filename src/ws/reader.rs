@@ -6,8 +6,15 @@
 //! RFC 6455 asks for. A task per connection reads and hands each item to the session actor,
 //! waiting for the actor to finish with it before reading on: frames of one session are handled
 //! strictly in order, and a client that sends faster than its session works is slowed by TCP.
+//! The same task keeps the connection's timers (heartbeat, drain).
 
-use actix::{Message, Recipient};
+use std::{
+    future::Future,
+    pin::Pin,
+    time::{Duration, Instant},
+};
+
+use actix::{Actor, Addr, Handler, Message};
 use actix_codec::Decoder;
 use actix_http::ws::{CloseReason, Codec, Frame, Item, ProtocolError};
 use actix_web::web::{self, Bytes, BytesMut};
@@ -159,17 +166,53 @@ impl FrameReader {
     }
 }
 
-/// Reads `reader` until the connection ends, handing each item to `session` and waiting for it
-/// to be handled. Ends early when the session is gone.
-pub fn spawn_reader(
-    mut reader: FrameReader,
-    session: Recipient<InboundFrame>,
-) -> tokio::task::JoinHandle<()> {
+/// Connection task -> actor: a timer went off.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum Timer {
+    /// Time for a heartbeat.
+    Beat,
+    /// The node drains, and this connection's turn to close is at this instant.
+    DrainAt(Instant),
+}
+
+/// What the connection task watches besides the socket.
+pub struct Timers {
+    pub heartbeat: Duration,
+    /// Resolves, once the node drains, with when to close.
+    pub drain: Pin<Box<dyn Future<Output = Instant>>>,
+}
+
+/// The connection's task: reads `reader` until the connection ends, handing each item to the
+/// actor and waiting for it to be handled; sends it [`Timer::Beat`] every heartbeat and
+/// [`Timer::DrainAt`] when the node drains. Ends early when the actor is gone.
+///
+/// The timers live here rather than in the actor's context because actix polls every future
+/// of a context each time the actor wakes, which is once per delivered message.
+pub fn spawn_connection_task<A>(mut reader: FrameReader, timers: Timers, actor: Addr<A>) -> tokio::task::JoinHandle<()>
+where
+    A: Actor<Context = actix::Context<A>> + Handler<InboundFrame> + Handler<Timer>,
+{
     actix_web::rt::spawn(async move {
+        let Timers { heartbeat, mut drain } = timers;
+        let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        let mut drain_seen = false;
         loop {
-            let item = reader.next().await;
+            // Reading is cancel-safe: what it has read is kept in the reader.
+            let item = tokio::select! {
+                item = reader.next() => item,
+                _ = beats.tick() => {
+                    actor.do_send(Timer::Beat);
+                    continue;
+                }
+                close_at = &mut drain, if !drain_seen => {
+                    drain_seen = true;
+                    actor.do_send(Timer::DrainAt(close_at));
+                    continue;
+                }
+            };
             let last = matches!(item, Inbound::Close(_) | Inbound::Violation(..) | Inbound::Gone);
-            if session.send(InboundFrame(item)).await.is_err() || last {
+            if actor.send(InboundFrame(item)).await.is_err() || last {
                 return;
             }
         }

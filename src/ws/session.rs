@@ -17,7 +17,7 @@ use super::{
     connection::{Connection, WsActor},
     session_trace::SessionTrace,
     limits::{AbuseWindow, TokenBucket},
-    reader::{Inbound, InboundFrame},
+    reader::{Inbound, InboundFrame, Timer},
 };
 use crate::{
     auth::Identity,
@@ -249,5 +249,13 @@ impl Handler<RoomEvent> for Session {
         if !self.connection.is_closing() {
             self.deliver(event, ctx);
         }
+    }
+}
+
+impl Handler<Timer> for Session {
+    type Result = ();
+
+    fn handle(&mut self, timer: Timer, ctx: &mut Context<Self>) {
+        self.connection.on_timer(timer, ctx);
     }
 }
