@@ -60,24 +60,33 @@ local function recover(keys, args)
 end
 
 -- Adds a session to a room; the user's first session announces a join on the bus, ordered with
--- the room's messages. Returns the room's users and session counts (flat: user, count, ...).
--- KEYS: presence, members, bus. ARGV: room, user, session.
+-- the room's messages, unless the room then has more than ARGV[4] users (a large room has no
+-- presence events). Returns the number of users, and their session counts (flat: user, count,
+-- ...) or false when there are more than ARGV[4] of them.
+-- KEYS: presence, members, bus. ARGV: room, user, session, max users with presence.
 local function join(keys, args)
+  local max_users = tonumber(args[4])
   if redis.call('SADD', keys[2], args[2] .. '|' .. args[3]) == 1 then
-    if redis.call('HINCRBY', keys[1], args[2], 1) == 1 then
+    if redis.call('HINCRBY', keys[1], args[2], 1) == 1 and redis.call('HLEN', keys[1]) <= max_users then
       redis.call('XADD', keys[3], '*', 'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join')
     end
   end
-  return redis.call('HGETALL', keys[1])
+  local users = redis.call('HLEN', keys[1])
+  if users > max_users then return {users, false} end
+  return {users, redis.call('HGETALL', keys[1])}
 end
 
--- Removes a session from a room; the user's last session announces a leave.
--- KEYS: presence, members, bus. ARGV: room, user, session.
+-- Removes a session from a room; the user's last session announces a leave unless the room had
+-- more than ARGV[4] users.
+-- KEYS: presence, members, bus. ARGV: room, user, session, max users with presence.
 local function leave(keys, args)
   if redis.call('SREM', keys[2], args[2] .. '|' .. args[3]) == 1 then
     if redis.call('HINCRBY', keys[1], args[2], -1) <= 0 then
+      local users_before = redis.call('HLEN', keys[1])
       redis.call('HDEL', keys[1], args[2])
-      redis.call('XADD', keys[3], '*', 'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave')
+      if users_before <= tonumber(args[4]) then
+        redis.call('XADD', keys[3], '*', 'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave')
+      end
     end
   end
   return 1

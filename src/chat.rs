@@ -212,7 +212,11 @@ impl Chat {
             "welcome" => println!("* connected to {} as {}", field("node"), field("user")),
             "joined" => {
                 let members: Vec<&str> = frame["members"].as_array().into_iter().flatten().filter_map(|m| m["user"].as_str()).collect();
-                println!("* joined {} ({})", field("room"), members.join(", "));
+                if frame["presence"] == Value::Bool(false) {
+                    println!("* joined {} ({} users)", field("room"), frame["member_count"]);
+                } else {
+                    println!("* joined {} ({})", field("room"), members.join(", "));
+                }
             }
             "message" => {
                 self.last_ids.insert(field("room"), field("id"));

@@ -39,6 +39,8 @@ pub struct Settings {
     pub rate_burst: u32,
     pub max_rooms_per_session: usize,
     pub history_len: usize,
+    /// Rooms with more users have no presence events and list no members on join.
+    pub presence_max_users: u64,
     pub max_connections: usize,
     pub auth: AuthSettings,
     pub allowed_origins: Option<Vec<String>>,
@@ -109,6 +111,7 @@ impl Settings {
             rate_burst: env.number("ROOKERY_RATE_BURST", 40, 1..=1_000_000)?,
             max_rooms_per_session: env.number("ROOKERY_MAX_ROOMS_PER_SESSION", 64, 1..=100_000)?,
             history_len: env.number("ROOKERY_HISTORY_LEN", 1000, 1..=1_000_000)?,
+            presence_max_users: env.number("ROOKERY_PRESENCE_MAX_USERS", crate::engine::DEFAULT_PRESENCE_MAX_USERS, 0..=1_000_000)?,
             max_connections: env.number("ROOKERY_MAX_CONNECTIONS", 100_000, 1..=10_000_000)?,
             auth,
             allowed_origins: env.get("ROOKERY_ALLOWED_ORIGINS").map(|list| {
@@ -216,6 +219,7 @@ mod tests {
         assert_eq!((s.rate_per_sec, s.rate_burst, s.max_rooms_per_session), (20, 40, 64));
         assert_eq!((s.outbound_queue_frames, s.outbound_queue_bytes), (1024, 4 << 20));
         assert_eq!((s.history_len, s.max_connections), (1000, 100_000));
+        assert_eq!(s.presence_max_users, 100);
         assert_eq!(s.heartbeat, Duration::from_secs(20));
         assert_eq!(s.auth, AuthSettings::Anonymous);
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());

@@ -53,7 +53,9 @@ impl Application {
         let directory = RoomDirectory::new(metrics.clone());
         let delivery: Arc<dyn Delivery> = Arc::new(directory.clone());
         let engine: Arc<dyn Engine> = match &settings.redis_url {
-            None => Arc::new(MemoryEngine::new(settings.history_len, delivery)),
+            None => Arc::new(
+                MemoryEngine::new(settings.history_len, delivery).with_presence_max_users(settings.presence_max_users),
+            ),
             Some(url) => {
                 let config = RedisConfig {
                     url: url.clone(),
@@ -64,6 +66,7 @@ impl Application {
                     read_batch: settings.bus_read_count,
                     node_ttl_ms: settings.node_ttl_ms,
                     max_lag_ms: settings.ready_max_lag_ms,
+                    presence_max_users: settings.presence_max_users,
                 };
                 Arc::new(RedisEngine::connect(config, delivery, metrics.clone()).await?)
             }

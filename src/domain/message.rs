@@ -57,3 +57,13 @@ pub struct Member {
     pub user: UserName,
     pub sessions: u32,
 }
+
+/// A room's presence as a join sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPresence {
+    /// How many users are in the room.
+    pub user_count: u64,
+    /// Every user with their session count, sorted by user; `None` when the room has more
+    /// users than the presence limit, and then joins and leaves are not announced either.
+    pub members: Option<Vec<Member>>,
+}

@@ -8,6 +8,6 @@ mod message;
 mod message_id;
 mod names;
 
-pub use message::{Member, Message, PresenceChange, PresenceKind};
+pub use message::{Member, Message, PresenceChange, PresenceKind, RoomPresence};
 pub use message_id::{MessageId, ParseMessageIdError, now_ms};
 pub use names::{InvalidName, RoomName, SessionId, UserName};

@@ -1,7 +1,7 @@
 //! The behaviour every engine must show, as a test suite any engine can be run against.
 //!
 //! `tests/node/engine_contract.rs` runs it for each engine through [`engine_contract_tests!`]: the
-//! engine is built with [`HISTORY_LEN`] and a [`Recorder`] as its delivery, and each check uses
+//! engine is built with [`HISTORY_LEN`], [`PRESENCE_MAX_USERS`] and a [`Recorder`] as its delivery, and each check uses
 //! rooms of its own, so the suite also runs against a shared backing store. It is test code:
 //! a check fails by panicking, hence the `expect`s.
 
@@ -17,12 +17,14 @@ use tokio::sync::Notify;
 
 use super::{BusEvent, Delivery, Engine, NewMessage};
 use crate::{
-    domain::{Member, MessageId, PresenceKind, RoomName, SessionId, UserName},
+    domain::{Member, MessageId, PresenceKind, RoomName, RoomPresence, SessionId, UserName},
     protocol::HistoryQuery,
 };
 
 /// The history length engines under test are built with.
 pub const HISTORY_LEN: usize = 20;
+/// The presence limit engines under test are built with.
+pub const PRESENCE_MAX_USERS: u64 = 3;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A [`Delivery`] that keeps every event for inspection.
@@ -244,9 +246,10 @@ pub async fn presence_counts_sessions_and_announces_once(h: &Harness) {
     let (a1, a2, b1) = (SessionId::random(), SessionId::random(), SessionId::random());
     let p = &h.engine;
     p.join(&room, &alice, a1).await.expect("join");
-    let members = p.join(&room, &alice, a2).await.expect("join");
-    assert_eq!(members, vec![Member { user: alice.clone(), sessions: 2 }]);
-    let members = p.join(&room, &bob, b1).await.expect("join");
+    let presence = p.join(&room, &alice, a2).await.expect("join");
+    assert_eq!(presence, RoomPresence { user_count: 1, members: Some(vec![Member { user: alice.clone(), sessions: 2 }]) });
+    let presence = p.join(&room, &bob, b1).await.expect("join");
+    let members = presence.members.expect("a small room lists its members");
     assert_eq!(members.iter().map(|m| (m.user.as_str(), m.sessions)).collect::<Vec<_>>(), [
         ("alice", 2),
         ("bob", 1)
@@ -276,6 +279,38 @@ pub async fn presence_counts_sessions_and_announces_once(h: &Harness) {
         ("bob".to_string(), PresenceKind::Leave),
         ("alice".to_string(), PresenceKind::Leave),
     ]);
+}
+
+/// A room over the presence limit lists no members on join and announces no joins or leaves;
+/// back at the limit, it announces again.
+pub async fn rooms_over_the_presence_limit_announce_nothing(h: &Harness) {
+    let room = unique_room("crowded");
+    let users: Vec<(UserName, SessionId)> =
+        (0..=PRESENCE_MAX_USERS).map(|n| (user_name(&format!("user{n}")), SessionId::random())).collect();
+    for (n, (user, session)) in users.iter().enumerate() {
+        let presence = h.engine.join(&room, user, *session).await.expect("join");
+        let count = n as u64 + 1;
+        assert_eq!(presence.user_count, count);
+        assert_eq!(presence.members.map(|m| m.len() as u64), (count <= PRESENCE_MAX_USERS).then_some(count));
+    }
+    let second_session = h.engine.join(&room, &users[0].0, SessionId::random()).await.expect("join");
+    assert_eq!((second_session.user_count, second_session.members), (PRESENCE_MAX_USERS + 1, None));
+    // Leaving a room over the limit is silent; leaving one at the limit is announced.
+    h.engine.leave(&room, &users[1].0, users[1].1).await.expect("leave");
+    h.engine.leave(&room, &users[2].0, users[2].1).await.expect("leave");
+    let marker = h.publish(&room, "user0", "marker").await;
+    let events = h.events.wait_for(&room, PRESENCE_MAX_USERS as usize + 2).await;
+    let seen: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            BusEvent::Presence(c) => format!("{:?} {}", c.kind, c.user),
+            BusEvent::Message(m) => format!("message {}", m.id),
+            BusEvent::Gap { .. } => "gap".into(),
+        })
+        .collect();
+    let mut expected: Vec<String> = (0..PRESENCE_MAX_USERS).map(|n| format!("Join user{n}")).collect();
+    expected.extend(["Leave user2".to_string(), format!("message {marker}")]);
+    assert_eq!(seen, expected);
 }
 
 /// Presence changes travel with the room's messages, in the order they happened.
@@ -311,6 +346,7 @@ macro_rules! engine_contract_tests {
             recover_replays_after_since,
             presence_counts_sessions_and_announces_once,
             presence_is_ordered_with_messages,
+            rooms_over_the_presence_limit_announce_nothing,
         );
     };
     (@each $make:path; $($check:ident,)*) => {

@@ -16,8 +16,8 @@ use super::{
 };
 use crate::{
     domain::{
-        Member, Message, MessageId, PresenceChange, PresenceKind, RoomName, SessionId, UserName,
-        now_ms,
+        Member, Message, MessageId, PresenceChange, PresenceKind, RoomName, RoomPresence, SessionId,
+        UserName, now_ms,
     },
     protocol::HistoryQuery,
 };
@@ -26,6 +26,7 @@ use crate::{
 pub struct MemoryEngine {
     state: Mutex<State>,
     history_len: usize,
+    presence_max_users: u64,
     delivery: Arc<dyn Delivery>,
 }
 
@@ -45,7 +46,18 @@ struct RoomLog {
 
 impl MemoryEngine {
     pub fn new(history_len: usize, delivery: Arc<dyn Delivery>) -> Self {
-        Self { state: Mutex::new(State::default()), history_len: history_len.max(1), delivery }
+        Self {
+            state: Mutex::new(State::default()),
+            history_len: history_len.max(1),
+            presence_max_users: super::DEFAULT_PRESENCE_MAX_USERS,
+            delivery,
+        }
+    }
+
+    /// Rooms with more users than `max_users` have no presence events (see [`PresenceStore`]).
+    pub fn with_presence_max_users(mut self, max_users: u64) -> Self {
+        self.presence_max_users = max_users;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -130,21 +142,24 @@ impl PresenceStore for MemoryEngine {
         room: &RoomName,
         user: &UserName,
         session: SessionId,
-    ) -> Result<Vec<Member>, EngineError> {
+    ) -> Result<RoomPresence, EngineError> {
         let mut state = self.state();
         let users = state.presence.entry(room.clone()).or_default();
         let sessions = users.entry(user.clone()).or_default();
+        let first_session = !sessions.contains(&session) && sessions.is_empty();
         if !sessions.contains(&session) {
             sessions.push(session);
-            if sessions.len() == 1 {
-                self.delivery.deliver(BusEvent::Presence(PresenceChange {
-                    room: room.clone(),
-                    user: user.clone(),
-                    kind: PresenceKind::Join,
-                }));
-            }
         }
-        Ok(members_of(Some(users)))
+        let user_count = users.len() as u64;
+        let listed = user_count <= self.presence_max_users;
+        if first_session && listed {
+            self.delivery.deliver(BusEvent::Presence(PresenceChange {
+                room: room.clone(),
+                user: user.clone(),
+                kind: PresenceKind::Join,
+            }));
+        }
+        Ok(RoomPresence { user_count, members: listed.then(|| members_of(Some(users))) })
     }
 
     async fn leave(
@@ -159,8 +174,9 @@ impl PresenceStore for MemoryEngine {
         let before = sessions.len();
         sessions.retain(|s| *s != session);
         if sessions.is_empty() {
+            let users_before = users.len() as u64;
             users.remove(user);
-            if before > 0 {
+            if before > 0 && users_before <= self.presence_max_users {
                 self.delivery.deliver(BusEvent::Presence(PresenceChange {
                     room: room.clone(),
                     user: user.clone(),

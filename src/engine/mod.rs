@@ -20,9 +20,14 @@ use async_trait::async_trait;
 pub use memory::MemoryEngine;
 
 use crate::{
-    domain::{Member, Message, MessageId, PresenceChange, RoomName, SessionId, UserName},
+    domain::{Member, Message, MessageId, PresenceChange, RoomName, RoomPresence, SessionId, UserName},
     protocol::HistoryQuery,
 };
+
+/// Rooms with more users than this have no presence events and list no members on join, unless
+/// `ROOKERY_PRESENCE_MAX_USERS` says otherwise: announcing every join to every member costs
+/// O(users) per join, O(users²) to fill a room.
+pub const DEFAULT_PRESENCE_MAX_USERS: u64 = 100;
 
 /// What an engine hands to a node: every event of every room, in each room's id order.
 #[derive(Debug, Clone)]
@@ -120,16 +125,18 @@ pub trait PresenceStore: Send + Sync {
         Ok(())
     }
 
-    /// Adds `session` to `room`; announces a `join` when it is the user's first session there.
-    /// Returns the room's members afterwards.
+    /// Adds `session` to `room`; announces a `join` when it is the user's first session there,
+    /// unless the room then has more users than the presence limit. Returns the room's presence
+    /// afterwards (its members only up to the limit).
     async fn join(
         &self,
         room: &RoomName,
         user: &UserName,
         session: SessionId,
-    ) -> Result<Vec<Member>, EngineError>;
+    ) -> Result<RoomPresence, EngineError>;
 
-    /// Removes `session` from `room`; announces a `leave` when it was the user's last session.
+    /// Removes `session` from `room`; announces a `leave` when it was the user's last session,
+    /// unless the room had more users than the presence limit.
     async fn leave(
         &self,
         room: &RoomName,

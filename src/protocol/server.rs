@@ -35,7 +35,13 @@ pub enum ServerFrame<'a> {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
         room: &'a RoomName,
+        /// Every user with their session count; empty when the room is over the presence limit.
         members: &'a [Member],
+        /// How many users are in the room.
+        member_count: u64,
+        /// `false` when the room has more users than the presence limit: then `members` is
+        /// empty and joins and leaves are not announced.
+        presence: bool,
         last_id: Option<MessageId>,
         #[serde(skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
@@ -158,10 +164,12 @@ mod tests {
             reference: None,
             room: &room,
             members: &[],
+            member_count: 0,
+            presence: true,
             last_id: None,
             recovered: None,
         });
-        assert_eq!(joined, json!({"type":"joined","room":"a","members":[],"last_id":null}));
+        assert_eq!(joined, json!({"type":"joined","room":"a","members":[],"member_count":0,"presence":true,"last_id":null}));
         let error = json_of(&ServerFrame::Error {
             reference: Some("7"),
             code: ErrorCode::RateLimited,

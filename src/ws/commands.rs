@@ -12,7 +12,7 @@ use tracing::{Instrument, field::Empty};
 
 use super::session::{Membership, Reply, Session, done};
 use crate::{
-    domain::{Member, MessageId, RoomName},
+    domain::{MessageId, RoomName, RoomPresence},
     engine::{EngineError, NewMessage, Recovery},
     protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageList, Request, ServerFrame, encode_message},
     rooms::{JoinRoom, LeaveRoom},
@@ -110,19 +110,19 @@ impl Session {
                 .await
                 .map_err(|_| EngineError::Internal("the room registry has stopped".into()))?;
             let span = engine_span("presence.join", engine.kind(), &target);
-            let members = engine.join(&target, &user, session).instrument(span.clone()).await;
-            record_outcome(&span, &members);
+            let presence = engine.join(&target, &user, session).instrument(span.clone()).await;
+            record_outcome(&span, &presence);
             let span = engine_span("room.recover", engine.kind(), &target);
             let recovery = engine.recover(&target, since).instrument(span.clone()).await;
             record_outcome(&span, &recovery);
             if let Ok(recovery) = &recovery {
                 span.record("rookery.replayed", recovery.messages.len());
             }
-            Ok::<_, EngineError>((members?, recovery?))
+            Ok::<_, EngineError>((presence?, recovery?))
         }
         .in_current_span();
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
-            Ok((members, recovery)) => act.finish_join(ctx, reference.as_deref(), room, since, &members, recovery),
+            Ok((presence, recovery)) => act.finish_join(ctx, reference.as_deref(), room, since, &presence, recovery),
             Err(error) => {
                 if !rejoin {
                     act.rooms.remove(&room);
@@ -144,7 +144,7 @@ impl Session {
         reference: Option<&str>,
         room: RoomName,
         since: Option<MessageId>,
-        members: &[Member],
+        presence: &RoomPresence,
         recovery: Recovery,
     ) {
         let Some(membership) = self.rooms.get_mut(&room) else { return };
@@ -161,7 +161,9 @@ impl Session {
             ServerFrame::Joined {
                 reference,
                 room: &room,
-                members,
+                members: presence.members.as_deref().unwrap_or_default(),
+                member_count: presence.user_count,
+                presence: presence.members.is_some(),
                 last_id: recovery.last_id,
                 recovered: since.map(|_| recovery.recovered),
             }

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use rookery::engine::{
-    Delivery, Engine, MemoryEngine,
+    Delivery, Engine, MemoryEngine, contract,
     redis::{RedisConfig, RedisEngine},
 };
 
 use crate::redis_server::RedisServer;
 
 async fn memory_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> Arc<dyn Engine> {
-    Arc::new(MemoryEngine::new(history_len, delivery))
+    Arc::new(MemoryEngine::new(history_len, delivery).with_presence_max_users(contract::PRESENCE_MAX_USERS))
 }
 
 async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<dyn Engine>, RedisServer) {
@@ -25,6 +25,7 @@ async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<d
         read_batch: 100,
         node_ttl_ms: 15_000,
         max_lag_ms: 10_000,
+        presence_max_users: contract::PRESENCE_MAX_USERS,
     };
     let engine = RedisEngine::connect(config, delivery, rookery::telemetry::Metrics::new()).await.expect("connect to the test redis-server");
     (Arc::new(engine), server)

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rookery::{
-    domain::{Member, Message, MessageId, RoomName, SessionId, UserName},
+    domain::{Member, Message, MessageId, RoomName, RoomPresence, SessionId, UserName},
     engine::{Broker, Delivery, Engine, EngineError, MemoryEngine, NewMessage, PresenceStore, Recovery},
     protocol::HistoryQuery,
 };
@@ -50,7 +50,7 @@ impl Broker for Switched {
 
 #[async_trait]
 impl PresenceStore for Switched {
-    async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<Vec<Member>, EngineError> {
+    async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<RoomPresence, EngineError> {
         self.check()?;
         self.inner.join(room, user, session).await
     }

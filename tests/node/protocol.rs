@@ -45,6 +45,29 @@ async fn join_lists_members_and_announces_a_user_once() {
 }
 
 #[actix_web::test]
+async fn a_room_over_the_presence_limit_counts_members_and_announces_nothing() {
+    let app = spawn_app(&[("ROOKERY_PRESENCE_MAX_USERS", "2")]).await;
+    let mut alice = app.client("alice").await;
+    let joined = alice.join("hall").await;
+    assert_eq!((joined["member_count"].clone(), joined["presence"].clone()), (json!(1), json!(true)));
+    let mut bob = app.client("bob").await;
+    bob.join("hall").await;
+    assert_eq!(alice.recv().await, json!({"type":"presence","room":"hall","event":"join","user":"bob"}));
+
+    let mut carol = app.client("carol").await;
+    let joined = carol.join("hall").await;
+    assert_eq!(joined["members"], json!([]), "{joined}");
+    assert_eq!((joined["member_count"].clone(), joined["presence"].clone()), (json!(3), json!(false)));
+    let left = bob.request(json!({"type": "leave", "room": "hall"})).await;
+    assert_eq!(left["type"], "left");
+    alice.expect_silence(Duration::from_millis(300)).await;
+    // Messages still reach everyone.
+    carol.say("hall", "hi").await;
+    let (message, before) = alice.recv_until("message").await;
+    assert_eq!((message["body"].as_str(), before), (Some("hi"), vec![]));
+}
+
+#[actix_web::test]
 async fn send_acks_and_delivers_to_every_member_including_the_sender() {
     let app = spawn_app(&[]).await;
     let (mut alice, mut bob) = (app.client("alice").await, app.client("bob").await);

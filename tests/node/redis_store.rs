@@ -150,6 +150,7 @@ mod cluster {
             read_batch: 10,
             node_ttl_ms: 15_000,
             max_lag_ms: 10_000,
+            presence_max_users: rookery::engine::DEFAULT_PRESENCE_MAX_USERS,
         }
     }
 

@@ -32,7 +32,7 @@ pub use store::MessageStore;
 
 use super::{Broker, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
 use crate::{
-    domain::{Member, Message, MessageId, RoomName, SessionId, UserName, now_ms},
+    domain::{Member, Message, MessageId, RoomName, RoomPresence, SessionId, UserName, now_ms},
     protocol::HistoryQuery,
     telemetry::{Metrics, traces::CONTEXT_TARGET},
 };
@@ -54,6 +54,8 @@ pub struct RedisConfig {
     pub node_ttl_ms: u64,
     /// Readiness fails while the bus consumer is further behind than this.
     pub max_lag_ms: u64,
+    /// Rooms with more users have no presence events (see `PresenceStore::join`).
+    pub presence_max_users: u64,
 }
 
 /// Why the engine could not start.
@@ -145,7 +147,7 @@ impl RedisEngine {
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {
             store: MessageStore::new(pool.clone(), keys.clone(), config.history_len, config.bus_retention_ms),
-            presence: RedisPresence::new(pool.clone(), keys.clone()),
+            presence: RedisPresence::new(pool.clone(), keys.clone(), config.presence_max_users),
             sessions: SessionTable::new(config.node_id.clone(), config.node_ttl_ms.saturating_mul(3)),
             last_read: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
@@ -215,7 +217,7 @@ impl PresenceStore for RedisEngine {
     }
 
     /// The session record is written first, so the node's index always covers its presence.
-    async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<Vec<Member>, EngineError> {
+    async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<RoomPresence, EngineError> {
         let mut pipe = redis::pipe();
         if let Some(record) = self.shared.sessions.set_room(session, room, true) {
             pipe.add_command(record).ignore();
@@ -223,8 +225,8 @@ impl PresenceStore for RedisEngine {
         pipe.add_command(self.shared.presence.join(room, user, session));
         self.shared.timed("join", async {
             let mut conn = connection(&self.shared.pool).await?;
-            let (flat,): (Vec<(String, u32)>,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-            presence::members_reply(flat)
+            let (reply,): ((u64, Option<Vec<(String, u32)>>),) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            presence::presence_reply(reply)
         })
         .await
     }

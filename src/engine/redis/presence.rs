@@ -8,7 +8,7 @@ use deadpool_redis::Pool;
 
 use super::{Keys, connection, engine_error};
 use crate::{
-    domain::{Member, RoomName, SessionId, UserName},
+    domain::{Member, RoomName, RoomPresence, SessionId, UserName},
     engine::EngineError,
 };
 
@@ -16,11 +16,13 @@ use crate::{
 pub struct RedisPresence {
     pool: Pool,
     keys: Keys,
+    /// Rooms with more users have no presence events (see `PresenceStore::join`).
+    max_users: u64,
 }
 
 impl RedisPresence {
-    pub fn new(pool: Pool, keys: Keys) -> Self {
-        Self { pool, keys }
+    pub fn new(pool: Pool, keys: Keys, max_users: u64) -> Self {
+        Self { pool, keys, max_users }
     }
 
     fn call(&self, function: &str, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
@@ -32,11 +34,13 @@ impl RedisPresence {
             .arg(self.keys.bus(self.keys.shard(room)))
             .arg(room.as_str())
             .arg(user.as_str())
-            .arg(session.to_string());
+            .arg(session.to_string())
+            .arg(self.max_users);
         cmd
     }
 
-    /// Adds the session; replies with the room's users and counts (see [`members_reply`]).
+    /// Adds the session; replies with the user count and, up to the limit, the users and their
+    /// session counts (see [`presence_reply`]).
     pub fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
         self.call("rookery_v1_join", room, user, session)
     }
@@ -55,6 +59,11 @@ impl RedisPresence {
             .map_err(|e| engine_error(&e))?;
         members_reply(flat)
     }
+}
+
+/// The reply of a join: the user count, and the presence hash while the room is small enough.
+pub fn presence_reply((user_count, flat): (u64, Option<Vec<(String, u32)>>)) -> Result<RoomPresence, EngineError> {
+    Ok(RoomPresence { user_count, members: flat.map(members_reply).transpose()? })
 }
 
 /// A presence hash as members sorted by user name.
