@@ -313,6 +313,39 @@ pub async fn rooms_over_the_presence_limit_announce_nothing(h: &Harness) {
     assert_eq!(seen, expected);
 }
 
+/// A session's join replays what `recover` would, and its disconnect leaves every room it was in
+/// (each leave announced).
+pub async fn a_sessions_join_recovers_and_its_disconnect_leaves_every_room(h: &Harness) {
+    let (first_room, second_room) = (unique_room("visit"), unique_room("visit"));
+    let (dave, session) = (user_name("dave"), SessionId::random());
+    let first = h.publish(&first_room, "erin", "one").await;
+    let second = h.publish(&first_room, "erin", "two").await;
+    h.engine.connect(session, &dave).await.expect("connect");
+    let (presence, recovery) = h.engine.join_and_recover(&first_room, &dave, session, Some(first)).await.expect("join");
+    assert_eq!(presence.user_count, 1);
+    assert_eq!(recovery.messages.iter().map(|m| m.id).collect::<Vec<_>>(), [second]);
+    assert_eq!((recovery.last_id, recovery.recovered), (Some(second), true));
+    let (_, empty) = h.engine.join_and_recover(&second_room, &dave, session, None).await.expect("join");
+    assert_eq!((empty.messages.len(), empty.last_id), (0, None));
+
+    h.engine.disconnect(session, &dave, &[first_room.clone(), second_room.clone()]).await.expect("disconnect");
+    // Two messages, then dave's join and leave; in the second room only the presence events.
+    for (room, events) in [(&first_room, 4), (&second_room, 2)] {
+        assert!(h.engine.members(room).await.expect("members").is_empty(), "{room} still has dave");
+        let announced: Vec<PresenceKind> = h
+            .events
+            .wait_for(room, events)
+            .await
+            .iter()
+            .filter_map(|e| match e {
+                BusEvent::Presence(c) => Some(c.kind),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(announced, [PresenceKind::Join, PresenceKind::Leave], "{room}");
+    }
+}
+
 /// Presence changes travel with the room's messages, in the order they happened.
 pub async fn presence_is_ordered_with_messages(h: &Harness) {
     let room = unique_room("mixed");
@@ -347,6 +380,7 @@ macro_rules! engine_contract_tests {
             presence_counts_sessions_and_announces_once,
             presence_is_ordered_with_messages,
             rooms_over_the_presence_limit_announce_nothing,
+            a_sessions_join_recovers_and_its_disconnect_leaves_every_room,
         );
     };
     (@each $make:path; $($check:ident,)*) => {

@@ -120,8 +120,12 @@ pub trait PresenceStore: Send + Sync {
         Ok(())
     }
 
-    /// The session ended, after it left its rooms.
-    async fn disconnect(&self, _session: SessionId) -> Result<(), EngineError> {
+    /// The session ended: it leaves `rooms` (announced as [`leave`](Self::leave) announces) and
+    /// is forgotten. A cluster engine does all of it in one round trip.
+    async fn disconnect(&self, session: SessionId, user: &UserName, rooms: &[RoomName]) -> Result<(), EngineError> {
+        for room in rooms {
+            self.leave(room, user, session).await?;
+        }
         Ok(())
     }
 
@@ -160,4 +164,17 @@ pub trait Engine: Broker + PresenceStore {
     /// Stops background work at the end of a drain: what was read from the cluster is
     /// delivered and acknowledged first.
     async fn shutdown(&self) {}
+
+    /// A session's join: [`join`](PresenceStore::join), then [`recover`](Broker::recover) what
+    /// it replays and the room's last id. A cluster engine does both in one round trip.
+    async fn join_and_recover(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: SessionId,
+        since: Option<MessageId>,
+    ) -> Result<(RoomPresence, Recovery), EngineError> {
+        let presence = self.join(room, user, session).await?;
+        Ok((presence, self.recover(room, since).await?))
+    }
 }

@@ -5,7 +5,7 @@
 //! session's commands run one at a time, in order, while room events keep flowing to it.
 //!
 //! Commands run inside the frame's `ws.receive` span; each engine call gets a span of its own
-//! (`room.publish`, `presence.join`, `room.recover`, `presence.leave`, `room.history`).
+//! (`room.publish`, `room.join`, `presence.leave`, `room.history`).
 
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 use tracing::{Instrument, field::Empty};
@@ -109,16 +109,13 @@ impl Session {
                 .send(join)
                 .await
                 .map_err(|_| EngineError::Internal("the room registry has stopped".into()))?;
-            let span = engine_span("presence.join", engine.kind(), &target);
-            let presence = engine.join(&target, &user, session).instrument(span.clone()).await;
-            record_outcome(&span, &presence);
-            let span = engine_span("room.recover", engine.kind(), &target);
-            let recovery = engine.recover(&target, since).instrument(span.clone()).await;
-            record_outcome(&span, &recovery);
-            if let Ok(recovery) = &recovery {
+            let span = engine_span("room.join", engine.kind(), &target);
+            let joined = engine.join_and_recover(&target, &user, session, since).instrument(span.clone()).await;
+            record_outcome(&span, &joined);
+            if let Ok((_, recovery)) = &joined {
                 span.record("rookery.replayed", recovery.messages.len());
             }
-            Ok::<_, EngineError>((presence?, recovery?))
+            joined
         }
         .in_current_span();
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {

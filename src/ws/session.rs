@@ -155,13 +155,8 @@ impl Session {
         }
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
         actix_web::rt::spawn(async move {
-            for room in rooms {
-                if let Err(error) = engine.leave(&room, &user, session).await {
-                    tracing::warn!(%error, %room, %session, "presence leave failed on disconnect");
-                }
-            }
-            if let Err(error) = engine.disconnect(session).await {
-                tracing::warn!(%error, %session, "recording the disconnect failed");
+            if let Err(error) = engine.disconnect(session, &user, &rooms).await {
+                tracing::warn!(%error, %session, "leaving the rooms and recording the disconnect failed");
             }
         });
     }

@@ -88,7 +88,21 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
 }
 
+/// A join's reply: the room's user count and, up to the presence limit, its users.
+type JoinReply = (u64, Option<Vec<(String, u32)>>);
+
 impl Shared {
+    /// A join, with the session record written first so the node's index always covers the
+    /// session's presence; replies with one [`JoinReply`].
+    fn join_pipeline(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        if let Some(record) = self.sessions.set_room(session, room, true) {
+            pipe.add_command(record).ignore();
+        }
+        pipe.add_command(self.presence.join(room, user, session));
+        pipe
+    }
+
     /// Awaits one Redis round trip for `operation`, recording how long it took.
     async fn timed<T>(&self, operation: &'static str, round_trip: impl Future<Output = T>) -> T {
         let started = std::time::Instant::now();
@@ -216,16 +230,11 @@ impl PresenceStore for RedisEngine {
         .await
     }
 
-    /// The session record is written first, so the node's index always covers its presence.
     async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<RoomPresence, EngineError> {
-        let mut pipe = redis::pipe();
-        if let Some(record) = self.shared.sessions.set_room(session, room, true) {
-            pipe.add_command(record).ignore();
-        }
-        pipe.add_command(self.shared.presence.join(room, user, session));
+        let pipe = self.shared.join_pipeline(room, user, session);
         self.shared.timed("join", async {
             let mut conn = connection(&self.shared.pool).await?;
-            let (reply,): ((u64, Option<Vec<(String, u32)>>),) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            let (reply,): (JoinReply,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             presence::presence_reply(reply)
         })
         .await
@@ -245,11 +254,17 @@ impl PresenceStore for RedisEngine {
         .await
     }
 
-    async fn disconnect(&self, session: SessionId) -> Result<(), EngineError> {
-        let drop_record = self.shared.sessions.disconnect(session);
+    /// The leaves first and then the record's removal, in one round trip: the node's index
+    /// covers the session's presence until it has none.
+    async fn disconnect(&self, session: SessionId, user: &UserName, rooms: &[RoomName]) -> Result<(), EngineError> {
+        let mut pipe = redis::pipe();
+        for room in rooms {
+            pipe.add_command(self.shared.presence.leave(room, user, session)).ignore();
+        }
+        pipe.add_command(self.shared.sessions.disconnect(session)).ignore();
         self.shared.timed("disconnect", async {
             let mut conn = connection(&self.shared.pool).await?;
-            let _: i64 = drop_record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             Ok(())
         })
         .await
@@ -268,6 +283,24 @@ impl Engine for RedisEngine {
 
     /// Ready when Redis answers, the bus consumer has completed a read recently, and it is not
     /// too far behind (a node that cannot deliver in time must not take new clients).
+    async fn join_and_recover(
+        &self,
+        room: &RoomName,
+        user: &UserName,
+        session: SessionId,
+        since: Option<MessageId>,
+    ) -> Result<(RoomPresence, Recovery), EngineError> {
+        let mut pipe = self.shared.join_pipeline(room, user, session);
+        pipe.add_command(self.shared.store.recover_cmd(room, since));
+        self.shared.timed("join", async {
+            let mut conn = connection(&self.shared.pool).await?;
+            let (joined, recovered): (JoinReply, Vec<String>) =
+                pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            Ok((presence::presence_reply(joined)?, store::recovery_reply(room, since, &recovered)?))
+        })
+        .await
+    }
+
     async fn check_ready(&self) -> Result<(), EngineError> {
         let mut conn = connection(&self.shared.pool).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| engine_error(&e))?;

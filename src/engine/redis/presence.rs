@@ -62,7 +62,7 @@ impl RedisPresence {
 }
 
 /// The reply of a join: the user count, and the presence hash while the room is small enough.
-pub fn presence_reply((user_count, flat): (u64, Option<Vec<(String, u32)>>)) -> Result<RoomPresence, EngineError> {
+pub fn presence_reply((user_count, flat): super::JoinReply) -> Result<RoomPresence, EngineError> {
     Ok(RoomPresence { user_count, members: flat.map(members_reply).transpose()? })
 }
 

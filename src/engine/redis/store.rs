@@ -91,37 +91,46 @@ impl MessageStore {
     /// The retained messages after `since` and the room's newest id, read atomically.
     pub async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
         let mut conn = connection(&self.pool).await?;
-        let reply: Vec<String> = redis::cmd("FCALL_RO")
-            .arg("rookery_v1_recover")
+        let reply: Vec<String> = self.recover_cmd(room, since).query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        recovery_reply(room, since, &reply)
+    }
+
+    /// The command behind [`recover`](Self::recover), to send with others; its reply goes to
+    /// [`recovery_reply`].
+    pub fn recover_cmd(&self, room: &RoomName, since: Option<MessageId>) -> redis::Cmd {
+        let mut cmd = redis::cmd("FCALL_RO");
+        cmd.arg("rookery_v1_recover")
             .arg(2)
             .arg(self.keys.history(room))
             .arg(self.keys.trimmed(room))
-            .arg(since.map(|id| id.to_string()).unwrap_or_default())
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| engine_error(&e))?;
-        let [deleted, newest, entries @ ..] = reply.as_slice() else {
-            return Err(bad_data("recover reply"));
-        };
-        let deleted = message_id(deleted)?;
-        let last_id = if newest.is_empty() { None } else { Some(message_id(newest)?) };
-        let messages = entries
-            .chunks_exact(3)
-            .map(|entry| {
-                Ok(Message {
-                    room: room.clone(),
-                    id: message_id(&entry[0])?,
-                    user: UserName::parse(&entry[1]).map_err(|_| bad_data("user"))?,
-                    body: entry[2].clone(),
-                    trace: String::new(),
-                })
-            })
-            .collect::<Result<Vec<_>, EngineError>>()?;
-        Ok(Recovery {
-            messages,
-            last_id,
-            // `0-0` means nothing was ever trimmed.
-            recovered: since.is_none_or(|since| since >= deleted),
-        })
+            .arg(since.map(|id| id.to_string()).unwrap_or_default());
+        cmd
     }
+}
+
+/// The recovery a `recover` reply describes.
+pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String]) -> Result<Recovery, EngineError> {
+    let [deleted, newest, entries @ ..] = reply else {
+        return Err(bad_data("recover reply"));
+    };
+    let deleted = message_id(deleted)?;
+    let last_id = if newest.is_empty() { None } else { Some(message_id(newest)?) };
+    let messages = entries
+        .chunks_exact(3)
+        .map(|entry| {
+            Ok(Message {
+                room: room.clone(),
+                id: message_id(&entry[0])?,
+                user: UserName::parse(&entry[1]).map_err(|_| bad_data("user"))?,
+                body: entry[2].clone(),
+                trace: String::new(),
+            })
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    Ok(Recovery {
+        messages,
+        last_id,
+        // `0-0` means nothing was ever trimmed.
+        recovered: since.is_none_or(|since| since >= deleted),
+    })
 }
