@@ -3,6 +3,7 @@
 //! duplicates by the sender's sequence number).
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, atomic::Ordering},
@@ -18,7 +19,7 @@ use tokio_tungstenite::{
 };
 
 use super::run::{Phase, Tally};
-use crate::domain::{MessageId, now_ms};
+use crate::domain::MessageId;
 
 /// What one connection is asked to do.
 pub struct Plan {
@@ -160,20 +161,33 @@ struct Checker {
     last_sequence: HashMap<usize, u64>,
 }
 
+/// The fields of a server frame the checker reads; borrowed, so a delivery allocates nothing.
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    body: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
 impl Checker {
     fn frame(&mut self, text: &str, plan: &Plan, tally: &Tally) {
-        let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
-        match frame["type"].as_str() {
-            Some("message") => self.message(&frame, plan, tally),
-            Some("ack") => tally.acked(plan.room),
-            Some("error") => tally.error(frame["code"].as_str().unwrap_or("unknown")),
+        let Ok(frame) = serde_json::from_str::<Frame>(text) else { return };
+        match &*frame.kind {
+            "message" => self.message(&frame, plan, tally),
+            "ack" => tally.acked(plan.room),
+            "error" => tally.error(frame.code.as_deref().unwrap_or("unknown")),
             _ => {}
         }
     }
 
-    fn message(&mut self, frame: &Value, plan: &Plan, tally: &Tally) {
-        let id: Option<MessageId> = frame["id"].as_str().and_then(|id| id.parse().ok());
-        let Some((sent_us, sender, sequence)) = frame["body"].as_str().and_then(parse_body) else { return };
+    fn message(&mut self, frame: &Frame, plan: &Plan, tally: &Tally) {
+        let id: Option<MessageId> = frame.id.as_deref().and_then(|id| id.parse().ok());
+        let Some((sent_us, sender, sequence)) = frame.body.as_deref().and_then(parse_body) else { return };
         let last = self.last_sequence.entry(sender).or_insert(0);
         if sequence <= *last {
             tally.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -184,8 +198,9 @@ impl Checker {
             tally.order_violation(plan.room);
         }
         self.last_id = id.max(self.last_id);
-        let latency = Duration::from_micros(now_us().saturating_sub(sent_us));
-        tally.delivered(plan.index, latency, now_ms());
+        let now = now_us();
+        let latency = Duration::from_micros(now.saturating_sub(sent_us));
+        tally.delivered(plan.index, latency, now / 1000);
     }
 }
 
