@@ -4,7 +4,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::{node_process::NodeProcess, redis_server::RedisServer};
+use crate::{
+    node_process::NodeProcess,
+    redis_server::{RedisServer, free_port},
+};
 
 #[actix_web::test]
 async fn the_load_generator_checks_every_delivery_across_two_nodes() {
@@ -60,4 +63,26 @@ async fn a_churn_run_connects_joins_and_leaves_and_the_node_returns_to_zero() {
         assert!(std::time::Instant::now() < deadline, "sessions or rooms were left behind:\n{metrics}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// `scripts/bench-idle.sh` holds idle connections from several bench processes on one node and
+/// reports its RSS per connection.
+#[test]
+fn the_idle_script_spreads_connections_over_processes_and_reports_memory_per_connection() {
+    let output = Command::new("bash")
+        .args(["scripts/bench-idle.sh", "40", "4", "200"])
+        .env("ROOKERY_BIN", env!("CARGO_BIN_EXE_rookery"))
+        .env("ROOKERY_BENCH_BIN", env!("CARGO_BIN_EXE_rookery-bench"))
+        .env("BENCH_NODE_PORT", free_port().to_string())
+        .env("BENCH_REDIS_PORT", free_port().to_string())
+        .env("BENCH_PER_PROCESS", "25")
+        .env("ROOKERY_HEARTBEAT_MS", "300")
+        .output()
+        .expect("run scripts/bench-idle.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("engine       redis, 4 rooms, ramp 200/s, heartbeat 300 ms, 2 bench processes"), "{stdout}");
+    assert!(stdout.contains("connections  40 held"), "{stdout}");
+    let per_connection = stdout.lines().find_map(|line| line.strip_prefix("per conn")).map(|rest| rest.trim().trim_end_matches(" KiB"));
+    assert!(per_connection.and_then(|kib| kib.parse::<f64>().ok()).is_some(), "{stdout}");
 }
