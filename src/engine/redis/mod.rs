@@ -281,8 +281,7 @@ impl Engine for RedisEngine {
         "redis"
     }
 
-    /// Ready when Redis answers, the bus consumer has completed a read recently, and it is not
-    /// too far behind (a node that cannot deliver in time must not take new clients).
+    /// The join pipeline and the replay's read, in one round trip.
     async fn join_and_recover(
         &self,
         room: &RoomName,
@@ -301,6 +300,8 @@ impl Engine for RedisEngine {
         .await
     }
 
+    /// Ready when Redis answers, the bus consumer has completed a read recently, and it is not
+    /// too far behind (a node that cannot deliver in time must not take new clients).
     async fn check_ready(&self) -> Result<(), EngineError> {
         let mut conn = connection(&self.shared.pool).await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
