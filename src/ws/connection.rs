@@ -1,5 +1,5 @@
-//! What every WebSocket actor on a node shares: the connection task (reading, timers), the outbound queue, heartbeats,
-//! control frames and the close handshake. The chat `Session` and the conformance echo endpoint
+//! What every WebSocket actor on a node shares: the connection task (reading, timers), the
+//! outbound queue, heartbeats, control frames and the close handshake. The chat `Session` and the conformance echo endpoint
 //! both run on it, so the echo endpoint tests the real connection code.
 
 use std::time::{Duration, Instant};
@@ -27,9 +27,10 @@ pub trait WsActor: Actor<Context = Context<Self>> + Handler<InboundFrame> + Hand
 /// The WebSocket half of a session actor.
 pub struct Connection {
     outbound: Outbound,
-    /// Taken by `start`, which hands it to the reader task.
+    /// Taken by `start`, which hands it to the connection task.
     frames: Option<FrameReader>,
-    reader: Option<tokio::task::JoinHandle<()>>,
+    /// The connection task, aborted when the connection is dropped.
+    task: Option<tokio::task::JoinHandle<()>>,
     heartbeat: Duration,
     last_heard: Instant,
     /// The close code sent (or 1006 when the peer vanished); set once.
@@ -56,7 +57,7 @@ impl Connection {
         Self {
             outbound: socket.outbound,
             frames: Some(socket.frames),
-            reader: None,
+            task: None,
             heartbeat: settings.heartbeat,
             last_heard: Instant::now(),
             close_code: None,
@@ -73,7 +74,7 @@ impl Connection {
     pub fn start<A: WsActor>(&mut self, ctx: &mut Context<A>) {
         if let (Some(frames), Some(drain)) = (self.frames.take(), self.stopping.take()) {
             let timers = Timers { heartbeat: self.heartbeat, drain };
-            self.reader = Some(spawn_connection_task(frames, timers, ctx.address()));
+            self.task = Some(spawn_connection_task(frames, timers, ctx.address()));
         }
     }
 
@@ -186,8 +187,8 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            reader.abort();
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 }
