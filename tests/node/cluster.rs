@@ -67,7 +67,7 @@ async fn a_client_resumes_on_another_node_without_losing_messages() {
 async fn each_session_has_an_expiring_record_in_redis_from_connect_to_disconnect() {
     let redis = RedisServer::start();
     let a = node(&redis, "node-a").await;
-    let mut conn = redis.pool().get().await.expect("redis connection");
+    let mut conn = redis.connection().await;
     let alice = a.client("alice").await;
     let session = alice.welcome["session"].as_str().expect("session id").to_owned();
     let key = format!("rookery:{{nnode-a}}:session:{session}");

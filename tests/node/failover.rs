@@ -110,7 +110,7 @@ async fn three_nodes_with_concurrent_senders_deliver_one_order_that_matches_hist
 
 /// The group names on every bus shard of a 16-shard deployment.
 async fn bus_groups(redis: &RedisServer) -> Vec<String> {
-    let mut conn = redis.pool().get().await.expect("redis connection");
+    let mut conn = redis.connection().await;
     let mut groups = Vec::new();
     for shard in 0..16 {
         let infos: Vec<redis::Value> = redis::cmd("XINFO")
@@ -431,7 +431,7 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
     let a = process(&redis, "node-a", &vars).await;
     a.pause();
     // A backlog published straight into the schema's function while the node sleeps.
-    let mut conn = redis.pool().get().await.expect("redis connection");
+    let mut conn = redis.connection().await;
     let room = "backlog";
     let shard = rookery::engine::redis::Keys::new(16).shard(&rookery::domain::RoomName::parse(room).expect("room"));
     let mut pipe = redis::pipe();

@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use rookery::engine::redis::RedisConnection;
+
 /// A running redis-server with its own data directory.
 pub struct RedisServer {
     pub port: u16,
@@ -99,7 +101,7 @@ impl RedisServer {
 
     /// Bus entries `group` has read but not acknowledged, over the 16 shards of the default layout.
     pub async fn pending(&self, group: &str) -> i64 {
-        let mut conn = self.pool().get().await.expect("redis connection");
+        let mut conn = self.connection().await;
         let mut total = 0;
         for shard in 0..16 {
             let (count, ..): (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
@@ -113,10 +115,10 @@ impl RedisServer {
         total
     }
 
-    pub fn pool(&self) -> deadpool_redis::Pool {
-        deadpool_redis::Config::from_url(self.url())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .expect("pool")
+    /// A connection of the kind the engine uses (multiplexed, reconnecting).
+    pub async fn connection(&self) -> RedisConnection {
+        let client = redis::Client::open(self.url()).expect("a redis URL");
+        RedisConnection::connect(client).await.expect("redis connection")
     }
 }
 

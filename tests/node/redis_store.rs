@@ -4,23 +4,22 @@ use rookery::{
     domain::{MessageId, RoomName, UserName},
     engine::{
         EngineError, NewMessage,
-        redis::{Keys, MessageStore, MigrateError, SCHEMA_VERSION, migrate},
+        redis::{Keys, MessageStore, MigrateError, RedisConnection, SCHEMA_VERSION, migrate},
     },
     protocol::HistoryQuery,
 };
 
 use crate::redis_server::RedisServer;
 
-async fn query<T: redis::FromRedisValue>(pool: &deadpool_redis::Pool, cmd: &mut redis::Cmd) -> T {
-    let mut conn = pool.get().await.expect("connection");
-    cmd.query_async(&mut conn).await.expect("query")
+async fn query<T: redis::FromRedisValue>(conn: &RedisConnection, cmd: &mut redis::Cmd) -> T {
+    cmd.query_async(&mut conn.clone()).await.expect("query")
 }
 
 #[tokio::test]
 async fn migrations_load_the_functions_and_record_the_version() {
     let redis = RedisServer::start();
-    let pool = redis.pool();
-    let mut conn = pool.get().await.expect("connection");
+    let pool = redis.connection().await;
+    let mut conn = pool.clone();
     assert_eq!(migrate(&mut conn).await.expect("migrate"), 0, "an empty Redis had no schema");
     assert_eq!(migrate(&mut conn).await.expect("again"), SCHEMA_VERSION, "migrating twice is harmless");
     let version: String = query(&pool, redis::cmd("GET").arg(Keys::schema())).await;
@@ -32,9 +31,9 @@ async fn migrations_load_the_functions_and_record_the_version() {
 #[tokio::test]
 async fn a_newer_schema_stops_the_node() {
     let redis = RedisServer::start();
-    let pool = redis.pool();
+    let pool = redis.connection().await;
     let _: () = query(&pool, redis::cmd("SET").arg(Keys::schema()).arg(SCHEMA_VERSION + 1)).await;
-    let mut conn = pool.get().await.expect("connection");
+    let mut conn = pool.clone();
     let error = migrate(&mut conn).await.expect_err("must refuse");
     assert!(matches!(error, MigrateError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1));
     assert!(error.to_string().contains("upgrade the node"), "{error}");
@@ -43,11 +42,11 @@ async fn a_newer_schema_stops_the_node() {
 #[tokio::test]
 async fn nodes_migrating_at_once_all_succeed() {
     let redis = RedisServer::start();
-    let pools: Vec<_> = (0..4).map(|_| redis.pool()).collect();
-    let runs = pools.iter().map(|pool| async move {
-        let mut conn = pool.get().await.expect("connection");
-        migrate(&mut conn).await
-    });
+    let mut pools = Vec::new();
+    for _ in 0..4 {
+        pools.push(redis.connection().await);
+    }
+    let runs = pools.iter().map(|pool| async move { migrate(&mut pool.clone()).await });
     for result in futures_util::future::join_all(runs).await {
         result.expect("every node migrates");
     }
@@ -55,9 +54,9 @@ async fn nodes_migrating_at_once_all_succeed() {
     assert_eq!(version, SCHEMA_VERSION.to_string());
 }
 
-async fn store(redis: &RedisServer, history_len: usize) -> (MessageStore, deadpool_redis::Pool) {
-    let pool = redis.pool();
-    migrate(&mut pool.get().await.expect("connection")).await.expect("migrate");
+async fn store(redis: &RedisServer, history_len: usize) -> (MessageStore, RedisConnection) {
+    let pool = redis.connection().await;
+    migrate(&mut pool.clone()).await.expect("migrate");
     (MessageStore::new(pool.clone(), Keys::new(16), history_len, 600_000), pool)
 }
 
@@ -191,8 +190,7 @@ mod cluster {
             publisher.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string(), trace: String::new() }).await.expect("publish");
         }
         // node-x "crashes" after reading the entries and before acknowledging them.
-        let pool = server.pool();
-        let mut conn = pool.get().await.expect("connection");
+        let mut conn = server.connection().await;
         migrate(&mut conn).await.expect("migrate");
         let keys = Keys::new(4);
         let bus = keys.bus(keys.shard(&room));

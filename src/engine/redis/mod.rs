@@ -1,5 +1,6 @@
 //! The Redis engine: messages, history, presence and sessions in Redis, so many nodes act as one.
 //!
+//! - `connection`: the one multiplexed connection every call but the bus's reads goes over;
 //! - `keys`: the key layout; `migrate`: the versioned Redis Functions applied at start;
 //! - `store`: publish, history and recover, one round trip each;
 //! - `presence`: who is in which room, with join and leave events put on the bus;
@@ -11,6 +12,7 @@
 //! `docs/cluster.md` describes the design and its guarantees.
 
 mod bus;
+mod connection;
 mod keys;
 mod migrate;
 mod nodes;
@@ -28,6 +30,7 @@ use async_trait::async_trait;
 pub use keys::Keys;
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrate};
 pub use presence::RedisPresence;
+pub use connection::RedisConnection;
 pub use store::MessageStore;
 
 use super::{Broker, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
@@ -72,7 +75,8 @@ pub enum ConnectError {
 /// What the engine's calls, its bus consumer and its heartbeat share.
 pub(crate) struct Shared {
     config: RedisConfig,
-    pool: deadpool_redis::Pool,
+    /// Everything but the bus's blocking reads (see `connection`).
+    redis: RedisConnection,
     keys: Keys,
     store: MessageStore,
     presence: RedisPresence,
@@ -112,7 +116,7 @@ impl Shared {
     }
 
     /// Rewrites every session record of this node (refreshing TTLs and `last_seen`).
-    async fn rewrite_session_records(&self, conn: &mut deadpool_redis::Connection) -> Result<(), EngineError> {
+    async fn rewrite_session_records(&self, conn: &mut RedisConnection) -> Result<(), EngineError> {
         for pipe in self.sessions.refresh() {
             let () = pipe.query_async(conn).await.map_err(|e| engine_error(&e))?;
         }
@@ -122,7 +126,7 @@ impl Shared {
     /// Writes every session record and presence membership of this node again, after Redis
     /// lost them (emptied, or this node was reaped while alive). Joins announce the users again.
     async fn restore_registrations(&self) -> Result<(), EngineError> {
-        let mut conn = connection(&self.pool).await?;
+        let mut conn = self.redis.clone();
         self.rewrite_session_records(&mut conn).await?;
         for chunk in self.sessions.memberships().chunks(128) {
             let mut pipe = redis::pipe();
@@ -155,13 +159,13 @@ impl RedisEngine {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = redis::Client::open(config.url.as_str()).map_err(|e| ConnectError::Url(e.to_string()))?;
-        let pool = deadpool_redis::Config::from_url(config.url.as_str())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(|e| ConnectError::Url(e.to_string()))?;
+        let redis = RedisConnection::connect(client.clone())
+            .await
+            .map_err(|e| ConnectError::Redis(e.to_string()))?;
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {
-            store: MessageStore::new(pool.clone(), keys.clone(), config.history_len, config.bus_retention_ms),
-            presence: RedisPresence::new(pool.clone(), keys.clone(), config.presence_max_users),
+            store: MessageStore::new(redis.clone(), keys.clone(), config.history_len, config.bus_retention_ms),
+            presence: RedisPresence::new(redis.clone(), keys.clone(), config.presence_max_users),
             sessions: SessionTable::new(config.node_id.clone(), config.node_ttl_ms.saturating_mul(3)),
             last_read: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
@@ -169,10 +173,10 @@ impl RedisEngine {
             metrics,
             stopping: AtomicBool::new(false),
             keys,
-            pool,
+            redis,
             config,
         });
-        let mut conn = shared.pool.get().await.map_err(|e| ConnectError::Redis(e.to_string()))?;
+        let mut conn = shared.redis.clone();
         migrate(&mut conn).await?;
         let redis_error = |e: redis::RedisError| ConnectError::Redis(e.to_string());
         *shared.epoch.lock().unwrap_or_else(|p| p.into_inner()) = ensure_epoch(&mut conn).await.map_err(redis_error)?;
@@ -223,7 +227,7 @@ impl PresenceStore for RedisEngine {
     async fn connect(&self, session: SessionId, user: &UserName) -> Result<(), EngineError> {
         let record = self.shared.sessions.connect(session, user);
         self.shared.timed("connect", async {
-            let mut conn = connection(&self.shared.pool).await?;
+            let mut conn = self.shared.redis.clone();
             let _: i64 = record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             Ok(())
         })
@@ -233,7 +237,7 @@ impl PresenceStore for RedisEngine {
     async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<RoomPresence, EngineError> {
         let pipe = self.shared.join_pipeline(room, user, session);
         self.shared.timed("join", async {
-            let mut conn = connection(&self.shared.pool).await?;
+            let mut conn = self.shared.redis.clone();
             let (reply,): (JoinReply,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             presence::presence_reply(reply)
         })
@@ -247,7 +251,7 @@ impl PresenceStore for RedisEngine {
             pipe.add_command(record).ignore();
         }
         self.shared.timed("leave", async {
-            let mut conn = connection(&self.shared.pool).await?;
+            let mut conn = self.shared.redis.clone();
             let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             Ok(())
         })
@@ -263,7 +267,7 @@ impl PresenceStore for RedisEngine {
         }
         pipe.add_command(self.shared.sessions.disconnect(session)).ignore();
         self.shared.timed("disconnect", async {
-            let mut conn = connection(&self.shared.pool).await?;
+            let mut conn = self.shared.redis.clone();
             let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             Ok(())
         })
@@ -292,7 +296,7 @@ impl Engine for RedisEngine {
         let mut pipe = self.shared.join_pipeline(room, user, session);
         pipe.add_command(self.shared.store.recover_cmd(room, since));
         self.shared.timed("join", async {
-            let mut conn = connection(&self.shared.pool).await?;
+            let mut conn = self.shared.redis.clone();
             let (joined, recovered): (JoinReply, Vec<String>) =
                 pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             Ok((presence::presence_reply(joined)?, store::recovery_reply(room, since, &recovered)?))
@@ -303,7 +307,7 @@ impl Engine for RedisEngine {
     /// Ready when Redis answers, the bus consumer has completed a read recently, and it is not
     /// too far behind (a node that cannot deliver in time must not take new clients).
     async fn check_ready(&self) -> Result<(), EngineError> {
-        let mut conn = connection(&self.shared.pool).await?;
+        let mut conn = self.shared.redis.clone();
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
         let age = now_ms().saturating_sub(self.shared.last_read.load(Ordering::Acquire));
         if age > (bus::BLOCK * STALE_READS).as_millis() as u64 {
@@ -352,10 +356,6 @@ pub(crate) fn engine_error(error: &redis::RedisError) -> EngineError {
     }
 }
 
-/// A pooled connection; a pool that cannot hand one out means Redis is unreachable or saturated.
-pub(crate) async fn connection(pool: &deadpool_redis::Pool) -> Result<deadpool_redis::Connection, EngineError> {
-    pool.get().await.map_err(|error| EngineError::Unavailable(error.to_string()))
-}
 
 /// The value of `name` in a flat `field, value, field, value, ...` list, as Redis returns them.
 pub(crate) fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a String> {

@@ -16,7 +16,7 @@ use std::{sync::Arc, time::Duration};
 use redis::aio::ConnectionLike;
 use tracing::Instrument;
 
-use super::{Keys, Shared, connection};
+use super::{Keys, Shared};
 use crate::{domain::SessionId, engine::EngineError};
 
 /// Sessions written per round trip while reaping.
@@ -88,7 +88,7 @@ struct Beat {
 
 /// Records this node as alive.
 async fn heartbeat(shared: &Shared, last_epoch: Option<&str>) -> Result<Beat, EngineError> {
-    let mut conn = connection(&shared.pool).await?;
+    let mut conn = shared.redis.clone();
     let (added, epoch): (i64, String) = redis::cmd("FCALL")
         .arg("rookery_v1_heartbeat")
         .arg(2)
@@ -105,7 +105,7 @@ async fn heartbeat(shared: &Shared, last_epoch: Option<&str>) -> Result<Beat, En
 /// Writes this node's sessions and presence back once the reaper that removed them is done.
 async fn restore_after_reaping(shared: &Shared) -> Result<(), EngineError> {
     tracing::warn!(node = %shared.config.node_id, "this node was reaped while alive; restoring its sessions");
-    let mut conn = connection(&shared.pool).await?;
+    let mut conn = shared.redis.clone();
     wait_for_reaper(&mut conn, shared.config.node_ttl_ms).await?;
     shared.restore_registrations().await
 }
@@ -124,14 +124,14 @@ async fn wait_for_reaper(conn: &mut impl ConnectionLike, ttl_ms: u64) -> Result<
 }
 
 async fn refresh_sessions(shared: &Shared) -> Result<(), EngineError> {
-    let mut conn = connection(&shared.pool).await?;
+    let mut conn = shared.redis.clone();
     shared.rewrite_session_records(&mut conn).await
 }
 
 /// Reaps every node silent for too long, if this node gets the reaper lock.
 async fn reap_silent_nodes(shared: &Shared) -> Result<(), EngineError> {
     let (node, ttl_ms) = (&shared.config.node_id, shared.config.node_ttl_ms);
-    let mut conn = connection(&shared.pool).await?;
+    let mut conn = shared.redis.clone();
     let silent: Vec<String> = redis::cmd("FCALL_RO")
         .arg("rookery_v1_silent_nodes")
         .arg(1)
@@ -238,7 +238,7 @@ async fn record_pending(shared: &Shared) -> Result<(), EngineError> {
     for bus in shared.keys.all_buses() {
         pipe.cmd("XPENDING").arg(bus).arg(&shared.config.node_id);
     }
-    let mut conn = connection(&shared.pool).await?;
+    let mut conn = shared.redis.clone();
     let summaries: Vec<(i64, redis::Value, redis::Value, redis::Value)> =
         pipe.query_async(&mut conn).await.map_err(|e| super::engine_error(&e))?;
     for (shard, (pending, ..)) in summaries.into_iter().enumerate() {

@@ -4,9 +4,8 @@
 //! Joins and leaves are built as commands, so the engine can send each in one round trip with
 //! the session record that covers it (see `sessions`).
 
-use deadpool_redis::Pool;
 
-use super::{Keys, connection, engine_error};
+use super::{Keys, RedisConnection, engine_error};
 use crate::{
     domain::{Member, RoomName, RoomPresence, SessionId, UserName},
     engine::EngineError,
@@ -14,15 +13,15 @@ use crate::{
 
 /// Reads and changes who is in which room.
 pub struct RedisPresence {
-    pool: Pool,
+    redis: RedisConnection,
     keys: Keys,
     /// Rooms with more users have no presence events (see `PresenceStore::join`).
     max_users: u64,
 }
 
 impl RedisPresence {
-    pub fn new(pool: Pool, keys: Keys, max_users: u64) -> Self {
-        Self { pool, keys, max_users }
+    pub fn new(redis: RedisConnection, keys: Keys, max_users: u64) -> Self {
+        Self { redis, keys, max_users }
     }
 
     fn call(&self, function: &str, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
@@ -51,7 +50,7 @@ impl RedisPresence {
     }
 
     pub async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {
-        let mut conn = connection(&self.pool).await?;
+        let mut conn = self.redis.clone();
         let flat: Vec<(String, u32)> = redis::cmd("HGETALL")
             .arg(self.keys.presence(room))
             .query_async(&mut conn)

@@ -1,8 +1,7 @@
 //! The message store: publish, history and recover, each one round trip to Redis.
 
-use deadpool_redis::Pool;
 
-use super::{Keys, connection, engine_error, field};
+use super::{Keys, RedisConnection, engine_error, field};
 use crate::{
     domain::{Message, MessageId, RoomName, UserName},
     engine::{EngineError, NewMessage, Recovery},
@@ -11,7 +10,7 @@ use crate::{
 
 /// Reads and writes rooms' messages through the schema's functions.
 pub struct MessageStore {
-    pool: Pool,
+    redis: RedisConnection,
     keys: Keys,
     history_len: usize,
     bus_retention_ms: u64,
@@ -26,13 +25,13 @@ fn message_id(raw: &str) -> Result<MessageId, EngineError> {
 }
 
 impl MessageStore {
-    pub fn new(pool: Pool, keys: Keys, history_len: usize, bus_retention_ms: u64) -> Self {
-        Self { pool, keys, history_len, bus_retention_ms }
+    pub fn new(redis: RedisConnection, keys: Keys, history_len: usize, bus_retention_ms: u64) -> Self {
+        Self { redis, keys, history_len, bus_retention_ms }
     }
 
     /// Appends `message` to its room's history and bus shard; returns its id.
     pub async fn publish(&self, message: &NewMessage) -> Result<MessageId, EngineError> {
-        let mut conn = connection(&self.pool).await?;
+        let mut conn = self.redis.clone();
         let shard = self.keys.shard(&message.room);
         let id: String = redis::cmd("FCALL")
             .arg("rookery_v1_publish")
@@ -54,7 +53,7 @@ impl MessageStore {
 
     /// A page of the room's history, in id order.
     pub async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
-        let mut conn = connection(&self.pool).await?;
+        let mut conn = self.redis.clone();
         let exclusive = |id: Option<MessageId>, open: &str| id.map_or(open.to_owned(), |id| format!("({id}"));
         let (command, first, second) = match query.after {
             Some(_) => ("XRANGE", exclusive(query.after, "-"), exclusive(query.before, "+")),
@@ -90,7 +89,7 @@ impl MessageStore {
 
     /// The retained messages after `since` and the room's newest id, read atomically.
     pub async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
-        let mut conn = connection(&self.pool).await?;
+        let mut conn = self.redis.clone();
         let reply: Vec<String> = self.recover_cmd(room, since).query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
         recovery_reply(room, since, &reply)
     }
