@@ -55,7 +55,14 @@ for ((n = 1; n <= nodes; n++)); do
   urls+=("ws://127.0.0.1:$port/ws")
 done
 for ((n = 1; n <= nodes; n++)); do
-  until curl -sf "http://127.0.0.1:$((18080 + n))/readyz" >/dev/null; do sleep 0.1; done
+  until curl -sf "http://127.0.0.1:$((18080 + n))/readyz" >/dev/null; do
+    if ! kill -0 "${node_pids[n - 1]}" 2>/dev/null; then
+      echo "node $n exited before it was ready:" >&2
+      tail -n 5 "$work/node-$n.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
 done
 
 redis_cpu_before=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
