@@ -146,7 +146,7 @@ impl PresenceStore for MemoryEngine {
         let mut state = self.state();
         let users = state.presence.entry(room.clone()).or_default();
         let sessions = users.entry(user.clone()).or_default();
-        let first_session = !sessions.contains(&session) && sessions.is_empty();
+        let first_session = sessions.is_empty();
         if !sessions.contains(&session) {
             sessions.push(session);
         }

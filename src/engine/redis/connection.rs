@@ -14,6 +14,7 @@
 //! connection did not see: a failed PING is harmless, and makes it reconnect before the call.
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -32,7 +33,7 @@ use crate::domain::now_ms;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A connection unused for this long is checked with a PING before the next call.
-pub const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// A cheap-to-clone handle on the shared connection.
 #[derive(Clone)]
@@ -55,16 +56,21 @@ impl RedisConnection {
         Ok(Self { manager, last_ok_ms: Arc::new(AtomicU64::new(now_ms())) })
     }
 
-    /// After a quiet spell, a PING first: on a connection Redis closed meanwhile it fails and
-    /// the manager reconnects, so the call itself goes out on a live connection.
-    async fn check_if_idle(&mut self) {
+    /// Sends a call (`send` may run twice, see the module docs). After a quiet spell a PING goes
+    /// first: on a connection Redis closed meanwhile it fails and the manager reconnects, so the
+    /// call itself goes out on a live connection.
+    async fn call<T, Sent>(&mut self, send: impl Fn(ConnectionManager) -> Sent) -> RedisResult<T>
+    where
+        Sent: Future<Output = RedisResult<T>>,
+    {
         let idle_ms = now_ms().saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
         if idle_ms > CHECK_AFTER_IDLE.as_millis() as u64 {
             let _ = self.manager.send_packed_command(&redis::cmd("PING")).await;
         }
-    }
-
-    fn note<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
+        let result = match send(self.manager.clone()).await {
+            Err(error) if error.is_connection_refusal() => send(self.manager.clone()).await,
+            other => other,
+        };
         if result.is_ok() {
             self.last_ok_ms.store(now_ms(), Ordering::Relaxed);
         }
@@ -74,25 +80,11 @@ impl RedisConnection {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            self.check_if_idle().await;
-            let result = match self.manager.send_packed_command(cmd).await {
-                Err(error) if error.is_connection_refusal() => self.manager.send_packed_command(cmd).await,
-                other => other,
-            };
-            self.note(result)
-        })
+        Box::pin(self.call(move |mut manager| async move { manager.send_packed_command(cmd).await }))
     }
 
     fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            self.check_if_idle().await;
-            let result = match self.manager.send_packed_commands(pipeline, offset, count).await {
-                Err(error) if error.is_connection_refusal() => self.manager.send_packed_commands(pipeline, offset, count).await,
-                other => other,
-            };
-            self.note(result)
-        })
+        Box::pin(self.call(move |mut manager| async move { manager.send_packed_commands(pipeline, offset, count).await }))
     }
 
     fn get_db(&self) -> i64 {

@@ -92,12 +92,9 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
 }
 
-/// A join's reply: the room's user count and, up to the presence limit, its users.
-type JoinReply = (u64, Option<Vec<(String, u32)>>);
-
 impl Shared {
     /// A join, with the session record written first so the node's index always covers the
-    /// session's presence; replies with one [`JoinReply`].
+    /// session's presence; replies with one [`presence::JoinReply`].
     fn join_pipeline(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         if let Some(record) = self.sessions.set_room(session, room, true) {
@@ -238,7 +235,7 @@ impl PresenceStore for RedisEngine {
         let pipe = self.shared.join_pipeline(room, user, session);
         self.shared.timed("join", async {
             let mut conn = self.shared.redis.clone();
-            let (reply,): (JoinReply,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            let (reply,): (presence::JoinReply,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             presence::presence_reply(reply)
         })
         .await
@@ -297,7 +294,7 @@ impl Engine for RedisEngine {
         pipe.add_command(self.shared.store.recover_cmd(room, since));
         self.shared.timed("join", async {
             let mut conn = self.shared.redis.clone();
-            let (joined, recovered): (JoinReply, Vec<String>) =
+            let (joined, recovered): (presence::JoinReply, Vec<String>) =
                 pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
             Ok((presence::presence_reply(joined)?, store::recovery_reply(room, since, &recovered)?))
         })

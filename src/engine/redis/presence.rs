@@ -60,8 +60,11 @@ impl RedisPresence {
     }
 }
 
+/// A join's reply: the room's user count and, up to the presence limit, its users.
+pub type JoinReply = (u64, Option<Vec<(String, u32)>>);
+
 /// The reply of a join: the user count, and the presence hash while the room is small enough.
-pub fn presence_reply((user_count, flat): super::JoinReply) -> Result<RoomPresence, EngineError> {
+pub fn presence_reply((user_count, flat): JoinReply) -> Result<RoomPresence, EngineError> {
     Ok(RoomPresence { user_count, members: flat.map(members_reply).transpose()? })
 }
 
