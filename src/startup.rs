@@ -7,7 +7,13 @@
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix::{Actor, Arbiter};
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_http::HttpService;
+use actix_service::{ServiceFactoryExt, map_config};
+use actix_web::{
+    App,
+    dev::{AppConfig, Server},
+    web,
+};
 
 use crate::{
     auth::Authenticator,
@@ -26,6 +32,9 @@ use crate::{
 /// Time a client has to finish its HTTP request head; generous, because a connection storm of
 /// thousands of upgrades on a small machine queues heads for a while.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a closing HTTP connection may take to flush its last answer.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a stopping node waits for connections to end after closing its sessions.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 3;
@@ -110,14 +119,25 @@ impl Application {
         tracing::info!(node = %settings.node_id, engine = engine.kind(), port, "node starting");
         let node = web::Data::new(Node::new(settings, engine, registry, directory, auth, metrics));
         let app_node = node.clone();
-        let server = HttpServer::new(move || App::new().app_data(app_node.clone()).configure(http::routes(echo)))
+        let local_addr = listener.local_addr()?;
+        // actix-web's `HttpServer`, but with an upgrade service: WebSocket handshakes get the
+        // TCP stream itself (see `ws::upgrade_service`), everything else the app.
+        let server = Server::build()
             .workers(workers)
-            .max_connections(max_connections)
-            .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+            .max_concurrent_connections(max_connections)
             .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
             // Signals are ours (see `shutdown`): sessions are closed with 1012 first.
             .disable_signals()
-            .listen(listener)?
+            .listen("rookery-http", listener, move || {
+                let app = App::new().app_data(app_node.clone()).configure(http::routes(echo));
+                HttpService::build()
+                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                    .local_addr(local_addr)
+                    .upgrade(crate::ws::upgrade_service(app_node.clone()))
+                    .finish(map_config(app, |_| AppConfig::default()).map_err(|e: actix_web::Error| e.error_response()))
+                    .tcp()
+            })?
             .run();
         Ok(Self { port, server, node, rooms_arbiter })
     }

@@ -1,5 +1,6 @@
 //! The node's HTTP surface besides the WebSocket upgrade: health and readiness, the server API,
-//! Prometheus metrics and the embedded chat page. [`routes`] wires every path, `/ws` included.
+//! Prometheus metrics and the embedded chat page. [`routes`] wires every path; `/ws` here only
+//! refuses plain HTTP requests, as upgrades go to `ws::upgrade_service`.
 
 mod api;
 mod error;
@@ -20,7 +21,7 @@ pub fn routes(echo_endpoint: bool) -> impl FnOnce(&mut web::ServiceConfig) {
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(metrics::metrics))
-            .route("/ws", web::get().to(ws::chat_socket))
+            .route("/ws", web::get().to(ws::not_upgraded))
             .service(
                 web::scope("/api/v1")
                     .wrap(from_fn(api::count_errors))
@@ -29,7 +30,7 @@ pub fn routes(echo_endpoint: bool) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route("/rooms/{room}/members", web::get().to(api::list_members)),
             );
         if echo_endpoint {
-            cfg.route("/ws/echo", web::get().to(ws::echo_socket));
+            cfg.route("/ws/echo", web::get().to(ws::not_upgraded));
         }
         cfg.default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found()) }));
     }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Frames not written because the session's outbound queue was full.
     pub slow_consumer_drops: Counter,
+    /// Connections reset because the peer took none of their last frames for a heartbeat.
+    pub connections_reset: Counter,
     api_errors: Labeled<u16>,
     delivery_latency: Histogram,
     redis_commands: HistogramFamily,
@@ -91,6 +93,12 @@ impl Metrics {
                 r,
                 "slow_consumer_drops",
                 "Frames dropped because a session's outbound queue was full",
+                Counter::default(),
+            ),
+            connections_reset: register(
+                r,
+                "connections_reset",
+                "Connections reset because the peer took none of their last frames for a heartbeat interval",
                 Counter::default(),
             ),
             api_errors: register(r, "api_errors", "Server API errors by HTTP status", Labeled::default()),

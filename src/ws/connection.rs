@@ -1,18 +1,17 @@
-//! What every WebSocket actor on a node shares: the connection task (reading, timers), the
-//! outbound queue, heartbeats, control frames and the close handshake. The chat `Session` and the conformance echo endpoint
-//! both run on it, so the echo endpoint tests the real connection code.
+//! What every WebSocket actor on a node shares: the outbound queue, heartbeats, control frames
+//! and the close handshake. The chat `Session` and the conformance echo endpoint both run on it
+//! (and on the same `driver`), so the echo endpoint tests the real connection code.
 
 use std::time::{Duration, Instant};
-
-use std::{future::Future, pin::Pin};
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use actix_http::ws::Message;
 use bytestring::ByteString;
 
 use super::{
+    driver::Timer,
     outbound::{Outbound, QueueFull},
-    reader::{FrameReader, Inbound, InboundFrame, Timer, Timers, spawn_connection_task},
+    reader::{Inbound, InboundFrame},
 };
 use crate::{protocol::CloseCode, telemetry::Metrics};
 
@@ -27,10 +26,6 @@ pub trait WsActor: Actor<Context = Context<Self>> + Handler<InboundFrame> + Hand
 /// The WebSocket half of a session actor.
 pub struct Connection {
     outbound: Outbound,
-    /// Taken by `start`, which hands it to the connection task.
-    frames: Option<FrameReader>,
-    /// The connection task, aborted when the connection is dropped.
-    task: Option<tokio::task::JoinHandle<()>>,
     heartbeat: Duration,
     last_heard: Instant,
     /// The close code sent (or 1006 when the peer vanished); set once.
@@ -41,23 +36,14 @@ pub struct Connection {
     /// Closed because the node drains: the session's presence is left to the cluster's reaper.
     pub drained: bool,
     metrics: Metrics,
-    /// Resolves, once the node drains, with when to close; taken by `start`.
-    stopping: Option<Pin<Box<dyn Future<Output = Instant>>>>,
-}
-
-/// An upgraded socket's two halves: the queue its response body drains, and its frames.
-pub struct Socket {
-    pub outbound: Outbound,
-    pub frames: FrameReader,
 }
 
 impl Connection {
-    pub fn new(socket: Socket, node: &crate::node::Node) -> Self {
+    /// The actor's side of a connection whose driver writes what `outbound` queues.
+    pub fn new(outbound: Outbound, node: &crate::node::Node) -> Self {
         let settings = &node.settings;
         Self {
-            outbound: socket.outbound,
-            frames: Some(socket.frames),
-            task: None,
+            outbound,
             heartbeat: settings.heartbeat,
             last_heard: Instant::now(),
             close_code: None,
@@ -65,20 +51,10 @@ impl Connection {
             closed_by: "network",
             drained: false,
             metrics: node.metrics.clone(),
-            stopping: Some(Box::pin(node.shutdown.close_time())),
         }
     }
 
-    /// Starts the connection's task, which reads, heartbeats and watches for the node to drain;
-    /// call from the actor's `started`.
-    pub fn start<A: WsActor>(&mut self, ctx: &mut Context<A>) {
-        if let (Some(frames), Some(drain)) = (self.frames.take(), self.stopping.take()) {
-            let timers = Timers { heartbeat: self.heartbeat, drain };
-            self.task = Some(spawn_connection_task(frames, timers, ctx.address()));
-        }
-    }
-
-    /// Handles the connection task's timers: a heartbeat, or the node draining (then closing
+    /// Handles the driver's timers: a heartbeat, or the node draining (then closing
     /// with 1012 at this connection's turn).
     pub fn on_timer<A: WsActor>(&mut self, timer: Timer, ctx: &mut Context<A>) {
         match timer {
@@ -184,12 +160,3 @@ impl Connection {
         None
     }
 }
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-

@@ -7,7 +7,8 @@ use actix_http::ws::Message;
 
 use super::{
     connection::{Connection, WsActor},
-    reader::{Inbound, InboundFrame, Timer},
+    driver::Timer,
+    reader::{Inbound, InboundFrame},
 };
 use crate::node::ConnectionSlot;
 
@@ -25,10 +26,6 @@ impl EchoSession {
 
 impl Actor for EchoSession {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.connection.start(ctx);
-    }
 }
 
 impl WsActor for EchoSession {

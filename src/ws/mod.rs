@@ -1,13 +1,16 @@
-//! WebSocket connections: the handshake (`route`), the chat [`Session`] actor and its commands,
-//! and the connection machinery every socket shares (`connection`, `reader`, `frame_guard`,
-//! `outbound`), which the conformance echo endpoint (`echo`) also runs on.
+//! WebSocket connections: admission (`route`) and the upgrade on the TCP stream (`upgrade`),
+//! the chat [`Session`] actor and its commands, and the connection machinery every socket
+//! shares (`connection`, `driver`, `socket`, `reader`, `frame_guard`, `outbound`), which the
+//! conformance echo endpoint (`echo`) also runs on.
 //!
-//! The upgrade uses actix-http's WebSocket handshake and codec directly, the layer actix-ws is
-//! built on: the session's bounded queue is itself the response body, with no channel and task
-//! in between (see `outbound`, and `BENCHMARKS.md` for what that saved per delivery).
+//! The upgrade takes the TCP stream from actix-http's HTTP/1 dispatcher and uses actix-http's
+//! WebSocket handshake and codec, the layer actix-ws is built on: the session's bounded queue is
+//! written by the connection's own driver, with no channel, task or dispatcher buffer in between
+//! (see `BENCHMARKS.md` for what that saved per delivery and per idle connection).
 
 mod commands;
 mod connection;
+mod driver;
 mod echo;
 mod frame_guard;
 mod limits;
@@ -16,6 +19,9 @@ mod reader;
 mod route;
 mod session;
 mod session_trace;
+mod socket;
+mod upgrade;
 
-pub use route::{chat_socket, echo_socket};
+pub use route::not_upgraded;
 pub use session::Session;
+pub use upgrade::service as upgrade_service;

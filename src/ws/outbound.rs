@@ -1,9 +1,9 @@
-//! The session's bounded outbound queue, which is also the WebSocket response body.
+//! The session's bounded outbound queue.
 //!
-//! Only the session actor pushes. actix-http's connection dispatcher polls the other end, the
+//! Only the session actor pushes. The connection's driver polls the other end, the
 //! [`OutboundBody`], whenever the socket can take more, and encodes every frame waiting into one
 //! write. No task or channel sits between the session and the socket: a delivery costs one push
-//! and, when the connection was idle, one wake of its dispatcher. A socket that does not keep up
+//! and, when the connection was idle, one wake of its driver. A socket that does not keep up
 //! stops being polled, so frames wait here, where the bound is: pushing never waits, and when the
 //! queue is over its frame or byte bound the push fails and the session closes as a slow
 //! consumer, so one stalled socket never holds up its rooms. Close frames always fit, and end
@@ -19,11 +19,9 @@ use std::{
 
 use actix_codec::Encoder;
 use actix_http::ws::{CloseCode, CloseReason, Codec, Message, ProtocolError};
-use actix_web::{
-    body::{BodySize, MessageBody},
-    web::{Bytes, BytesMut},
-};
+use actix_web::web::{Bytes, BytesMut};
 use bytestring::ByteString;
+use futures_util::Stream;
 
 /// The queue was over its bound; the frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +31,7 @@ pub struct QueueFull;
 const MAX_CLOSE_REASON_BYTES: usize = 123;
 
 /// What one poll of the body encodes at most (a single larger frame still goes whole): the
-/// dispatcher stops polling once its own write buffer is full, and the rest waits here.
+/// driver polls again once the socket took it, and the rest waits here meanwhile.
 const MAX_WRITE_BYTES: usize = 16 * 1024;
 
 struct Queue {
@@ -45,7 +43,7 @@ struct Queue {
     finished: bool,
     /// The connection dropped the body: frames have nowhere to go, and are discarded.
     body_gone: bool,
-    /// The dispatcher's waker, while the body is waiting for frames.
+    /// The driver's waker, while the body is waiting for frames.
     waker: Option<Waker>,
 }
 
@@ -62,7 +60,7 @@ pub struct Outbound {
     queue: Rc<RefCell<Queue>>,
 }
 
-/// The response body of an upgraded connection: the queue's frames, encoded.
+/// The driver's end of the queue: its frames, encoded, as a stream of writes.
 pub struct OutboundBody {
     queue: Rc<RefCell<Queue>>,
     codec: Codec,
@@ -151,12 +149,8 @@ impl Drop for Outbound {
     }
 }
 
-impl MessageBody for OutboundBody {
-    type Error = ProtocolError;
-
-    fn size(&self) -> BodySize {
-        BodySize::Stream
-    }
+impl Stream for OutboundBody {
+    type Item = Result<Bytes, ProtocolError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProtocolError>>> {
         let this = self.get_mut();

@@ -3,23 +3,18 @@
 //! The bytes come through the frame guard, are decoded with actix-http's WebSocket codec, and
 //! fragments are reassembled here (their total size is already bounded by the frame guard),
 //! text is checked for UTF-8 once whole, and every decoder error is mapped to the close code
-//! RFC 6455 asks for. A task per connection reads and hands each item to the session actor,
-//! waiting for the actor to finish with it before reading on: frames of one session are handled
-//! strictly in order, and a client that sends faster than its session works is slowed by TCP.
-//! The same task keeps the connection's timers (heartbeat, drain).
+//! RFC 6455 asks for. The connection's driver (`driver`) reads items from here and hands them
+//! to the session actor one at a time.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    time::{Duration, Instant},
-};
-
-use actix::{Actor, Addr, Handler, Message};
+use actix::Message;
 use actix_codec::Decoder;
 use actix_http::ws::{CloseReason, Codec, Frame, Item, ProtocolError};
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{
+    error::PayloadError,
+    web::{Bytes, BytesMut},
+};
 use bytestring::ByteString;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 
 use super::frame_guard::{FrameGuard, Verdict};
 use crate::protocol::CloseCode;
@@ -39,7 +34,7 @@ pub enum Inbound {
     Gone,
 }
 
-/// Reader task -> session actor.
+/// Connection driver -> session actor.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct InboundFrame(pub Inbound);
@@ -49,9 +44,9 @@ struct Fragments {
     parts: BytesMut,
 }
 
-/// Reads whole messages from a connection.
-pub struct FrameReader {
-    payload: FrameGuard<web::Payload>,
+/// Reads whole messages from a connection's byte stream `S`.
+pub struct FrameReader<S> {
+    payload: FrameGuard<S>,
     /// Received bytes not yet decoded into a frame.
     buf: BytesMut,
     codec: Codec,
@@ -59,10 +54,13 @@ pub struct FrameReader {
     fragments: Option<Fragments>,
 }
 
-impl FrameReader {
+impl<S> FrameReader<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
     /// Reads `payload` (already guarded, reporting into `verdict`); frames over `max_frame_bytes`
     /// are refused by the decoder too.
-    pub fn new(payload: FrameGuard<web::Payload>, max_frame_bytes: usize, verdict: Verdict) -> Self {
+    pub fn new(payload: FrameGuard<S>, max_frame_bytes: usize, verdict: Verdict) -> Self {
         Self { payload, buf: BytesMut::new(), codec: Codec::new().max_size(max_frame_bytes), verdict, fragments: None }
     }
 
@@ -73,8 +71,8 @@ impl FrameReader {
                 Err(error) => return self.classify(error),
                 Ok(Some(frame)) => {
                     if self.buf.is_empty() {
-                        // Let go of the connection's read buffer the bytes were split from, so
-                        // an idle connection holds none.
+                        // Let go of the chunk the frame was split from, so an idle connection
+                        // holds none.
                         self.buf = BytesMut::new();
                     }
                     frame
@@ -164,57 +162,4 @@ impl FrameReader {
             _ => Inbound::Violation(CloseCode::Protocol, "protocol error"),
         }
     }
-}
-
-/// Connection task -> actor: a timer went off.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub enum Timer {
-    /// Time for a heartbeat.
-    Beat,
-    /// The node drains, and this connection's turn to close is at this instant.
-    DrainAt(Instant),
-}
-
-/// What the connection task watches besides the socket.
-pub struct Timers {
-    pub heartbeat: Duration,
-    /// Resolves, once the node drains, with when to close.
-    pub drain: Pin<Box<dyn Future<Output = Instant>>>,
-}
-
-/// The connection's task: reads `reader` until the connection ends, handing each item to the
-/// actor and waiting for it to be handled; sends it [`Timer::Beat`] every heartbeat and
-/// [`Timer::DrainAt`] when the node drains. Ends early when the actor is gone.
-///
-/// The timers live here rather than in the actor's context because actix polls every future
-/// of a context each time the actor wakes, which is once per delivered message.
-pub fn spawn_connection_task<A>(mut reader: FrameReader, timers: Timers, actor: Addr<A>) -> tokio::task::JoinHandle<()>
-where
-    A: Actor<Context = actix::Context<A>> + Handler<InboundFrame> + Handler<Timer>,
-{
-    actix_web::rt::spawn(async move {
-        let Timers { heartbeat, mut drain } = timers;
-        let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-        let mut drain_seen = false;
-        loop {
-            // Reading is cancel-safe: what it has read is kept in the reader.
-            let item = tokio::select! {
-                item = reader.next() => item,
-                _ = beats.tick() => {
-                    actor.do_send(Timer::Beat);
-                    continue;
-                }
-                close_at = &mut drain, if !drain_seen => {
-                    drain_seen = true;
-                    actor.do_send(Timer::DrainAt(close_at));
-                    continue;
-                }
-            };
-            let last = matches!(item, Inbound::Close(_) | Inbound::Violation(..) | Inbound::Gone);
-            if actor.send(InboundFrame(item)).await.is_err() || last {
-                return;
-            }
-        }
-    })
 }

@@ -1,22 +1,15 @@
-//! `GET /ws` and `GET /ws/echo`: admission (origin, connection limit, credentials), then the
-//! upgrade. Refusals are plain HTTP errors with a JSON body; nothing is upgraded.
+//! Admission to `GET /ws` and `GET /ws/echo`: the origin, the connection limit, the
+//! credentials and the handshake, decided on the request head alone. Refusals are plain HTTP
+//! errors with a JSON body; nothing is upgraded. What is admitted is answered and run by
+//! `upgrade`.
 
-use actix::Actor;
-use actix_web::{HttpRequest, HttpResponse, body::MessageBody, http::header, web};
+use actix_http::{Response, RequestHead};
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use opentelemetry::trace::SpanContext;
 use serde::Deserialize;
 
-use super::{
-    connection::{Connection, Socket},
-    echo::EchoSession,
-    frame_guard::{FrameGuard, Verdict},
-    outbound::Outbound,
-    reader::FrameReader,
-    session::Session,
-};
-use tracing::Instrument;
-
 use crate::{
-    auth::{AuthError, Authenticator},
+    auth::{AuthError, Authenticator, Identity},
     domain::SessionId,
     http::ApiError,
     node::{ConnectionSlot, Node},
@@ -31,12 +24,25 @@ struct HandshakeQuery {
     traceparent: Option<String>,
 }
 
-/// Upgrades a chat connection, inside a `ws.handshake` span whose parent is the client's
+/// Who takes an admitted connection.
+pub enum Admitted {
+    Chat { session: SessionId, identity: Identity, slot: ConnectionSlot, handshake: SpanContext },
+    Echo { slot: ConnectionSlot },
+}
+
+/// An admitted handshake: the 101 answer, and who takes the connection.
+pub struct Admission {
+    pub response: Response<()>,
+    pub admitted: Admitted,
+}
+
+/// Admits a chat connection, inside a `ws.handshake` span whose parent is the client's
 /// `traceparent` (header, else query parameter).
-pub async fn chat_socket(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
-    let query = web::Query::<HandshakeQuery>::from_query(req.query_string()).ok();
-    let traceparent = req
-        .headers()
+pub fn admit_chat(head: &RequestHead, node: &Node) -> Result<Admission, ApiError> {
+    let query_string = head.uri.query().unwrap_or_default();
+    let query = web::Query::<HandshakeQuery>::from_query(query_string).ok();
+    let traceparent = head
+        .headers
         .get("traceparent")
         .and_then(|value| value.to_str().ok())
         .or_else(|| query.as_ref().and_then(|q| q.traceparent.as_deref()));
@@ -45,7 +51,7 @@ pub async fn chat_socket(req: HttpRequest, body: web::Payload, node: web::Data<N
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = "GET",
-        url.path = req.path(),
+        url.path = head.uri.path(),
         rookery.node = %node.settings.node_id,
         rookery.session = tracing::field::Empty,
         enduser.id = tracing::field::Empty,
@@ -58,18 +64,17 @@ pub async fn chat_socket(req: HttpRequest, body: web::Payload, node: web::Data<N
     );
     traces::set_parent(&span, traceparent.and_then(traces::remote_context));
     traces::record_ids(&span);
-    let result = handshake(&req, body, &node, &span).instrument(span.clone()).await;
+    let result = span.in_scope(|| chat_handshake(head, query_string, node, &span));
     if result.is_err() {
         span.record("otel.status_code", "ERROR");
     }
     result
 }
 
-async fn handshake(req: &HttpRequest, body: web::Payload, node: &web::Data<Node>, span: &tracing::Span) -> Result<HttpResponse, ApiError> {
-    let slot = admit(req, node)?;
-    let query = web::Query::<HandshakeQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let token = bearer_token(req).or(query.token.as_deref());
+fn chat_handshake(head: &RequestHead, query: &str, node: &Node, span: &tracing::Span) -> Result<Admission, ApiError> {
+    let slot = admit(head, node)?;
+    let query = web::Query::<HandshakeQuery>::from_query(query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let token = bearer_token(head).or(query.token.as_deref());
     let identity = node.auth.authenticate(query.user.as_deref(), token).map_err(|error| {
         node.metrics.connection_opened("unauthorized");
         span.record("rookery.auth", "refused");
@@ -86,25 +91,26 @@ async fn handshake(req: &HttpRequest, body: web::Payload, node: &web::Data<Node>
     span.record("session", session_text.as_str());
     span.record("enduser.id", identity.user.as_str());
     span.record("user", identity.user.as_str());
-    let (response, socket) = upgrade(req, body, node)?;
-    let connection = Connection::new(socket, node);
-    Session::new(session, identity, node.clone(), connection, slot, traces::span_context(span)).start();
-    node.metrics.connection_opened("ok");
-    Ok(response)
+    let response = switching_protocols(head)?;
+    Ok(Admission { response, admitted: Admitted::Chat { session, identity, slot, handshake: traces::span_context(span) } })
 }
 
-/// Upgrades a conformance-test connection that echoes every message.
-pub async fn echo_socket(req: HttpRequest, body: web::Payload, node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
-    let slot = admit(&req, &node)?;
-    let (response, socket) = upgrade(&req, body, &node)?;
-    EchoSession::new(Connection::new(socket, &node), slot).start();
-    node.metrics.connection_opened("ok");
-    Ok(response)
+/// Admits a conformance-test connection that echoes every message.
+pub fn admit_echo(head: &RequestHead, node: &Node) -> Result<Admission, ApiError> {
+    let slot = admit(head, node)?;
+    Ok(Admission { response: switching_protocols(head)?, admitted: Admitted::Echo { slot } })
+}
+
+/// `GET /ws` and `GET /ws/echo` as plain HTTP. Every request with `Upgrade: websocket` goes to
+/// `upgrade` instead, so this one is refused, for the same reasons a handshake would be.
+pub async fn not_upgraded(req: HttpRequest, node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let admitted = if req.path() == "/ws/echo" { admit_echo(req.head(), &node) } else { admit_chat(req.head(), &node) };
+    Err(admitted.err().unwrap_or_else(|| ApiError::bad_request("not a WebSocket handshake: send Upgrade: websocket")))
 }
 
 /// The origin check and a connection slot.
-fn admit(req: &HttpRequest, node: &Node) -> Result<ConnectionSlot, ApiError> {
-    if let (Some(allowed), Some(origin)) = (&node.settings.allowed_origins, req.headers().get(header::ORIGIN)) {
+fn admit(head: &RequestHead, node: &Node) -> Result<ConnectionSlot, ApiError> {
+    if let (Some(allowed), Some(origin)) = (&node.settings.allowed_origins, head.headers.get(header::ORIGIN)) {
         let origin = origin.to_str().unwrap_or_default().trim_end_matches('/').to_ascii_lowercase();
         if !allowed.contains(&origin) {
             node.metrics.connection_opened("forbidden_origin");
@@ -121,22 +127,14 @@ fn admit(req: &HttpRequest, node: &Node) -> Result<ConnectionSlot, ApiError> {
     })
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+fn bearer_token(head: &RequestHead) -> Option<&str> {
+    let value = head.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Performs the handshake. The response body is the connection's outbound queue; its bytes
-/// are read through a [`FrameGuard`].
-fn upgrade(req: &HttpRequest, body: web::Payload, node: &Node) -> Result<(HttpResponse, Socket), ApiError> {
-    let mut response = actix_http::ws::handshake(req.head())
-        .map_err(|e| ApiError::bad_request(format!("not a WebSocket handshake: {e}")))?;
-    let settings = &node.settings;
-    let (outbound, body_out) = Outbound::new(settings.outbound_queue_frames, settings.outbound_queue_bytes);
-    let response = response.message_body(body_out.boxed()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let verdict = Verdict::default();
-    let guarded = FrameGuard::new(body, settings.max_frame_bytes, verdict.clone());
-    let frames = FrameReader::new(guarded, settings.max_frame_bytes, verdict);
-    Ok((response.into(), Socket { outbound, frames }))
+/// The 101 answer to a valid handshake.
+fn switching_protocols(head: &RequestHead) -> Result<Response<()>, ApiError> {
+    let not_a_handshake = |error: &dyn std::fmt::Display| ApiError::bad_request(format!("not a WebSocket handshake: {error}"));
+    actix_http::ws::handshake(head).map_err(|e| not_a_handshake(&e))?.message_body(()).map_err(|e| not_a_handshake(&e))
 }

@@ -1,6 +1,6 @@
 //! The `Session` actor: one per chat WebSocket, the only writer to its socket.
 //!
-//! It receives the client's frames in order from its reader task (see `reader`), runs each
+//! It receives the client's frames in order from its connection's driver (see `driver`), runs each
 //! command (`commands`), and receives room events from the `Room` actors of the rooms it joined.
 //! Per room it keeps the last message id it delivered: a message at or below it is dropped, which
 //! makes delivery exactly-once per session across replays and engine redeliveries.
@@ -17,7 +17,8 @@ use super::{
     connection::{Connection, WsActor},
     session_trace::SessionTrace,
     limits::{AbuseWindow, TokenBucket},
-    reader::{Inbound, InboundFrame, Timer},
+    driver::Timer,
+    reader::{Inbound, InboundFrame},
 };
 use crate::{
     auth::Identity,
@@ -168,7 +169,6 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let span = self.trace.log_span();
         let _entered = span.enter();
-        self.connection.start(ctx);
         let welcome = ServerFrame::Welcome {
             session: self.id,
             user: &self.identity.user,

@@ -232,12 +232,34 @@ pub struct RawSocket {
 
 impl RawSocket {
     pub async fn connect(app: &TestApp, path: &str) -> RawSocket {
-        let mut stream = TcpStream::connect(("127.0.0.1", app.port())).await.expect("connect");
-        let request = format!(
+        let stream = TcpStream::connect(("127.0.0.1", app.port())).await.expect("connect");
+        Self::handshake(stream, path, &[]).await
+    }
+
+    /// Connects and sends `early` in the same write as the handshake request, before the
+    /// server has answered it.
+    pub async fn connect_sending(app: &TestApp, path: &str, early: &[u8]) -> RawSocket {
+        let stream = TcpStream::connect(("127.0.0.1", app.port())).await.expect("connect");
+        Self::handshake(stream, path, early).await
+    }
+
+    /// Connects with a receive buffer of about `bytes`: a peer whose window fills at once
+    /// when it stops reading.
+    pub async fn connect_with_receive_buffer(app: &TestApp, path: &str, bytes: u32) -> RawSocket {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = socket.connect(([127, 0, 0, 1], app.port()).into()).await.expect("connect");
+        Self::handshake(stream, path, &[]).await
+    }
+
+    async fn handshake(mut stream: TcpStream, path: &str, early: &[u8]) -> RawSocket {
+        let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.expect("handshake");
+        )
+        .into_bytes();
+        request.extend_from_slice(early);
+        stream.write_all(&request).await.expect("handshake");
         let mut socket = RawSocket { stream, buffer: Vec::new() };
         let head_end = loop {
             if let Some(end) = socket.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -260,6 +282,11 @@ impl RawSocket {
 
     /// Writes one masked frame with the given first byte (FIN, RSV, opcode) and payload.
     pub async fn frame(&mut self, first: u8, payload: &[u8]) {
+        self.stream.write_all(&Self::encode(first, payload)).await.expect("write frame");
+    }
+
+    /// One masked client frame.
+    pub fn encode(first: u8, payload: &[u8]) -> Vec<u8> {
         let mut bytes = vec![first];
         match payload.len() {
             n @ 0..=125 => bytes.push(0x80 | n as u8),
@@ -275,7 +302,7 @@ impl RawSocket {
         let mask = [0x12, 0x34, 0x56, 0x78];
         bytes.extend_from_slice(&mask);
         bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&bytes).await.expect("write frame");
+        bytes
     }
 
     /// Writes raw bytes (e.g. a frame header that announces more than is sent).

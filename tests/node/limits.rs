@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Endpoint, RawSocket, http, spawn_app};
+use crate::helpers::{Endpoint, RawSocket, WAIT, http, spawn_app};
 
 #[actix_web::test]
 async fn bad_requests_get_errors_and_ten_in_a_minute_close_with_1008() {
@@ -125,4 +125,39 @@ async fn a_slow_consumer_is_closed_with_1013_and_the_room_goes_on() {
     posting.await.expect("publisher");
     assert_eq!(slow.expect_close_code().await, 1013, "after what was already in flight");
     assert!(app.node.metrics.render().contains("rookery_closes_total{code=\"1013\"} 1"));
+}
+
+#[actix_web::test]
+async fn a_peer_that_stops_reading_is_reset_a_heartbeat_after_its_session_ends() {
+    let app = spawn_app(&[
+        ("ROOKERY_HEARTBEAT_MS", "1000"),
+        ("ROOKERY_OUTBOUND_QUEUE_FRAMES", "16"),
+        ("ROOKERY_API_KEY", "key"),
+    ])
+    .await;
+    let mut stuck = RawSocket::connect_with_receive_buffer(&app, "/ws?user=stuck", 4096).await;
+    stuck.read_frame().await.expect("welcome");
+    stuck.frame(0x81, json!({"type":"join","room":"lobby"}).to_string().as_bytes()).await;
+    stuck.read_frame().await.expect("joined");
+    // From here the peer reads nothing: its small window and the node's send buffer fill, the
+    // queue fills behind them, and the session closes with 1013, its close frame stuck too.
+    let body = "x".repeat(16 * 1024);
+    let closed = "rookery_closes_total{code=\"1013\"} 1";
+    for _ in 0..2000 {
+        if app.node.metrics.render().contains(closed) {
+            break;
+        }
+        let post = json!({"user":"sender","body":body});
+        let (status, _) = http(&app, "POST", "/api/v1/rooms/lobby/messages", &[("Authorization", "Bearer key")], Some(post)).await;
+        assert_eq!(status, 201);
+    }
+    assert!(app.node.metrics.render().contains(closed), "the session closed as a slow consumer");
+    let since_close = std::time::Instant::now();
+    while !app.node.metrics.render().contains("rookery_connections_reset_total 1") {
+        assert!(since_close.elapsed() < WAIT, "the connection was not reset");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // At most a heartbeat for the connection to notice the session is gone, and one to flush.
+    assert!(since_close.elapsed() < Duration::from_millis(2500), "reset after {:?}", since_close.elapsed());
+    stuck.expect_eof().await;
 }

@@ -145,3 +145,30 @@ async fn a_stopping_node_closes_sessions_with_1012() {
     assert_eq!(bob.expect_close().await.0, 1012);
     app.eventually("sessions to end", |node| node.connection_count() == 0).await;
 }
+
+#[actix_web::test]
+async fn frames_sent_right_behind_the_handshake_are_read() {
+    let app = spawn_app(&[]).await;
+    let ping = RawSocket::encode(FIN | TEXT, json!({"type":"ping","ref":"early"}).to_string().as_bytes());
+    let mut socket = RawSocket::connect_sending(&app, "/ws?user=eager", &ping).await;
+    let (_, welcome) = socket.read_frame().await.expect("welcome");
+    assert!(String::from_utf8_lossy(&welcome).contains("\"welcome\""));
+    let (_, pong) = socket.read_frame().await.expect("pong");
+    let pong: serde_json::Value = serde_json::from_slice(&pong).expect("json");
+    assert_eq!((pong["type"].as_str(), pong["ref"].as_str()), (Some("pong"), Some("early")));
+}
+
+#[actix_web::test]
+async fn upgrades_off_the_websocket_paths_get_404_and_plain_requests_to_them_400() {
+    let app = spawn_app(&[]).await;
+    let upgrade = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")];
+    for path in ["/nowhere", "/healthz", "/ws/echo"] {
+        let (status, body) = http(&app, "GET", path, &upgrade, None).await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{path}");
+    }
+    let (status, body) = http(&app, "GET", "/ws?user=plain", &[], None).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("not a WebSocket handshake")), "{body}");
+    let (status, body) = http(&app, "POST", "/ws", &upgrade, None).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")), "{body}");
+}
