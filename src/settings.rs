@@ -6,6 +6,11 @@ use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{protocol::Limits, telemetry::LogFormat};
 
+/// Bus streams by default. One Redis gains nothing from more, and every shard adds to the cost
+/// of each blocking bus read (`BENCHMARKS.md`, change 9); the hash tags that spread rooms over
+/// shards are there for deployments that need them.
+pub const DEFAULT_BUS_SHARDS: u32 = 1;
+
 /// A variable held a value the node cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}={value:?} is invalid: expected {accepts}")]
@@ -126,7 +131,7 @@ impl Settings {
                 Some(url) => return Err(env.invalid("ROOKERY_REDIS_URL", url, "a redis:// or rediss:// URL")),
                 None => None,
             },
-            bus_shards: env.number("ROOKERY_BUS_SHARDS", 16, 1..=1024)?,
+            bus_shards: env.number("ROOKERY_BUS_SHARDS", DEFAULT_BUS_SHARDS, 1..=1024)?,
             bus_retention_ms: env.number("ROOKERY_BUS_RETENTION_MS", 600_000, 1_000..=604_800_000)?,
             bus_read_count: env.number("ROOKERY_BUS_READ_COUNT", 512, 1..=100_000)?,
             node_ttl_ms: env.number("ROOKERY_NODE_TTL_MS", 15_000, 1_000..=3_600_000)?,
@@ -223,7 +228,7 @@ mod tests {
         assert_eq!(s.heartbeat, Duration::from_secs(20));
         assert_eq!(s.auth, AuthSettings::Anonymous);
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());
-        assert_eq!((s.redis_url, s.bus_shards, s.bus_retention_ms), (None, 16, 600_000));
+        assert_eq!((s.redis_url, s.bus_shards, s.bus_retention_ms), (None, 1, 600_000));
         assert_eq!((s.node_ttl_ms, s.ready_max_lag_ms), (15_000, 10_000));
         assert_eq!((s.drain_delay_ms, s.drain_rate, s.shutdown_grace_ms), (5_000, 2_000, 25_000));
     }

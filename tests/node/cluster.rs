@@ -178,6 +178,7 @@ async fn metrics_show_redis_latency_bus_outcomes_and_delivery_latency_on_every_n
     for zero in ["rookery_gaps_total", "rookery_reaped_nodes_total"] {
         assert!(on_a.lines().any(|l| l == format!("{zero} 0")), "missing {zero} in {on_a}");
     }
-    a.eventually("pending gauges", |node| node.metrics.render().contains("rookery_bus_pending{shard=\"15\"} 0")).await;
+    let last_shard = format!("rookery_bus_pending{{shard=\"{}\"}} 0", rookery::settings::DEFAULT_BUS_SHARDS - 1);
+    a.eventually("pending gauges", |node| node.metrics.render().contains(&last_shard)).await;
     assert!(on_a.contains("rookery_bus_lag_milliseconds{shard=\"0\"} 0"), "{on_a}");
 }

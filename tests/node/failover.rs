@@ -108,11 +108,11 @@ async fn three_nodes_with_concurrent_senders_deliver_one_order_that_matches_hist
     }
 }
 
-/// The group names on every bus shard of a 16-shard deployment.
+/// The group names on every bus shard of the default layout.
 async fn bus_groups(redis: &RedisServer) -> Vec<String> {
     let mut conn = redis.connection().await;
     let mut groups = Vec::new();
-    for shard in 0..16 {
+    for shard in 0..rookery::settings::DEFAULT_BUS_SHARDS {
         let infos: Vec<redis::Value> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(format!("rookery:{{s{shard}}}:bus"))
@@ -433,7 +433,7 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
     // A backlog published straight into the schema's function while the node sleeps.
     let mut conn = redis.connection().await;
     let room = "backlog";
-    let shard = rookery::engine::redis::Keys::new(16).shard(&rookery::domain::RoomName::parse(room).expect("room"));
+    let shard = rookery::engine::redis::Keys::new(rookery::settings::DEFAULT_BUS_SHARDS).shard(&rookery::domain::RoomName::parse(room).expect("room"));
     let mut pipe = redis::pipe();
     for n in 0..3000 {
         pipe.cmd("FCALL")

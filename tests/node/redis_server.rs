@@ -99,11 +99,11 @@ impl RedisServer {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// Bus entries `group` has read but not acknowledged, over the 16 shards of the default layout.
+    /// Bus entries `group` has read but not acknowledged, over the shards of the default layout.
     pub async fn pending(&self, group: &str) -> i64 {
         let mut conn = self.connection().await;
         let mut total = 0;
-        for shard in 0..16 {
+        for shard in 0..rookery::settings::DEFAULT_BUS_SHARDS {
             let (count, ..): (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
                 .arg(format!("rookery:{{s{shard}}}:bus"))
                 .arg(group)
