@@ -54,12 +54,12 @@ pub fn service(
 }
 
 async fn upgrade(request: Request, framed: Framed<TcpStream, h1::Codec>, node: web::Data<Node>) {
-    let Some((connection, admitted)) = handshake(request, framed, &node).await else { return };
+    let Some((switched, admitted)) = handshake(request, framed, &node).await else { return };
     let settings = &node.settings;
     let (outbound, body) = Outbound::new(settings.outbound_queue_frames, settings.outbound_queue_bytes);
     let connection = Upgraded {
-        stream: connection.stream,
-        early: connection.early,
+        stream: switched.stream,
+        early: switched.early,
         max_frame_bytes: settings.max_frame_bytes,
         outbound: body,
         timers: Timers { heartbeat: settings.heartbeat, drain: Box::pin(node.shutdown.close_time()) },
