@@ -24,7 +24,7 @@ cargo build --release --quiet --bin rookery --bin rookery-bench
 work="$(mktemp -d)"
 pids=()
 cleanup() {
-  if [[ -n "${sink_pid:-}" ]]; then kill -INT "$sink_pid" 2>/dev/null || true; fi
+  if [[ -n "${sink_pid:-}" ]]; then kill -TERM "$sink_pid" 2>/dev/null || true; fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [[ -f "$work/sink.log" ]]; then tail -1 "$work/sink.log" >&2; fi
