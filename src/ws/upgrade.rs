@@ -91,6 +91,9 @@ struct Switched {
 /// connection keeps none of them.
 async fn handshake(request: Request, framed: Framed<TcpStream, h1::Codec>, node: &Node) -> Option<(Switched, Admitted)> {
     let FramedParts { io: stream, mut codec, read_buf, .. } = framed.into_parts();
+    // Frames go out as they are written: Nagle's wait for the previous segment's ACK only adds
+    // latency to a stream of small frames (BENCHMARKS.md, change 10). Failing to set it is harmless.
+    let _ = stream.set_nodelay(true);
     let admission = match request.path() {
         "/ws" => route::admit_chat(request.head(), node),
         "/ws/echo" if node.settings.echo_endpoint => route::admit_echo(request.head(), node),
