@@ -6,7 +6,8 @@
 #
 # --traces exports every trace to a local OTLP sink (scripts/otlp-sink.py). Node settings can be
 # given as ROOKERY_* variables in the environment; ROOKERY_BIN runs another build of the node
-# (to compare two versions under the same load). Ports: Redis 16379, nodes 18081.., sink 14318.
+# and ROOKERY_BENCH_BIN another build of the load generator (to compare two versions under the
+# same load). Ports: Redis 16379, nodes 18081.., sink 14318.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,7 +68,7 @@ done
 
 redis_cpu_before=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
 status=0
-target/release/rookery-bench --pids "$(IFS=,; echo "${node_pids[*]}")" "$@" "${urls[@]}" || status=$?
+"${ROOKERY_BENCH_BIN:-target/release/rookery-bench}" --pids "$(IFS=,; echo "${node_pids[*]}")" "$@" "${urls[@]}" || status=$?
 redis_cpu_after=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
 for ((n = 1; n <= nodes; n++)); do
   echo "node $n gauges: $(curl -sf "http://127.0.0.1:$((18080 + n))/metrics" | grep -E '^rookery_(connections|rooms) ' | tr '\n' ' ')" >&2

@@ -10,15 +10,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::{net::TcpSocket, sync::watch};
-use tokio_tungstenite::{
-    WebSocketStream, client_async_with_config,
-    tungstenite::{Message, protocol::WebSocketConfig},
+use serde_json::json;
+use tokio::{
+    net::{TcpSocket, TcpStream},
+    sync::watch,
 };
 
-use super::run::{Phase, Tally};
+use super::{
+    run::{Phase, Tally},
+    wire::{self, ClientReader, ClientWriter, Received, WireError},
+};
 use crate::domain::MessageId;
 
 /// What one connection is asked to do.
@@ -42,13 +43,11 @@ pub struct Plan {
 pub enum ConnectionError {
     #[error("connect: {0}")]
     Io(#[from] std::io::Error),
-    #[error("websocket: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error(transparent)]
+    Wire(#[from] WireError),
     #[error("the server closed the connection before {0}")]
     Closed(&'static str),
 }
-
-type Socket = WebSocketStream<tokio::net::TcpStream>;
 
 /// The current time in microseconds since the Unix epoch.
 fn now_us() -> u64 {
@@ -70,52 +69,64 @@ pub fn parse_body(body: &str) -> Option<(u64, usize, u64)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-async fn open(plan: &Plan) -> Result<Socket, ConnectionError> {
+/// Connects and upgrades; returns the stream and what came right behind the handshake.
+async fn open(plan: &Plan) -> Result<(TcpStream, bytes::BytesMut), ConnectionError> {
     let socket = if plan.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if let Some(source) = plan.source {
         socket.bind(SocketAddr::new(source, 0))?;
     }
-    let stream = socket.connect(plan.address).await?;
+    let mut stream = socket.connect(plan.address).await?;
     stream.set_nodelay(true)?;
-    // Small buffers: a run holds thousands of these in one process.
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let url = format!("{}?user={}", plan.url, plan.user);
-    let (socket, _) = client_async_with_config(url, stream, Some(config)).await?;
-    Ok(socket)
+    let early = wire::handshake(&mut stream, &url).await?;
+    Ok((stream, early))
 }
 
-/// Reads until a frame of `kind` arrives.
-async fn expect(socket: &mut Socket, kind: &'static str) -> Result<(), ConnectionError> {
-    while let Some(message) = socket.next().await {
-        if let Message::Text(text) = message?
-            && serde_json::from_str::<Value>(&text).is_ok_and(|frame| frame["type"] == kind)
-        {
-            return Ok(());
+/// Reads until a frame of `kind` arrives, answering pings meanwhile.
+async fn expect(reader: &mut ClientReader<'_>, writer: &mut ClientWriter<'_>, kind: &'static str) -> Result<(), ConnectionError> {
+    loop {
+        match reader.next().await {
+            Ok(Received::Text(text)) => {
+                if serde_json::from_slice::<Frame>(&text).is_ok_and(|frame| frame.kind == kind) {
+                    return Ok(());
+                }
+            }
+            Ok(Received::Ping(payload)) => writer.pong(payload).await?,
+            Ok(Received::Other) => {}
+            Ok(Received::Close) | Err(WireError::Closed) => return Err(ConnectionError::Closed(kind)),
+            Err(error) => return Err(error.into()),
         }
     }
-    Err(ConnectionError::Closed(kind))
+}
+
+/// Waits for the run's next phase; holding the future across deliveries keeps one waiter
+/// registered instead of registering and dropping one per frame.
+async fn next_phase(mut phase: watch::Receiver<Phase>) -> (watch::Receiver<Phase>, Phase) {
+    let now = if phase.changed().await.is_ok() { *phase.borrow_and_update() } else { Phase::Done };
+    (phase, now)
 }
 
 /// Runs the connection until the run is over; records into `tally`.
 pub async fn run(plan: Plan, tally: Arc<Tally>, mut phase: watch::Receiver<Phase>) {
     let started = Instant::now();
-    let mut socket = match open(&plan).await {
-        Ok(socket) => socket,
+    let (mut stream, early) = match open(&plan).await {
+        Ok(opened) => opened,
         Err(error) => return tally.failed(&error.to_string()),
     };
+    let (read, write) = stream.split();
+    let (mut reader, mut writer) = (ClientReader::new(read, early), ClientWriter::new(write));
     let joined = async {
-        expect(&mut socket, "welcome").await?;
+        expect(&mut reader, &mut writer, "welcome").await?;
         tally.record_connect(plan.index, started.elapsed());
-        let join = json!({"type":"join","room":plan.room_name}).to_string();
-        socket.send(Message::text(join)).await?;
-        expect(&mut socket, "joined").await
+        writer.text(json!({"type":"join","room":plan.room_name}).to_string()).await?;
+        expect(&mut reader, &mut writer, "joined").await
     };
     if let Err(error) = joined.await {
         return tally.failed(&error.to_string());
     }
     tally.joined(plan.room);
     if plan.leave_at_once {
-        let _ = socket.close(None).await;
+        let _ = writer.close().await;
         return;
     }
 
@@ -124,34 +135,41 @@ pub async fn run(plan: Plan, tally: Arc<Tally>, mut phase: watch::Receiver<Phase
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sequence = 0u64;
-    loop {
-        let sending = plan.rate.is_some() && *phase.borrow() == Phase::Sending;
+    let mut current = *phase.borrow_and_update();
+    let mut phase_change = Box::pin(next_phase(phase));
+    while current != Phase::Done {
+        let sending = plan.rate.is_some() && current == Phase::Sending;
         tokio::select! {
-            changed = phase.changed() => {
-                if changed.is_err() || *phase.borrow() == Phase::Done {
-                    break;
-                }
+            (receiver, now) = &mut phase_change => {
+                current = now;
+                phase_change.set(next_phase(receiver));
             }
             _ = ticker.tick(), if sending => {
                 sequence += 1;
                 let frame = json!({"type":"send","room":plan.room_name,"body":body(plan.index, sequence, plan.body_bytes)});
-                if socket.send(Message::text(frame.to_string())).await.is_err() {
+                if writer.text(frame.to_string()).await.is_err() {
                     tally.failed("send failed");
                     break;
                 }
                 tally.sent.fetch_add(1, Ordering::Relaxed);
             }
-            message = socket.next() => match message {
-                Some(Ok(Message::Text(text))) => checker.frame(&text, &plan, &tally),
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
+            received = reader.next() => match received {
+                Ok(Received::Text(text)) => checker.frame(&text, &plan, &tally),
+                Ok(Received::Ping(payload)) => {
+                    if writer.pong(payload).await.is_err() {
+                        tally.dropped.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                Ok(Received::Other) => {}
+                Ok(Received::Close) | Err(_) => {
                     tally.dropped.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
             },
         }
     }
-    let _ = socket.close(None).await;
+    let _ = writer.close().await;
 }
 
 /// What one connection has seen: the newest id, and each sender's newest sequence number.
@@ -175,8 +193,8 @@ struct Frame<'a> {
 }
 
 impl Checker {
-    fn frame(&mut self, text: &str, plan: &Plan, tally: &Tally) {
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else { return };
+    fn frame(&mut self, text: &[u8], plan: &Plan, tally: &Tally) {
+        let Ok(frame) = serde_json::from_slice::<Frame>(text) else { return };
         match &*frame.kind {
             "message" => self.message(&frame, plan, tally),
             "ack" => tally.acked(plan.room),
@@ -235,7 +253,7 @@ mod tests {
         };
         let mut checker = Checker::default();
         let frame = |id: &str, sender: usize, sequence: u64| {
-            json!({"type":"message","room":"r","id":id,"user":"u","body":body(sender, sequence, 64)}).to_string()
+            json!({"type":"message","room":"r","id":id,"user":"u","body":body(sender, sequence, 64)}).to_string().into_bytes()
         };
         checker.frame(&frame("5-0", 1, 1), &plan, &tally);
         checker.frame(&frame("6-0", 2, 1), &plan, &tally);

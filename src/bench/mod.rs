@@ -11,6 +11,7 @@ mod args;
 mod connection;
 mod process_stats;
 mod report;
+mod wire;
 mod run;
 
 pub use args::{ArgsError, BenchArgs, USAGE, parse};

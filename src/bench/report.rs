@@ -74,6 +74,17 @@ impl Report {
     pub fn correct(&self) -> bool {
         self.lost == 0 && self.duplicates == 0 && self.order_violations() == 0
     }
+
+    /// Whether every connection was made and held to the end: a run whose clients could not
+    /// connect proves nothing about delivery, however correct what arrived was.
+    pub fn complete(&self) -> bool {
+        self.connections_failed == 0 && self.connections_dropped == 0
+    }
+
+    /// What the exit status says: 0 only for a run both correct and complete.
+    pub fn passed(&self) -> bool {
+        self.correct() && self.complete()
+    }
 }
 
 impl fmt::Display for Report {
@@ -117,6 +128,13 @@ impl fmt::Display for Report {
         }
         writeln!(f, "bench        {:.2} s CPU (the load generator itself)", self.bench_cpu_seconds)?;
         writeln!(f, "machine      {:.1} % of CPU time stolen by the hypervisor while sending", self.steal_percent)?;
-        write!(f, "verdict      {}", if self.correct() { "ok" } else { "FAILED: deliveries were lost, duplicated or out of order" })
+        let verdict = if !self.correct() {
+            "FAILED: deliveries were lost, duplicated or out of order"
+        } else if !self.complete() {
+            "FAILED: connections failed or were dropped"
+        } else {
+            "ok"
+        };
+        write!(f, "verdict      {verdict}")
     }
 }

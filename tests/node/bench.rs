@@ -86,3 +86,23 @@ fn the_idle_script_spreads_connections_over_processes_and_reports_memory_per_con
     let per_connection = stdout.lines().find_map(|line| line.strip_prefix("per conn")).map(|rest| rest.trim().trim_end_matches(" KiB"));
     assert!(per_connection.and_then(|kib| kib.parse::<f64>().ok()).is_some(), "{stdout}");
 }
+
+/// A run whose connections cannot be made fails, and says why, instead of passing on nothing.
+#[actix_web::test]
+async fn connections_that_fail_make_the_run_fail_with_the_reason() {
+    let node = NodeProcess::start(&[]).await;
+    let nowhere = format!("ws://127.0.0.1:{}/ws", free_port());
+    let off_path = format!("ws://127.0.0.1:{}/elsewhere", node.port);
+    for (url, reason) in [(nowhere.as_str(), "connect"), (off_path.as_str(), "handshake refused: HTTP/1.1 404")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+            .args(["--connections", "3", "--rooms", "1", "--senders", "1", "--duration", "0.2", "--drain", "0.2", url])
+            .output()
+            .expect("run rookery-bench");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{url}: {stdout}\n{stderr}");
+        assert!(stdout.contains("0 established, 3 failed"), "{url}: {stdout}");
+        assert!(stdout.contains("verdict      FAILED: connections failed or were dropped"), "{url}: {stdout}");
+        assert!(stdout.contains(&format!("failed x3: {reason}")), "{url}: the failures name why: {stdout}");
+    }
+}
