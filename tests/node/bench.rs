@@ -106,3 +106,19 @@ async fn connections_that_fail_make_the_run_fail_with_the_reason() {
         assert!(stdout.contains(&format!("failed x3: {reason}")), "{url}: the failures name why: {stdout}");
     }
 }
+
+/// Idle bench connections answer the node's pings: with a heartbeat several times shorter than
+/// the run, a client that did not would be closed, counted as dropped, and fail the run.
+#[actix_web::test]
+async fn idle_connections_answer_heartbeats_and_are_held_to_the_end() {
+    let node = NodeProcess::start(&[("ROOKERY_HEARTBEAT_MS", "200")]).await;
+    let url = format!("ws://127.0.0.1:{}/ws", node.port);
+    let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+        .args(["--idle", "--connections", "10", "--rooms", "2", "--duration", "1.5", "--json", &url])
+        .output()
+        .expect("run rookery-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    assert_eq!((report["connections_established"].as_u64(), report["connections_dropped"].as_u64()), (Some(10), Some(0)));
+}
