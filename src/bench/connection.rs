@@ -33,6 +33,8 @@ pub struct Plan {
     pub user: String,
     /// Messages per second when this connection sends.
     pub rate: Option<f64>,
+    /// How long after sending starts this connection sends its first message.
+    pub first_send_after: Duration,
     /// Leave right after joining (a churn run).
     pub leave_at_once: bool,
     pub body_bytes: usize,
@@ -141,6 +143,9 @@ pub async fn run(plan: Plan, tally: Arc<Tally>, mut phase: watch::Receiver<Phase
         let sending = plan.rate.is_some() && current == Phase::Sending;
         tokio::select! {
             (receiver, now) = &mut phase_change => {
+                if now == Phase::Sending && current != Phase::Sending {
+                    ticker.reset_at(tokio::time::Instant::now() + plan.first_send_after);
+                }
                 current = now;
                 phase_change.set(next_phase(receiver));
             }
@@ -248,6 +253,7 @@ mod tests {
             room_name: "r".into(),
             user: "u".into(),
             rate: None,
+            first_send_after: Duration::ZERO,
             leave_at_once: false,
             body_bytes: 64,
         };

@@ -172,6 +172,13 @@ async fn resolve(url: &str) -> Result<SocketAddr, RunError> {
     tokio::net::lookup_host(&host).await.ok().and_then(|mut found| found.next()).ok_or_else(|| RunError::Resolve(url.to_owned()))
 }
 
+/// When sender `sender` of `senders` sends first, after sending starts: sender n starts n/S of
+/// a period in, so the senders' messages are spread over each period as independent clients'
+/// would be. Started together they would send in lockstep, bursts the nodes' latency would show.
+fn first_send_after(sender: usize, senders: usize, rate: f64) -> Duration {
+    Duration::from_secs_f64(sender as f64 / senders.max(1) as f64 / rate)
+}
+
 async fn read_all(pids: &[u32]) -> Result<Vec<ProcessStats>, RunError> {
     let mut stats = Vec::new();
     for pid in pids {
@@ -200,6 +207,7 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
         for _ in 0..per_tick.min(args.connections - next) {
             let index = args.first_connection + next;
             let room = next % args.rooms;
+            let sends = !args.idle && next < args.senders;
             let plan = Plan {
                 index,
                 url: args.urls[next % args.urls.len()].clone(),
@@ -208,7 +216,8 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
                 room,
                 room_name: format!("{}{room}", args.room_prefix),
                 user: format!("bench-{index}"),
-                rate: (!args.idle && next < args.senders).then_some(args.rate),
+                rate: sends.then_some(args.rate),
+                first_send_after: if sends { first_send_after(next, args.senders, args.rate) } else { Duration::ZERO },
                 leave_at_once: args.churn,
                 body_bytes: args.body_bytes,
             };
@@ -325,5 +334,17 @@ fn report(
         bench_cpu_seconds: 0.0,
         node_cpu_us_per_delivery: 0.0,
         steal_percent: 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_start_spread_evenly_over_one_period() {
+        let offsets: Vec<u128> = (0..4).map(|sender| first_send_after(sender, 4, 10.0).as_millis()).collect();
+        assert_eq!(offsets, [0, 25, 50, 75]);
+        assert_eq!(first_send_after(0, 1, 0.5), Duration::ZERO);
     }
 }
