@@ -75,15 +75,24 @@ impl Report {
         self.lost == 0 && self.duplicates == 0 && self.order_violations() == 0
     }
 
-    /// Whether every connection was made and held to the end: a run whose clients could not
-    /// connect proves nothing about delivery, however correct what arrived was.
-    pub fn complete(&self) -> bool {
-        self.connections_failed == 0 && self.connections_dropped == 0
+    /// Why the run does not pass, if it does not. Besides incorrect delivery: connections that
+    /// could not connect or were dropped, or messages the nodes refused, leave a run that did
+    /// not do what was asked, however correct what arrived was.
+    pub fn failure(&self) -> Option<&'static str> {
+        if !self.correct() {
+            Some("deliveries were lost, duplicated or out of order")
+        } else if self.connections_failed > 0 || self.connections_dropped > 0 {
+            Some("connections failed or were dropped")
+        } else if !self.errors.is_empty() {
+            Some("the nodes answered with errors")
+        } else {
+            None
+        }
     }
 
-    /// What the exit status says: 0 only for a run both correct and complete.
+    /// What the exit status says: 0 only for a run with no [`Report::failure`].
     pub fn passed(&self) -> bool {
-        self.correct() && self.complete()
+        self.failure().is_none()
     }
 }
 
@@ -128,13 +137,9 @@ impl fmt::Display for Report {
         }
         writeln!(f, "bench        {:.2} s CPU (the load generator itself)", self.bench_cpu_seconds)?;
         writeln!(f, "machine      {:.1} % of CPU time stolen by the hypervisor while sending", self.steal_percent)?;
-        let verdict = if !self.correct() {
-            "FAILED: deliveries were lost, duplicated or out of order"
-        } else if !self.complete() {
-            "FAILED: connections failed or were dropped"
-        } else {
-            "ok"
-        };
-        write!(f, "verdict      {verdict}")
+        match self.failure() {
+            Some(why) => write!(f, "verdict      FAILED: {why}"),
+            None => write!(f, "verdict      ok"),
+        }
     }
 }

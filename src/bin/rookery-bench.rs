@@ -1,6 +1,6 @@
 //! The `rookery-bench` binary: parse the command line, run, print the report; exit 1 when
-//! deliveries were lost, duplicated or out of order or connections failed or dropped, 2 when the
-//! run could not start.
+//! deliveries were lost, duplicated or out of order, connections failed or dropped, or the nodes
+//! answered with errors, 2 when the run could not start.
 
 use std::process::ExitCode;
 

@@ -87,9 +87,10 @@ fn the_idle_script_spreads_connections_over_processes_and_reports_memory_per_con
     assert!(per_connection.and_then(|kib| kib.parse::<f64>().ok()).is_some(), "{stdout}");
 }
 
-/// A run whose connections cannot be made fails, and says why, instead of passing on nothing.
+/// A run that does not do what was asked fails, and says why: connections that cannot be made,
+/// or messages the node refuses.
 #[actix_web::test]
-async fn connections_that_fail_make_the_run_fail_with_the_reason() {
+async fn runs_that_do_not_do_what_was_asked_fail_and_say_why() {
     let node = NodeProcess::start(&[]).await;
     let nowhere = format!("ws://127.0.0.1:{}/ws", free_port());
     let off_path = format!("ws://127.0.0.1:{}/elsewhere", node.port);
@@ -105,6 +106,19 @@ async fn connections_that_fail_make_the_run_fail_with_the_reason() {
         assert!(stdout.contains("verdict      FAILED: connections failed or were dropped"), "{url}: {stdout}");
         assert!(stdout.contains(&format!("failed x3: {reason}")), "{url}: the failures name why: {stdout}");
     }
+
+    let url = format!("ws://127.0.0.1:{}/ws", node.port);
+    let over_the_limit = "20000"; // ROOKERY_MAX_BODY_BYTES is 16,384 by default
+    let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+        .args(["--connections", "2", "--rooms", "1", "--senders", "1", "--rate", "10", "--duration", "0.5"])
+        .args(["--drain", "1", "--body-bytes", over_the_limit, &url])
+        .output()
+        .expect("run rookery-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("2 established, 0 failed, 0 dropped"), "{stdout}");
+    assert!(stdout.contains("errors {\"too_large\": "), "{stdout}");
+    assert!(stdout.contains("verdict      FAILED: the nodes answered with errors"), "{stdout}");
 }
 
 /// Idle bench connections answer the node's pings: with a heartbeat several times shorter than
