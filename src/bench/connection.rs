@@ -138,17 +138,16 @@ pub async fn run(plan: Plan, tally: Arc<Tally>, mut phase: watch::Receiver<Phase
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sequence = 0u64;
     let mut current = *phase.borrow_and_update();
-    if current == Phase::Sending {
-        ticker.reset_at(tokio::time::Instant::now() + plan.first_send_after);
-    }
+    let mut ticking = false;
     let mut phase_change = Box::pin(next_phase(phase));
     while current != Phase::Done {
         let sending = plan.rate.is_some() && current == Phase::Sending;
+        if sending && !ticking {
+            ticker.reset_at(tokio::time::Instant::now() + plan.first_send_after);
+            ticking = true;
+        }
         tokio::select! {
             (receiver, now) = &mut phase_change => {
-                if now == Phase::Sending && current != Phase::Sending {
-                    ticker.reset_at(tokio::time::Instant::now() + plan.first_send_after);
-                }
                 current = now;
                 phase_change.set(next_phase(receiver));
             }
