@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the work a node does per message and per delivery, without the network:
 //! encoding a `message` frame, parsing a client `send` frame, and the room fan-out (the engine's
-//! hand-off to the room directory, the room actor's one encode, and one actix message per member,
-//! across threads as on a node) to members that only count what they get.
+//! hand-off to the room directory, the room actor's one encode, and one actix message to the
+//! members' worker thread, across threads as on a node) to members that only count what they get.
 //!
 //! ```sh
 //! cargo bench --bench hot_paths
@@ -12,6 +12,7 @@
 
 use std::{
     hint::black_box,
+    rc::Rc,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -19,12 +20,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Arbiter, Context, Handler};
+use actix::{Actor, Arbiter};
 use rookery::{
     domain::{Message, MessageId, RoomName, SessionId, UserName, now_ms},
     engine::{BusEvent, Delivery},
     protocol::{encode_message, parse_client_frame},
-    rooms::{JoinRoom, Registry, RoomDirectory, RoomEvent},
+    rooms::{JoinRoom, LocalMember, LocalMembers, Registry, RoomDirectory, RoomEvent},
     telemetry::Metrics,
 };
 
@@ -67,18 +68,19 @@ fn codec(room: &RoomName) {
 }
 
 /// A room member that counts its deliveries.
-struct Counter(Arc<AtomicU64>);
-
-impl Actor for Counter {
-    type Context = Context<Self>;
+struct Counter {
+    user: UserName,
+    delivered: Arc<AtomicU64>,
 }
 
-impl Handler<RoomEvent> for Counter {
-    type Result = ();
+impl LocalMember for Counter {
+    fn user(&self) -> &UserName {
+        &self.user
+    }
 
-    fn handle(&mut self, event: RoomEvent, _: &mut Context<Self>) {
-        black_box(event.frame);
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn deliver(&self, event: &RoomEvent) {
+        black_box(event.frame.clone());
+        self.delivered.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -94,11 +96,21 @@ async fn fan_out(room: &RoomName, members: u64) {
         Registry::start_in_arbiter(&rooms_arbiter.handle(), move |_| Registry::new(directory, "bench", metrics))
     };
     let delivered = Arc::new(AtomicU64::new(0));
-    for n in 0..members {
-        let counter = delivered.clone();
-        let recipient = Counter::start_in_arbiter(&members_arbiter.handle(), move |_| Counter(counter)).recipient();
-        let user = UserName::parse(&format!("user-{n}")).unwrap_or_else(|_| unreachable!("a valid name"));
-        let join = JoinRoom { room: room.clone(), session: SessionId::random(), user, recipient };
+    // The members join on their worker's thread, as sessions do.
+    let (joins_tx, mut joins) = tokio::sync::mpsc::unbounded_channel();
+    {
+        let (room, metrics, delivered) = (room.clone(), metrics.clone(), delivered.clone());
+        members_arbiter.spawn(async move {
+            let worker = LocalMembers::start(metrics);
+            for n in 0..members {
+                let user = UserName::parse(&format!("user-{n}")).unwrap_or_else(|_| unreachable!("a valid name"));
+                let session = SessionId::random();
+                worker.add(&room, session, Rc::new(Counter { user, delivered: delivered.clone() }));
+                let _ = joins_tx.send(JoinRoom { room: room.clone(), session, worker: worker.addr() });
+            }
+        });
+    }
+    while let Some(join) = joins.recv().await {
         if registry.send(join).await.is_err() {
             eprintln!("the registry stopped");
             return;

@@ -23,7 +23,7 @@ use crate::{
     },
     http,
     node::Node,
-    rooms::{Registry, RoomDirectory},
+    rooms::{LocalMembers, Registry, RoomDirectory},
     settings::Settings,
     shutdown,
     telemetry::Metrics,
@@ -128,13 +128,15 @@ impl Application {
             .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
             // Signals are ours (see `shutdown`): sessions are closed with 1012 first.
             .disable_signals()
+            // Called once on each worker's thread, where its sessions will run.
             .listen("rookery-http", listener, move || {
+                let worker = LocalMembers::start(app_node.metrics.clone());
                 let app = App::new().app_data(app_node.clone()).configure(http::routes(echo));
                 HttpService::build()
                     .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
                     .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                     .local_addr(local_addr)
-                    .upgrade(crate::ws::upgrade_service(app_node.clone()))
+                    .upgrade(crate::ws::upgrade_service(app_node.clone(), worker))
                     .finish(map_config(app, |_| AppConfig::default()).map_err(|e: actix_web::Error| e.error_response()))
                     .tcp()
             })?

@@ -54,11 +54,7 @@ impl Handler<JoinRoom> for Registry {
             LocalRoom { addr, sessions: HashSet::new() }
         });
         local.sessions.insert(join.session);
-        local.addr.do_send(AddMember {
-            session: join.session,
-            user: join.user,
-            recipient: join.recipient,
-        });
+        local.addr.do_send(AddMember { session: join.session, worker: join.worker });
     }
 }
 

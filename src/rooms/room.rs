@@ -1,5 +1,8 @@
 //! The `Room` actor: a room's members on this node, and the fan-out of its events to them.
 //!
+//! An event is encoded once and sent once to each HTTP worker with members in the room
+//! (`worker`), which hands it to them on their own thread.
+//!
 //! A traced message gets a `bus.deliver` span here, a child of its publish on whichever node
 //! that was. Each receiving session records its own `ws.send` span under it while the room has
 //! at most [`SEND_SPANS_PER_SESSION_UP_TO`] local members; a larger room records one `ws.send`
@@ -7,8 +10,11 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use actix::{Actor, Context, Handler, Recipient};
-use super::messages::RoomEvent;
+use actix::{Actor, Addr, Context, Handler};
+use super::{
+    messages::RoomEvent,
+    worker::{Fanout, WorkerAddr, WorkerId, WorkerRooms},
+};
 use crate::{
     domain::{Message, RoomName, SessionId, UserName, now_ms},
     engine::BusEvent,
@@ -26,18 +32,21 @@ pub const SEND_SPANS_PER_SESSION_UP_TO: usize = 16;
 pub struct Room {
     name: RoomName,
     node: Arc<str>,
-    members: HashMap<SessionId, Member>,
+    /// Each local member's worker.
+    members: HashMap<SessionId, WorkerId>,
+    /// The workers with members here, and how many each has.
+    workers: HashMap<WorkerId, LocalWorker>,
     metrics: Metrics,
 }
 
-struct Member {
-    user: UserName,
-    recipient: Recipient<RoomEvent>,
+struct LocalWorker {
+    addr: Addr<WorkerRooms>,
+    members: usize,
 }
 
 impl Room {
     pub(super) fn new(name: RoomName, node: Arc<str>, metrics: Metrics) -> Self {
-        Self { name, node, members: HashMap::new(), metrics }
+        Self { name, node, members: HashMap::new(), workers: HashMap::new(), metrics }
     }
 
     /// The `bus.deliver` span of a traced message; `None` when it carries no trace context.
@@ -59,15 +68,11 @@ impl Room {
         Some(span)
     }
 
-    fn fan_out(&self, event: &RoomEvent, skip_user: Option<&UserName>) {
-        let mut sent = 0u64;
-        for member in self.members.values() {
-            if skip_user != Some(&member.user) {
-                member.recipient.do_send(event.clone());
-                sent += 1;
-            }
+    /// Sends `event` to every worker with members here; each delivers it to its own.
+    fn fan_out(&self, event: RoomEvent, skip_user: Option<&UserName>) {
+        for worker in self.workers.values() {
+            worker.addr.do_send(Fanout { event: event.clone(), skip_user: skip_user.cloned() });
         }
-        self.metrics.deliveries.inc_by(sent);
     }
 }
 
@@ -88,8 +93,7 @@ impl Actor for Room {
 #[rtype(result = "()")]
 pub(super) struct AddMember {
     pub session: SessionId,
-    pub user: UserName,
-    pub recipient: Recipient<RoomEvent>,
+    pub worker: WorkerAddr,
 }
 
 /// Registry -> room: a session left on this node.
@@ -100,8 +104,11 @@ pub(super) struct RemoveMember(pub SessionId);
 impl Handler<AddMember> for Room {
     type Result = ();
 
-    fn handle(&mut self, add: AddMember, _: &mut Context<Self>) {
-        self.members.insert(add.session, Member { user: add.user, recipient: add.recipient });
+    fn handle(&mut self, AddMember { session, worker }: AddMember, _: &mut Context<Self>) {
+        // A rejoin adds a member that is already here.
+        if self.members.insert(session, worker.id).is_none() {
+            self.workers.entry(worker.id).or_insert(LocalWorker { addr: worker.addr, members: 0 }).members += 1;
+        }
     }
 }
 
@@ -109,7 +116,13 @@ impl Handler<RemoveMember> for Room {
     type Result = ();
 
     fn handle(&mut self, RemoveMember(session): RemoveMember, _: &mut Context<Self>) {
-        self.members.remove(&session);
+        let Some(worker) = self.members.remove(&session) else { return };
+        if let Some(local) = self.workers.get_mut(&worker) {
+            local.members -= 1;
+            if local.members == 0 {
+                self.workers.remove(&worker);
+            }
+        }
     }
 }
 
@@ -132,7 +145,7 @@ impl Handler<BusEvent> for Room {
                     tracing::info_span!(target: DELIVERY_TARGET, "ws.send", otel.kind = "producer", rookery.recipients = self.members.len())
                 });
                 let _sending = one_send_span.as_ref().map(tracing::Span::enter);
-                self.fan_out(&RoomEvent { room: self.name.clone(), id: Some(message.id), frame, trace }, None);
+                self.fan_out(RoomEvent { room: self.name.clone(), id: Some(message.id), frame, trace }, None);
             }
             // The user whose presence changed is not told about it: on join that is the
             // joining session; on leave the user has no session left in the room.
@@ -143,12 +156,12 @@ impl Handler<BusEvent> for Room {
                     user: &change.user,
                 }
                 .encode();
-                self.fan_out(&RoomEvent { room: self.name.clone(), id: None, frame, trace: None }, Some(&change.user));
+                self.fan_out(RoomEvent { room: self.name.clone(), id: None, frame, trace: None }, Some(&change.user));
             }
             BusEvent::Gap { room, after } => {
                 self.metrics.gaps.inc();
                 let frame = ServerFrame::Gap { room, after: *after }.encode();
-                self.fan_out(&RoomEvent { room: self.name.clone(), id: None, frame, trace: None }, None);
+                self.fan_out(RoomEvent { room: self.name.clone(), id: None, frame, trace: None }, None);
             }
         }
     }

@@ -7,15 +7,17 @@
 //! Commands run inside the frame's `ws.receive` span; each engine call gets a span of its own
 //! (`room.publish`, `room.join`, `presence.leave`, `room.history`).
 
-use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix::{ActorFutureExt, Context, WrapFuture};
 use tracing::{Instrument, field::Empty};
 
-use super::session::{Membership, Reply, Session, done};
+use super::{
+    inbox::Membership,
+    session::{Reply, Session, done},
+};
 use crate::{
     domain::{MessageId, RoomName, RoomPresence},
     engine::{EngineError, NewMessage, Recovery},
     protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageList, Request, ServerFrame, encode_message},
-    rooms::{JoinRoom, LeaveRoom},
     telemetry::traces,
 };
 
@@ -87,20 +89,18 @@ impl Session {
             self.error(ctx, reference.as_deref(), ErrorCode::Forbidden, "your credentials do not allow this room");
             return done();
         }
-        let rejoin = self.rooms.contains_key(&room);
-        if !rejoin && self.rooms.len() >= self.node.settings.max_rooms_per_session {
+        let (rejoin, joined_rooms) = {
+            let rooms = self.inbox.rooms();
+            (rooms.contains_key(&room), rooms.len())
+        };
+        if !rejoin && joined_rooms >= self.node.settings.max_rooms_per_session {
             self.error(ctx, reference.as_deref(), ErrorCode::RoomLimit, "this session is in as many rooms as it may be");
             return done();
         }
         if !rejoin {
-            self.rooms.insert(room.clone(), Membership { last_delivered: None, held: Some(Vec::new()) });
+            self.inbox.rooms().insert(room.clone(), Membership { last_delivered: None, held: Some(Vec::new()) });
         }
-        let join = JoinRoom {
-            room: room.clone(),
-            session: self.id,
-            user: self.identity.user.clone(),
-            recipient: ctx.address().recipient(),
-        };
+        let join = self.join_locally(&room);
         let (registry, engine, user, session) =
             (self.node.registry.clone(), self.node.engine.clone(), self.identity.user.clone(), self.id);
         let target = room.clone();
@@ -122,8 +122,8 @@ impl Session {
             Ok((presence, recovery)) => act.finish_join(ctx, reference.as_deref(), room, since, &presence, recovery),
             Err(error) => {
                 if !rejoin {
-                    act.rooms.remove(&room);
-                    act.node.registry.do_send(LeaveRoom { room: room.clone(), session: act.id });
+                    act.inbox.rooms().remove(&room);
+                    act.leave_locally(&room);
                     let (engine, user, session) = (act.node.engine.clone(), act.identity.user.clone(), act.id);
                     actix_web::rt::spawn(async move {
                         // Undo a presence join that may have gone through before the failure.
@@ -144,39 +144,43 @@ impl Session {
         presence: &RoomPresence,
         recovery: Recovery,
     ) {
-        let Some(membership) = self.rooms.get_mut(&room) else { return };
-        let mut last = membership.last_delivered;
-        let mut frames = Vec::new();
-        for message in &recovery.messages {
-            if Some(message.id) > last {
-                frames.push(encode_message(message));
-                last = Some(message.id);
-                self.trace.received += 1;
+        let frames = {
+            let mut rooms = self.inbox.rooms();
+            let Some(membership) = rooms.get_mut(&room) else { return };
+            let mut last = membership.last_delivered;
+            let mut frames = Vec::new();
+            for message in &recovery.messages {
+                if Some(message.id) > last {
+                    frames.push(encode_message(message));
+                    last = Some(message.id);
+                }
             }
-        }
-        frames.push(
-            ServerFrame::Joined {
-                reference,
-                room: &room,
-                members: presence.members.as_deref().unwrap_or_default(),
-                member_count: presence.user_count,
-                presence: presence.members.is_some(),
-                last_id: recovery.last_id,
-                recovered: since.map(|_| recovery.recovered),
+            self.inbox.count_received(frames.len() as u64);
+            frames.push(
+                ServerFrame::Joined {
+                    reference,
+                    room: &room,
+                    members: presence.members.as_deref().unwrap_or_default(),
+                    member_count: presence.user_count,
+                    presence: presence.members.is_some(),
+                    last_id: recovery.last_id,
+                    recovered: since.map(|_| recovery.recovered),
+                }
+                .encode(),
+            );
+            // The join point: anything up to the room's last id was replayed or predates the join.
+            last = last.max(recovery.last_id);
+            for event in membership.held.take().into_iter().flatten() {
+                match event.id {
+                    Some(id) if Some(id) <= last => continue,
+                    Some(id) => last = Some(id),
+                    None => {}
+                }
+                frames.push(event.frame);
             }
-            .encode(),
-        );
-        // The join point: anything up to the room's last id was replayed or predates the join.
-        last = last.max(recovery.last_id);
-        for event in membership.held.take().into_iter().flatten() {
-            match event.id {
-                Some(id) if Some(id) <= last => continue,
-                Some(id) => last = Some(id),
-                None => {}
-            }
-            frames.push(event.frame);
-        }
-        membership.last_delivered = last;
+            membership.last_delivered = last;
+            frames
+        };
         for frame in frames {
             if self.connection.send(frame, ctx).is_err() {
                 return;
@@ -185,11 +189,11 @@ impl Session {
     }
 
     fn leave(&mut self, reference: Option<String>, room: RoomName, ctx: &mut Context<Self>) -> Reply {
-        if self.rooms.remove(&room).is_none() {
+        if self.inbox.rooms().remove(&room).is_none() {
             self.error(ctx, reference.as_deref(), ErrorCode::NotJoined, "you are not in this room");
             return done();
         }
-        self.node.registry.do_send(LeaveRoom { room: room.clone(), session: self.id });
+        self.leave_locally(&room);
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
         let target = room.clone();
         let work = async move {
@@ -212,7 +216,7 @@ impl Session {
 
     fn send(&mut self, reference: Option<String>, room: RoomName, body: String, ctx: &mut Context<Self>) -> Reply {
         let reference_str = reference.as_deref();
-        if !self.rooms.contains_key(&room) {
+        if !self.inbox.rooms().contains_key(&room) {
             self.error(ctx, reference_str, ErrorCode::NotJoined, "join the room before sending to it");
             return done();
         }

@@ -10,7 +10,7 @@ use bytestring::ByteString;
 
 use super::{
     driver::Timer,
-    outbound::{Outbound, QueueFull},
+    outbound::{Outbound, OutboundSender, QueueFull},
     reader::{Inbound, InboundFrame},
 };
 use crate::{protocol::CloseCode, telemetry::Metrics};
@@ -52,6 +52,11 @@ impl Connection {
             drained: false,
             metrics: node.metrics.clone(),
         }
+    }
+
+    /// A handle on the outbound queue for the session's inbox.
+    pub fn outbound_sender(&self) -> OutboundSender {
+        self.outbound.sender()
     }
 
     /// Handles the driver's timers: a heartbeat, or the node draining (then closing

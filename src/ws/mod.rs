@@ -1,5 +1,5 @@
 //! WebSocket connections: admission (`route`) and the upgrade on the TCP stream (`upgrade`),
-//! the chat [`Session`] actor and its commands, and the connection machinery every socket
+//! the chat [`Session`] actor, its commands and its `inbox` (what its rooms deliver), and the connection machinery every socket
 //! shares (`connection`, `driver`, `socket`, `reader`, `frame_guard`, `outbound`), which the
 //! conformance echo endpoint (`echo`) also runs on.
 //!
@@ -13,6 +13,7 @@ mod connection;
 mod driver;
 mod echo;
 mod frame_guard;
+mod inbox;
 mod limits;
 mod outbound;
 mod reader;

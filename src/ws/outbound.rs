@@ -1,6 +1,7 @@
 //! The session's bounded outbound queue.
 //!
-//! Only the session actor pushes. The connection's driver polls the other end, the
+//! The session actor pushes its replies, and its rooms' deliveries are pushed by its inbox
+//! (`inbox`), on the same thread, through an [`OutboundSender`]. The connection's driver polls the other end, the
 //! [`OutboundBody`], whenever the socket can take more, and encodes every frame waiting into one
 //! write. No task or channel sits between the session and the socket: a delivery costs one push
 //! and, when the connection was idle, one wake of its driver. A socket that does not keep up
@@ -57,6 +58,13 @@ impl Queue {
 
 /// The session's handle on its queue. Dropping it ends the body once the queue is written.
 pub struct Outbound {
+    sender: OutboundSender,
+}
+
+/// Another handle on a session's queue, for its inbox: it pushes as [`Outbound`] does, but
+/// dropping it ends nothing.
+#[derive(Clone)]
+pub struct OutboundSender {
     queue: Rc<RefCell<Queue>>,
 }
 
@@ -89,9 +97,49 @@ impl Outbound {
             waker: None,
         }));
         let body = OutboundBody { queue: queue.clone(), codec: Codec::new(), done: false };
-        (Self { queue }, body)
+        (Self { sender: OutboundSender { queue } }, body)
     }
 
+    /// Queues a frame, or fails when the queue is full or closed (see [`OutboundSender::push`]).
+    pub fn push(&self, message: Message) -> Result<(), QueueFull> {
+        self.sender.push(message)
+    }
+
+    pub fn text(&self, frame: ByteString) -> Result<(), QueueFull> {
+        self.sender.push(Message::Text(frame))
+    }
+
+    /// A handle for the session's inbox.
+    pub fn sender(&self) -> OutboundSender {
+        self.sender.clone()
+    }
+
+    /// Queues a close frame after what is queued (or instead of it, with `discard`), and
+    /// accepts nothing after it.
+    pub fn close(&self, code: u16, reason: &str, discard: bool) {
+        let mut queue = self.sender.queue.borrow_mut();
+        if queue.finished {
+            return;
+        }
+        if discard {
+            queue.frames.clear();
+            queue.bytes = 0;
+        }
+        let mut end = reason.len().min(MAX_CLOSE_REASON_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let reason = CloseReason {
+            code: CloseCode::from(code),
+            description: (end > 0).then(|| reason[..end].to_owned()),
+        };
+        queue.frames.push_back(Message::Close(Some(reason)));
+        queue.finished = true;
+        queue.wake();
+    }
+}
+
+impl OutboundSender {
     /// Queues a frame, or fails when the queue is full or closed. Once the connection is gone
     /// frames are dropped without complaint: the reader reports the end.
     pub fn push(&self, message: Message) -> Result<(), QueueFull> {
@@ -116,34 +164,17 @@ impl Outbound {
         self.push(Message::Text(frame))
     }
 
-    /// Queues a close frame after what is queued (or instead of it, with `discard`), and
-    /// accepts nothing after it.
-    pub fn close(&self, code: u16, reason: &str, discard: bool) {
-        let mut queue = self.queue.borrow_mut();
-        if queue.finished {
-            return;
-        }
-        if discard {
-            queue.frames.clear();
-            queue.bytes = 0;
-        }
-        let mut end = reason.len().min(MAX_CLOSE_REASON_BYTES);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        let reason = CloseReason {
-            code: CloseCode::from(code),
-            description: (end > 0).then(|| reason[..end].to_owned()),
-        };
-        queue.frames.push_back(Message::Close(Some(reason)));
-        queue.finished = true;
-        queue.wake();
+    /// Whether the queue takes no more frames: a close frame is queued, the session is gone,
+    /// or the connection is.
+    pub fn is_closed(&self) -> bool {
+        let queue = self.queue.borrow();
+        queue.finished || queue.body_gone
     }
 }
 
 impl Drop for Outbound {
     fn drop(&mut self) {
-        let mut queue = self.queue.borrow_mut();
+        let mut queue = self.sender.queue.borrow_mut();
         queue.finished = true;
         queue.wake();
     }

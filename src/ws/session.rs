@@ -1,13 +1,13 @@
 //! The `Session` actor: one per chat WebSocket, the only writer to its socket.
 //!
-//! It receives the client's frames in order from its connection's driver (see `driver`), runs each
-//! command (`commands`), and receives room events from the `Room` actors of the rooms it joined.
-//! Per room it keeps the last message id it delivered: a message at or below it is dropped, which
-//! makes delivery exactly-once per session across replays and engine redeliveries.
+//! It receives the client's frames in order from its connection's driver (see `driver`) and runs
+//! each command (`commands`). Its rooms' events reach the client through its `inbox`, which its
+//! worker thread's rooms call directly; the inbox tells the session only when the client does
+//! not keep up.
 
-use std::{collections::HashMap, time::{Duration, SystemTime}};
+use std::{rc::Rc, time::{Duration, SystemTime}};
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, ResponseActFuture, WrapFuture, fut};
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, ResponseActFuture, WrapFuture, fut};
 use actix_web::web;
 use bytestring::ByteString;
 
@@ -15,6 +15,7 @@ use opentelemetry::trace::SpanContext;
 
 use super::{
     connection::{Connection, WsActor},
+    inbox::{Inbox, Overflowed},
     session_trace::SessionTrace,
     limits::{AbuseWindow, TokenBucket},
     driver::Timer,
@@ -22,10 +23,10 @@ use super::{
 };
 use crate::{
     auth::Identity,
-    domain::{MessageId, RoomName, SessionId, now_ms},
+    domain::{RoomName, SessionId},
     node::{ConnectionSlot, Node},
     protocol::{CloseCode, ErrorCode, ServerFrame, parse_client_frame},
-    rooms::{LeaveRoom, RoomEvent},
+    rooms::{JoinRoom, LeaveRoom, LocalMembers},
 };
 
 /// `bad_request` answers that close the connection with 1008 when they fall within a minute.
@@ -41,21 +42,14 @@ pub struct Session {
     pub(super) identity: Identity,
     pub(super) node: web::Data<Node>,
     pub(super) connection: Connection,
-    pub(super) rooms: HashMap<RoomName, Membership>,
+    /// Its rooms, shared with the worker's local members.
+    pub(super) inbox: Rc<Inbox>,
+    /// The local members of this session's worker thread, which it joins and leaves rooms in.
+    pub(super) worker: LocalMembers,
     pub(super) bucket: TokenBucket,
     pub(super) trace: SessionTrace,
     abuse: AbuseWindow,
     _slot: ConnectionSlot,
-}
-
-/// This session's state in one room.
-#[derive(Default)]
-pub(super) struct Membership {
-    /// The newest message id written to the client for this room.
-    pub last_delivered: Option<MessageId>,
-    /// While the join is in progress: live events held back until the replay is written, so
-    /// they come after it.
-    pub held: Option<Vec<RoomEvent>>,
 }
 
 pub(super) type Reply = ResponseActFuture<Session, ()>;
@@ -64,15 +58,45 @@ pub(super) fn done() -> Reply {
     Box::pin(fut::ready(()))
 }
 
+/// Who a new session is and where it runs.
+pub struct SessionStart {
+    pub id: SessionId,
+    pub identity: Identity,
+    pub slot: ConnectionSlot,
+    /// The context of its `ws.handshake` span.
+    pub handshake: SpanContext,
+    /// The local members of the worker thread it runs on.
+    pub worker: LocalMembers,
+}
+
 impl Session {
-    /// A session for `identity`; `handshake` is the context of its `ws.handshake` span.
-    pub fn new(
+    /// Starts a session on the current thread, which must be `start.worker`'s.
+    pub fn start(start: SessionStart, node: web::Data<Node>, connection: Connection) -> Addr<Self> {
+        Session::create(move |ctx| {
+            let SessionStart { id, identity, slot, handshake, worker } = start;
+            let settings = &node.settings;
+            let inbox = Inbox::new(
+                id,
+                identity.user.clone(),
+                connection.outbound_sender(),
+                settings.outbound_queue_frames,
+                ctx.address().downgrade().recipient(),
+                node.metrics.clone(),
+            );
+            Self::new(id, identity, node, connection, slot, handshake, Rc::new(inbox), worker)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
         id: SessionId,
         identity: Identity,
         node: web::Data<Node>,
         connection: Connection,
         slot: ConnectionSlot,
         handshake: SpanContext,
+        inbox: Rc<Inbox>,
+        worker: LocalMembers,
     ) -> Self {
         let settings = &node.settings;
         Self {
@@ -83,7 +107,8 @@ impl Session {
             identity,
             node,
             connection,
-            rooms: HashMap::new(),
+            inbox,
+            worker,
             _slot: slot,
         }
     }
@@ -119,37 +144,26 @@ impl Session {
         self.run(request, ctx)
     }
 
-    fn deliver(&mut self, event: RoomEvent, ctx: &mut Context<Self>) {
-        let limit = self.node.settings.outbound_queue_frames;
-        let Some(membership) = self.rooms.get_mut(&event.room) else { return };
-        if let Some(held) = &mut membership.held {
-            if held.len() < limit {
-                held.push(event);
-            } else {
-                self.connection.slow_consumer(ctx);
-            }
-            return;
-        }
-        if let Some(id) = event.id {
-            if membership.last_delivered.is_some_and(|last| id <= last) {
-                return;
-            }
-            membership.last_delivered = Some(id);
-            self.trace.received += 1;
-            self.node.metrics.delivered_after(Duration::from_millis(now_ms().saturating_sub(id.millis())));
-        }
-        let send = event.trace.as_ref().map(|parent| self.trace.send_span(parent, &event.room, event.id));
-        let _entered = send.as_ref().map(tracing::Span::enter);
-        self.write(event.frame, ctx);
+    /// Adds the session to `room` on its worker thread, and returns the request that adds the
+    /// worker to the room's actor: live events reach the inbox once the registry answered it.
+    pub(super) fn join_locally(&self, room: &RoomName) -> JoinRoom {
+        self.worker.add(room, self.id, self.inbox.clone());
+        JoinRoom { room: room.clone(), session: self.id, worker: self.worker.addr() }
+    }
+
+    /// Removes the session from `room` on this node: nothing of the room reaches it after this.
+    pub(super) fn leave_locally(&self, room: &RoomName) {
+        self.worker.remove(room, self.id);
+        self.node.registry.do_send(LeaveRoom { room: room.clone(), session: self.id });
     }
 
     /// Leaves every room on this node and in the engine, then ends the session in the engine.
     /// A session closed by a drain keeps its presence: the cluster's reaper removes it unless
     /// the user came back on another node (so no leave and join are announced for them).
     fn leave_all_rooms_and_disconnect(&mut self) {
-        let rooms: Vec<RoomName> = self.rooms.drain().map(|(room, _)| room).collect();
+        let rooms: Vec<RoomName> = self.inbox.rooms().drain().map(|(room, _)| room).collect();
         for room in &rooms {
-            self.node.registry.do_send(LeaveRoom { room: room.clone(), session: self.id });
+            self.leave_locally(room);
         }
         if self.connection.drained {
             return;
@@ -204,7 +218,7 @@ impl Actor for Session {
         let _entered = span.enter();
         self.leave_all_rooms_and_disconnect();
         let (code, reason, closed_by) = self.connection.close_info();
-        self.trace.close(code, reason, closed_by);
+        self.trace.close(code, reason, closed_by, self.inbox.received());
         tracing::debug!(code, closed_by, "session stopped");
     }
 }
@@ -237,13 +251,11 @@ impl Handler<InboundFrame> for Session {
     }
 }
 
-impl Handler<RoomEvent> for Session {
+impl Handler<Overflowed> for Session {
     type Result = ();
 
-    fn handle(&mut self, event: RoomEvent, ctx: &mut Context<Self>) {
-        if !self.connection.is_closing() {
-            self.deliver(event, ctx);
-        }
+    fn handle(&mut self, _: Overflowed, ctx: &mut Context<Self>) {
+        self.connection.slow_consumer(ctx);
     }
 }
 

@@ -1,6 +1,7 @@
 //! A session's telemetry: the span that gives its log lines their context, and the trace spans
 //! of its life after the handshake (`ws.receive` per frame, `ws.send` per traced delivery,
-//! `ws.close` at the end), each linked to the `ws.handshake` span.
+//! `ws.close` at the end), each linked to the `ws.handshake` span. The session's inbox records
+//! the `ws.send` spans.
 
 use std::time::Instant;
 
@@ -22,8 +23,6 @@ pub struct SessionTrace {
     started: Instant,
     /// Messages this session published (acked).
     pub published: u64,
-    /// Messages written to this session (live and replayed).
-    pub received: u64,
 }
 
 impl SessionTrace {
@@ -39,7 +38,7 @@ impl SessionTrace {
         if handshake.is_valid() {
             log_span.record("trace_id", display(handshake.trace_id()));
         }
-        Self { session, log_span, handshake, started: Instant::now(), published: 0, received: 0 }
+        Self { session, log_span, handshake, started: Instant::now(), published: 0 }
     }
 
     /// The span to enter while handling anything for this session.
@@ -74,25 +73,9 @@ impl SessionTrace {
         span
     }
 
-    /// The `ws.send` span of one traced delivery to this session, a child of `parent`.
-    pub fn send_span(&self, parent: &opentelemetry::Context, room: &RoomName, id: Option<MessageId>) -> tracing::Span {
-        let span = tracing::info_span!(
-            target: DELIVERY_TARGET,
-            "ws.send",
-            otel.kind = "producer",
-            rookery.session = %self.session,
-            rookery.room = room.as_str(),
-            rookery.message_id = Empty,
-        );
-        if let Some(id) = id {
-            span.record("rookery.message_id", display(id));
-        }
-        traces::set_parent(&span, Some(parent.clone()));
-        span
-    }
-
-    /// Records the `ws.close` span: how the session ended and what it did.
-    pub fn close(&self, code: u16, reason: &str, closed_by: &str) {
+    /// Records the `ws.close` span: how the session ended and what it did (`received`: the
+    /// messages written to it).
+    pub fn close(&self, code: u16, reason: &str, closed_by: &str, received: u64) {
         let span = tracing::info_span!(
             "ws.close",
             otel.kind = "server",
@@ -102,10 +85,27 @@ impl SessionTrace {
             rookery.closed_by = closed_by,
             rookery.duration_ms = self.started.elapsed().as_millis() as u64,
             rookery.messages_published = self.published,
-            rookery.messages_received = self.received,
+            rookery.messages_received = received,
         );
         traces::add_link(&span, &self.handshake);
         // The span ends here: a close has no duration of its own.
         drop(span);
     }
+}
+
+/// The `ws.send` span of one traced delivery to `session`, a child of `parent`.
+pub fn send_span(session: SessionId, parent: &opentelemetry::Context, room: &RoomName, id: Option<MessageId>) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: DELIVERY_TARGET,
+        "ws.send",
+        otel.kind = "producer",
+        rookery.session = %session,
+        rookery.room = room.as_str(),
+        rookery.message_id = Empty,
+    );
+    if let Some(id) = id {
+        span.record("rookery.message_id", display(id));
+    }
+    traces::set_parent(&span, Some(parent.clone()));
+    span
 }

@@ -29,10 +29,10 @@ use super::{
     echo::EchoSession,
     outbound::Outbound,
     route::{self, Admission, Admitted},
-    session::Session,
+    session::{Session, SessionStart},
     socket,
 };
-use crate::{http::ApiError, node::Node};
+use crate::{http::ApiError, node::Node, rooms::LocalMembers};
 
 /// How long a refused handshake waits for the client to close after reading the answer.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
@@ -40,20 +40,22 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// What the dispatcher hands over: the request and its connection.
 pub type UpgradeRequest = (Request, Framed<TcpStream, h1::Codec>);
 
-/// The upgrade service of a node's HTTP server.
+/// The upgrade service of one HTTP worker of a node; `worker` is that worker thread's local
+/// room members, which its sessions join rooms in.
 pub fn service(
     node: web::Data<Node>,
+    worker: LocalMembers,
 ) -> impl ServiceFactory<UpgradeRequest, Config = (), Response = (), Error = Infallible, InitError = ()> {
     fn_service(move |(request, framed): UpgradeRequest| {
-        let node = node.clone();
+        let (node, worker) = (node.clone(), worker.clone());
         async move {
-            upgrade(request, framed, node).await;
+            upgrade(request, framed, node, worker).await;
             Ok(())
         }
     })
 }
 
-async fn upgrade(request: Request, framed: Framed<TcpStream, h1::Codec>, node: web::Data<Node>) {
+async fn upgrade(request: Request, framed: Framed<TcpStream, h1::Codec>, node: web::Data<Node>, worker: LocalMembers) {
     let Some((switched, admitted)) = handshake(request, framed, &node).await else { return };
     let settings = &node.settings;
     let (outbound, body) = Outbound::new(settings.outbound_queue_frames, settings.outbound_queue_bytes);
@@ -68,7 +70,8 @@ async fn upgrade(request: Request, framed: Framed<TcpStream, h1::Codec>, node: w
     let half = Connection::new(outbound, &node);
     match admitted {
         Admitted::Chat { session, identity, slot, handshake } => {
-            let actor = Session::new(session, identity, node.clone(), half, slot, handshake).start();
+            let start = SessionStart { id: session, identity, slot, handshake, worker };
+            let actor = Session::start(start, node.clone(), half);
             node.metrics.connection_opened("ok");
             drive(connection, actor).await;
         }
