@@ -3,8 +3,8 @@
 //! and closes the TCP stream.
 //!
 //! It is one future per connection, the one actix-http's dispatcher polls after the upgrade.
-//! Reading and writing run side by side in it: a delivery never waits for an inbound frame to
-//! be handled, and an inbound frame waits for the actor to finish with the previous one, so
+//! Reading and writing run side by side in it (`race`), each polled only when woken: a
+//! delivery wakes the writer alone, and never waits for an inbound frame to be handled, and an inbound frame waits for the actor to finish with the previous one, so
 //! frames of one session are handled strictly in order and a client that sends faster than its
 //! session works is slowed by TCP.
 //!
@@ -30,6 +30,7 @@ use crate::telemetry::Metrics;
 use super::{
     frame_guard::{FrameGuard, Verdict},
     outbound::OutboundBody,
+    race::{Finished, race},
     reader::{FrameReader, Inbound, InboundFrame},
     socket::{self, SocketBytes},
 };
@@ -81,9 +82,9 @@ where
         let mut reader = FrameReader::new(bytes, max_frame_bytes, verdict);
         let mut writing = pin!(write(&stream, outbound));
         let reading = pin!(read(&mut reader, timers, &actor));
-        tokio::select! {
-            () = &mut writing => true,
-            () = reading => tokio::time::timeout(flush_grace, writing).await.is_ok(),
+        match race(writing.as_mut(), reading).await {
+            Finished::First(()) => true,
+            Finished::Second(()) => tokio::time::timeout(flush_grace, writing).await.is_ok(),
         }
     };
     // When the socket failed under the writer, the actor has not heard of it yet.

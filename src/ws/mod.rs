@@ -1,7 +1,8 @@
 //! WebSocket connections: admission (`route`) and the upgrade on the TCP stream (`upgrade`),
-//! the chat [`Session`] actor, its commands and its `inbox` (what its rooms deliver), and the connection machinery every socket
-//! shares (`connection`, `driver`, `socket`, `reader`, `frame_guard`, `outbound`), which the
-//! conformance echo endpoint (`echo`) also runs on.
+//! the chat [`Session`] actor, its commands and its `inbox` (what its rooms deliver), and the
+//! connection machinery every socket shares (`connection`, `driver`, `race`, `socket`,
+//! `reader`, `frame_guard`, `outbound`), which the conformance echo endpoint (`echo`) also runs
+//! on.
 //!
 //! The upgrade takes the TCP stream from actix-http's HTTP/1 dispatcher and uses actix-http's
 //! WebSocket handshake and codec, the layer actix-ws is built on: the session's bounded queue is
@@ -16,6 +17,7 @@ mod frame_guard;
 mod inbox;
 mod limits;
 mod outbound;
+mod race;
 mod reader;
 mod route;
 mod session;
