@@ -1,10 +1,11 @@
 //! The node's Prometheus metrics, served at `GET /metrics`.
 //!
-//! One [`Metrics`] per node, cloned into every actor, route and engine task: each metric is an
-//! `Arc` inside, so a clone is cheap and every clone updates the same series.
+//! One [`Metrics`] per node, cloned into every actor, route and engine task: a clone is one
+//! `Arc` to the node's [`MetricSet`] (every connection holds a few, so a clone of the whole set,
+//! a pointer per metric, would cost each connection hundreds of bytes).
 //! `docs/observability.md` lists what each one means.
 
-use std::{sync::Arc, time::Duration};
+use std::{ops::Deref, sync::Arc, time::Duration};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -32,10 +33,21 @@ fn command_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.00005, 2.0, 16))
 }
 
-/// Every metric a node exports.
+/// A handle on the node's metrics.
 #[derive(Clone)]
-pub struct Metrics {
-    registry: Arc<Registry>,
+pub struct Metrics(Arc<MetricSet>);
+
+impl Deref for Metrics {
+    type Target = MetricSet;
+
+    fn deref(&self) -> &MetricSet {
+        &self.0
+    }
+}
+
+/// Every metric a node exports.
+pub struct MetricSet {
+    registry: Registry,
     /// Open WebSocket sessions on this node.
     pub connections: Gauge,
     /// Rooms with at least one member on this node.
@@ -78,6 +90,12 @@ fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, 
 
 impl Metrics {
     pub fn new() -> Self {
+        Self(Arc::new(MetricSet::new()))
+    }
+}
+
+impl MetricSet {
+    fn new() -> Self {
         let mut r = Registry::with_prefix("rookery");
         let r = &mut r;
         let metrics = Self {
@@ -129,9 +147,9 @@ impl Metrics {
             ),
             reaped_nodes: register(r, "reaped_nodes", "Silent nodes this node reaped", Counter::default()),
             gaps: register(r, "gaps", "Gap events delivered to rooms on this node", Counter::default()),
-            registry: Arc::default(),
+            registry: Registry::default(),
         };
-        Self { registry: Arc::new(std::mem::take(r)), ..metrics }
+        Self { registry: std::mem::take(r), ..metrics }
     }
 
     /// An upgrade attempt ended: `ok`, `unauthorized`, `forbidden_origin` or `over_limit`.

@@ -7,4 +7,4 @@ mod metrics;
 pub mod traces;
 
 pub use logging::{LogFormat, TelemetryGuard, init_telemetry};
-pub use metrics::Metrics;
+pub use metrics::{MetricSet, Metrics};
