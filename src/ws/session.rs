@@ -83,34 +83,19 @@ impl Session {
                 ctx.address().downgrade().recipient(),
                 node.metrics.clone(),
             );
-            Self::new(id, identity, node, connection, slot, handshake, Rc::new(inbox), worker)
+            Self {
+                id,
+                trace: SessionTrace::new(id, &identity.user, &settings.node_id, handshake),
+                bucket: TokenBucket::new(settings.rate_per_sec, settings.rate_burst),
+                abuse: AbuseWindow::new(BAD_REQUESTS_BEFORE_CLOSE, BAD_REQUEST_WINDOW),
+                identity,
+                inbox: Rc::new(inbox),
+                worker,
+                connection,
+                _slot: slot,
+                node,
+            }
         })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        id: SessionId,
-        identity: Identity,
-        node: web::Data<Node>,
-        connection: Connection,
-        slot: ConnectionSlot,
-        handshake: SpanContext,
-        inbox: Rc<Inbox>,
-        worker: LocalMembers,
-    ) -> Self {
-        let settings = &node.settings;
-        Self {
-            id,
-            trace: SessionTrace::new(id, &identity.user, &settings.node_id, handshake),
-            bucket: TokenBucket::new(settings.rate_per_sec, settings.rate_burst),
-            abuse: AbuseWindow::new(BAD_REQUESTS_BEFORE_CLOSE, BAD_REQUEST_WINDOW),
-            identity,
-            node,
-            connection,
-            inbox,
-            worker,
-            _slot: slot,
-        }
     }
 
     /// Queues an encoded frame for the client.
