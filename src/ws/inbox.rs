@@ -136,3 +136,112 @@ impl LocalMember for Inbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        pin::Pin,
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+        task::{Context, Poll, Waker},
+    };
+
+    use actix::{Actor, Handler};
+    use actix_web::web::Bytes;
+    use bytestring::ByteString;
+    use futures_util::Stream;
+
+    use super::*;
+    use crate::ws::outbound::{Outbound, OutboundBody};
+
+    /// Stands in for the session: counts the overflows it is told of.
+    struct Session(Arc<AtomicUsize>);
+
+    impl Actor for Session {
+        type Context = actix::Context<Self>;
+    }
+
+    impl Handler<Overflowed> for Session {
+        type Result = ();
+
+        fn handle(&mut self, _: Overflowed, _: &mut Self::Context) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn room(name: &str) -> RoomName {
+        RoomName::parse(name).unwrap_or_else(|_| unreachable!("a valid name"))
+    }
+
+    fn event(room_name: &str, id: Option<u64>, text: &'static str) -> RoomEvent {
+        RoomEvent { room: room(room_name), id: id.map(|seq| MessageId::new(now_ms(), seq)), frame: ByteString::from_static(text), trace: None }
+    }
+
+    /// Everything queued for the client, encoded as the driver would write it.
+    fn written(body: &mut OutboundBody) -> Bytes {
+        match Pin::new(body).poll_next(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Some(Ok(bytes))) => bytes,
+            _ => Bytes::new(),
+        }
+    }
+
+    /// Lets the stand-in session handle what was sent to it.
+    async fn settle() {
+        for _ in 0..10 {
+            actix_web::rt::task::yield_now().await;
+        }
+    }
+
+    fn inbox(outbound: &Outbound, max_held: usize) -> (Inbox, Arc<AtomicUsize>) {
+        let overflows = Arc::new(AtomicUsize::new(0));
+        let session = Session(overflows.clone()).start();
+        let user = UserName::parse("alice").unwrap_or_else(|_| unreachable!("a valid name"));
+        let inbox = Inbox::new(SessionId::random(), user, outbound.sender(), max_held, session.downgrade().recipient(), Metrics::new());
+        (inbox, overflows)
+    }
+
+    #[actix_web::test]
+    async fn writes_each_message_of_its_rooms_once_and_nothing_of_other_rooms() {
+        let (outbound, mut body) = Outbound::new(16, 1024);
+        let (inbox, _) = inbox(&outbound, 16);
+        inbox.rooms().insert(room("lobby"), Membership::default());
+        inbox.deliver(&event("lobby", Some(2), "m2"));
+        inbox.deliver(&event("lobby", Some(1), "m1"));
+        inbox.deliver(&event("lobby", Some(2), "m2"));
+        inbox.deliver(&event("other", Some(3), "o3"));
+        inbox.deliver(&event("lobby", None, "p"));
+        assert_eq!(&written(&mut body)[..], b"\x81\x02m2\x81\x01p", "older and repeated ids dropped");
+        assert_eq!(inbox.received(), 1);
+    }
+
+    #[actix_web::test]
+    async fn holds_events_back_during_a_join_and_tells_the_session_once_when_over_the_bound() {
+        let (outbound, mut body) = Outbound::new(16, 1024);
+        let (inbox, overflows) = inbox(&outbound, 2);
+        inbox.rooms().insert(room("lobby"), Membership { last_delivered: None, held: Some(Vec::new()) });
+        for seq in 1..=4 {
+            inbox.deliver(&event("lobby", Some(seq), "m"));
+        }
+        assert!(written(&mut body).is_empty(), "nothing written while the join is in progress");
+        let held = inbox.rooms().get_mut(&room("lobby")).and_then(|membership| membership.held.take());
+        assert_eq!(held.map(|events| events.len()), Some(2));
+        // The session hears of it by message, once.
+        settle().await;
+        assert_eq!(overflows.load(Ordering::Relaxed), 1);
+        inbox.deliver(&event("lobby", Some(5), "m"));
+        assert!(written(&mut body).is_empty(), "an overflowed inbox takes nothing more");
+    }
+
+    #[actix_web::test]
+    async fn a_full_queue_tells_the_session() {
+        let (outbound, _body) = Outbound::new(1, 1024);
+        let (inbox, overflows) = inbox(&outbound, 16);
+        inbox.rooms().insert(room("lobby"), Membership::default());
+        inbox.deliver(&event("lobby", Some(1), "m1"));
+        inbox.deliver(&event("lobby", Some(2), "m2"));
+        settle().await;
+        assert_eq!(overflows.load(Ordering::Relaxed), 1);
+    }
+}
