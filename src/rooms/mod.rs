@@ -17,4 +17,4 @@ pub use directory::RoomDirectory;
 pub use messages::{JoinRoom, LeaveRoom, RoomEvent};
 pub use registry::Registry;
 pub use room::Room;
-pub use worker::{LocalMember, LocalMembers, WorkerAddr, WorkerRooms};
+pub use worker::{LocalMember, LocalMembers, WorkerAddr};
