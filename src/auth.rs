@@ -106,8 +106,7 @@ impl Authenticator {
                     value: path.display().to_string(),
                     accepts,
                 };
-                let pem = std::fs::read(path)
-                    .map_err(|e| invalid(format!("a readable PEM file ({e})")))?;
+                let pem = std::fs::read(path).map_err(|e| invalid(format!("a readable PEM file ({e})")))?;
                 if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
                     (key, vec![Algorithm::RS256])
                 } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
@@ -132,11 +131,7 @@ impl Authenticator {
     }
 
     /// Authenticates a handshake from its `?user=` and token (header or query).
-    pub fn authenticate(
-        &self,
-        requested_user: Option<&str>,
-        token: Option<&str>,
-    ) -> Result<Identity, AuthError> {
+    pub fn authenticate(&self, requested_user: Option<&str>, token: Option<&str>) -> Result<Identity, AuthError> {
         match self {
             Self::Anonymous => {
                 let user = match requested_user {
@@ -153,8 +148,7 @@ impl Authenticator {
                         _ => AuthError::InvalidToken(e.to_string()),
                     })?
                     .claims;
-                let user = UserName::parse(&claims.sub)
-                    .map_err(|e| AuthError::InvalidToken(format!("`sub`: {e}")))?;
+                let user = UserName::parse(&claims.sub).map_err(|e| AuthError::InvalidToken(format!("`sub`: {e}")))?;
                 Ok(Identity {
                     user,
                     rooms: RoomGrants::from_claim(claims.rooms),

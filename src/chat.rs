@@ -118,7 +118,11 @@ impl Chat {
             query.push(format!("token={token}"));
         }
         let separator = if self.args.url.contains('?') { '&' } else { '?' };
-        let url = if query.is_empty() { self.args.url.clone() } else { format!("{}{separator}{}", self.args.url, query.join("&")) };
+        let url = if query.is_empty() {
+            self.args.url.clone()
+        } else {
+            format!("{}{separator}{}", self.args.url, query.join("&"))
+        };
         let (socket, _) = connect_async(url).await.map_err(|e| e.to_string())?;
         Ok(socket)
     }
@@ -211,7 +215,8 @@ impl Chat {
         match frame["type"].as_str().unwrap_or_default() {
             "welcome" => println!("* connected to {} as {}", field("node"), field("user")),
             "joined" => {
-                let members: Vec<&str> = frame["members"].as_array().into_iter().flatten().filter_map(|m| m["user"].as_str()).collect();
+                let members: Vec<&str> =
+                    frame["members"].as_array().into_iter().flatten().filter_map(|m| m["user"].as_str()).collect();
                 if frame["presence"] == Value::Bool(false) {
                     println!("* joined {} ({} users)", field("room"), frame["member_count"]);
                 } else {
@@ -230,7 +235,12 @@ impl Chat {
                     println!("[{}] {}: {} (history)", field("room"), get("user"), get("body"));
                 }
             }
-            "presence" => println!("* {} {} {}", field("user"), if field("event") == "join" { "joined" } else { "left" }, field("room")),
+            "presence" => println!(
+                "* {} {} {}",
+                field("user"),
+                if field("event") == "join" { "joined" } else { "left" },
+                field("room")
+            ),
             "left" => println!("* left {}", field("room")),
             "gap" => println!("* messages of {} after {} were lost", field("room"), field("after")),
             "ack" => self.unacked = self.unacked.saturating_sub(1),

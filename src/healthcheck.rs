@@ -27,9 +27,11 @@ pub fn run() -> ExitCode {
 fn probe() -> Result<(), String> {
     let settings = Settings::from_env().map_err(|e| e.to_string())?;
     let target = local_target(settings.bind);
-    let mut stream = TcpStream::connect_timeout(&target, TIMEOUT).map_err(|e| format!("cannot connect to {target}: {e}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&target, TIMEOUT).map_err(|e| format!("cannot connect to {target}: {e}"))?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).map_err(|e| format!("no answer from {target}: {e}"))?;
     match &head[9..12] {

@@ -61,9 +61,7 @@ impl Node {
             return None;
         }
         let max = self.settings.max_connections;
-        self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()?;
+        self.connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).ok()?;
         self.metrics.connections.inc();
         Some(ConnectionSlot { connections: self.connections.clone(), metrics: self.metrics.clone() })
     }

@@ -116,12 +116,18 @@ impl Settings {
             rate_burst: env.number("ROOKERY_RATE_BURST", 40, 1..=1_000_000)?,
             max_rooms_per_session: env.number("ROOKERY_MAX_ROOMS_PER_SESSION", 64, 1..=100_000)?,
             history_len: env.number("ROOKERY_HISTORY_LEN", 1000, 1..=1_000_000)?,
-            presence_max_users: env.number("ROOKERY_PRESENCE_MAX_USERS", crate::engine::DEFAULT_PRESENCE_MAX_USERS, 0..=1_000_000)?,
+            presence_max_users: env.number(
+                "ROOKERY_PRESENCE_MAX_USERS",
+                crate::engine::DEFAULT_PRESENCE_MAX_USERS,
+                0..=1_000_000,
+            )?,
             max_connections: env.number("ROOKERY_MAX_CONNECTIONS", 100_000, 1..=10_000_000)?,
             auth,
             allowed_origins: env.get("ROOKERY_ALLOWED_ORIGINS").map(|list| {
-                list.split(',').map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
-                    .filter(|o| !o.is_empty()).collect()
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                    .filter(|o| !o.is_empty())
+                    .collect()
             }),
             api_key: env.get("ROOKERY_API_KEY").map(str::to_owned),
             echo_endpoint: env.flag("ROOKERY_ECHO_ENDPOINT")?,

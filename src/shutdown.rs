@@ -31,7 +31,10 @@ use crate::node::Node;
 pub enum Lifecycle {
     Serving,
     /// Sessions close from `closing_from` on, `rate` per second.
-    Draining { closing_from: Instant, rate: u32 },
+    Draining {
+        closing_from: Instant,
+        rate: u32,
+    },
 }
 
 /// The node-wide drain signal and the sessions' close tickets.

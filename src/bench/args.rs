@@ -117,7 +117,9 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<BenchArgs, ArgsEr
             "--idle" => parsed.idle = true,
             "--churn" => parsed.churn = true,
             "--json" => parsed.json = true,
-            "-h" | "--help" => return Err(ArgsError("rookery-bench: a load generator that checks every delivery".into())),
+            "-h" | "--help" => {
+                return Err(ArgsError("rookery-bench: a load generator that checks every delivery".into()));
+            }
             url if url.starts_with("ws://") => parsed.urls.push(url.to_owned()),
             other => return Err(ArgsError(format!("unknown argument {other:?}"))),
         }

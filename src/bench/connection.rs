@@ -85,7 +85,11 @@ async fn open(plan: &Plan) -> Result<(TcpStream, bytes::BytesMut), ConnectionErr
 }
 
 /// Reads until a frame of `kind` arrives, answering pings meanwhile.
-async fn expect(reader: &mut ClientReader<'_>, writer: &mut ClientWriter<'_>, kind: &'static str) -> Result<(), ConnectionError> {
+async fn expect(
+    reader: &mut ClientReader<'_>,
+    writer: &mut ClientWriter<'_>,
+    kind: &'static str,
+) -> Result<(), ConnectionError> {
     loop {
         match reader.next().await {
             Ok(Received::Text(text)) => {
@@ -261,7 +265,9 @@ mod tests {
         };
         let mut checker = Checker::default();
         let frame = |id: &str, sender: usize, sequence: u64| {
-            json!({"type":"message","room":"r","id":id,"user":"u","body":body(sender, sequence, 64)}).to_string().into_bytes()
+            json!({"type":"message","room":"r","id":id,"user":"u","body":body(sender, sequence, 64)})
+                .to_string()
+                .into_bytes()
         };
         checker.frame(&frame("5-0", 1, 1), &plan, &tally);
         checker.frame(&frame("6-0", 2, 1), &plan, &tally);

@@ -11,8 +11,8 @@ mod args;
 mod connection;
 mod process_stats;
 mod report;
-mod wire;
 mod run;
+mod wire;
 
 pub use args::{ArgsError, BenchArgs, USAGE, parse};
 pub use process_stats::ProcessStats;

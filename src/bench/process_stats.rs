@@ -26,7 +26,9 @@ pub enum StatsError {
 /// Reads `pid`'s RSS and CPU seconds.
 pub async fn read(pid: u32) -> Result<ProcessStats, StatsError> {
     let read = |file: &'static str| async move {
-        tokio::fs::read_to_string(format!("/proc/{pid}/{file}")).await.map_err(|source| StatsError::Read { pid, source })
+        tokio::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .await
+            .map_err(|source| StatsError::Read { pid, source })
     };
     let status = read("status").await?;
     let stat = read("stat").await?;
@@ -36,7 +38,11 @@ pub async fn read(pid: u32) -> Result<ProcessStats, StatsError> {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .ok_or(StatsError::Parse { pid, file: "status" })?;
-    Ok(ProcessStats { pid, rss_bytes: rss_kib * 1024, cpu_seconds: cpu_ticks(&stat).ok_or(StatsError::Parse { pid, file: "stat" })? as f64 / TICKS_PER_SECOND })
+    Ok(ProcessStats {
+        pid,
+        rss_bytes: rss_kib * 1024,
+        cpu_seconds: cpu_ticks(&stat).ok_or(StatsError::Parse { pid, file: "stat" })? as f64 / TICKS_PER_SECOND,
+    })
 }
 
 /// utime + stime from a `/proc/<pid>/stat` line. The command name may hold spaces, so fields
@@ -57,7 +63,8 @@ pub struct MachineTicks {
 
 impl MachineTicks {
     pub async fn read() -> Result<Self, StatsError> {
-        let stat = tokio::fs::read_to_string("/proc/stat").await.map_err(|source| StatsError::Read { pid: 0, source })?;
+        let stat =
+            tokio::fs::read_to_string("/proc/stat").await.map_err(|source| StatsError::Read { pid: 0, source })?;
         machine_ticks(&stat).ok_or(StatsError::Parse { pid: 0, file: "stat" })
     }
 
@@ -71,7 +78,14 @@ impl MachineTicks {
 /// `cpu  user nice system idle iowait irq softirq steal ...`: the sum of the first eight, and
 /// the eighth.
 fn machine_ticks(stat: &str) -> Option<MachineTicks> {
-    let fields: Vec<u64> = stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
     (fields.len() == 8).then(|| MachineTicks { total: fields.iter().sum(), steal: fields[7] })
 }
 

@@ -106,7 +106,11 @@ impl fmt::Display for Report {
         for (why, count) in &self.failures {
             writeln!(f, "  failed x{count}: {why}")?;
         }
-        writeln!(f, "messages     {} sent, {} acked, errors {:?}", self.messages_sent, self.messages_acked, self.errors)?;
+        writeln!(
+            f,
+            "messages     {} sent, {} acked, errors {:?}",
+            self.messages_sent, self.messages_acked, self.errors
+        )?;
         writeln!(
             f,
             "deliveries   {} of {} expected, {} lost, {} duplicates, {} out of order",
@@ -116,9 +120,17 @@ impl fmt::Display for Report {
             self.duplicates,
             self.order_violations()
         )?;
-        writeln!(f, "rate         {:.0} deliveries/s over {:.1} s of sending", self.deliveries_per_second, self.sending_seconds)?;
+        writeln!(
+            f,
+            "rate         {:.0} deliveries/s over {:.1} s of sending",
+            self.deliveries_per_second, self.sending_seconds
+        )?;
         let l = &self.latency_ms;
-        writeln!(f, "latency ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}", l.p50, l.p90, l.p99, l.p999, l.max)?;
+        writeln!(
+            f,
+            "latency ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        )?;
         let c = &self.connect_ms;
         writeln!(f, "connect ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}", c.p50, c.p90, c.p99, c.max)?;
         for (before, after) in self.nodes_before.iter().zip(&self.nodes_after) {

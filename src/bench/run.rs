@@ -169,7 +169,11 @@ async fn resolve(url: &str) -> Result<SocketAddr, RunError> {
     let rest = url.strip_prefix("ws://").ok_or_else(|| RunError::Resolve(url.to_owned()))?;
     let host = rest.split('/').next().unwrap_or(rest);
     let host = if host.contains(':') { host.to_owned() } else { format!("{host}:80") };
-    tokio::net::lookup_host(&host).await.ok().and_then(|mut found| found.next()).ok_or_else(|| RunError::Resolve(url.to_owned()))
+    tokio::net::lookup_host(&host)
+        .await
+        .ok()
+        .and_then(|mut found| found.next())
+        .ok_or_else(|| RunError::Resolve(url.to_owned()))
 }
 
 /// When sender `sender` of `senders` sends first, after sending starts: sender n starts n/S of
@@ -199,7 +203,8 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
     let (phase, watching) = watch::channel(Phase::Holding);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.connections);
-    let mut ramp = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.ramp)).max(Duration::from_micros(100)));
+    let mut ramp =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.ramp)).max(Duration::from_micros(100)));
     let per_tick = (f64::from(args.ramp) / 10_000.0).ceil().max(1.0) as usize;
     let mut next = 0;
     while next < args.connections {
@@ -263,7 +268,8 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
     // Acks still in flight raise the expected count, so wait for both to settle.
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let complete = tally.received.load(Ordering::Relaxed) + tally.duplicates.load(Ordering::Relaxed) >= tally.expected()
+        let complete = tally.received.load(Ordering::Relaxed) + tally.duplicates.load(Ordering::Relaxed)
+            >= tally.expected()
             && tally.acked.load(Ordering::Relaxed) + error_count(&tally) >= tally.sent.load(Ordering::Relaxed);
         if complete || drain_started.elapsed() >= args.drain {
             break;
@@ -279,7 +285,8 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
     let mut report = report(args, &tally, sending_time, sending_started, before, after);
     report.bench_cpu_seconds = own_after.cpu_seconds - own_before.cpu_seconds;
     report.steal_percent = steal_percent;
-    let sending_cpu: f64 = report.nodes_after.iter().zip(&at_send).map(|(after, at)| after.cpu_seconds - at.cpu_seconds).sum();
+    let sending_cpu: f64 =
+        report.nodes_after.iter().zip(&at_send).map(|(after, at)| after.cpu_seconds - at.cpu_seconds).sum();
     if report.deliveries_received > 0 {
         report.node_cpu_us_per_delivery = sending_cpu * 1e6 / report.deliveries_received as f64;
     }
@@ -303,7 +310,8 @@ fn report(
     // Deliveries per second over the time from the first send to the last delivery.
     let sending_started_ms = crate::domain::now_ms().saturating_sub(sending_started.elapsed().as_millis() as u64);
     let last = tally.last_delivery_ms.load(Ordering::Relaxed);
-    let delivering = Duration::from_millis(last.saturating_sub(sending_started_ms)).max(sending_time.min(Duration::from_secs(1)));
+    let delivering =
+        Duration::from_millis(last.saturating_sub(sending_started_ms)).max(sending_time.min(Duration::from_secs(1)));
     Report {
         connections_established: tally.established.load(Ordering::Relaxed),
         connections_failed: tally.failed.load(Ordering::Relaxed),

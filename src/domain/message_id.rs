@@ -42,11 +42,7 @@ impl MessageId {
     /// The smallest id strictly greater than `self`, given a clock reading: ids never go back in
     /// time even when the wall clock does.
     pub fn next_after(self, now_ms: u64) -> Self {
-        if now_ms > self.ms {
-            Self { ms: now_ms, seq: 0 }
-        } else {
-            Self { ms: self.ms, seq: self.seq + 1 }
-        }
+        if now_ms > self.ms { Self { ms: now_ms, seq: 0 } } else { Self { ms: self.ms, seq: self.seq + 1 } }
     }
 }
 

@@ -247,21 +247,18 @@ pub async fn presence_counts_sessions_and_announces_once(h: &Harness) {
     let p = &h.engine;
     p.join(&room, &alice, a1).await.expect("join");
     let presence = p.join(&room, &alice, a2).await.expect("join");
-    assert_eq!(presence, RoomPresence { user_count: 1, members: Some(vec![Member { user: alice.clone(), sessions: 2 }]) });
+    assert_eq!(
+        presence,
+        RoomPresence { user_count: 1, members: Some(vec![Member { user: alice.clone(), sessions: 2 }]) }
+    );
     let presence = p.join(&room, &bob, b1).await.expect("join");
     let members = presence.members.expect("a small room lists its members");
-    assert_eq!(members.iter().map(|m| (m.user.as_str(), m.sessions)).collect::<Vec<_>>(), [
-        ("alice", 2),
-        ("bob", 1)
-    ]);
+    assert_eq!(members.iter().map(|m| (m.user.as_str(), m.sessions)).collect::<Vec<_>>(), [("alice", 2), ("bob", 1)]);
     p.join(&room, &bob, b1).await.expect("joining twice is a no-op");
     p.leave(&room, &alice, a1).await.expect("leave");
     p.leave(&room, &bob, b1).await.expect("leave");
     p.leave(&room, &bob, b1).await.expect("leaving twice is a no-op");
-    assert_eq!(p.members(&room).await.expect("members"), vec![Member {
-        user: alice.clone(),
-        sessions: 1
-    }]);
+    assert_eq!(p.members(&room).await.expect("members"), vec![Member { user: alice.clone(), sessions: 1 }]);
     p.leave(&room, &alice, a2).await.expect("leave");
     assert!(p.members(&room).await.expect("members").is_empty());
 
@@ -273,12 +270,15 @@ pub async fn presence_counts_sessions_and_announces_once(h: &Harness) {
             _ => None,
         })
         .collect();
-    assert_eq!(changes, [
-        ("alice".to_string(), PresenceKind::Join),
-        ("bob".to_string(), PresenceKind::Join),
-        ("bob".to_string(), PresenceKind::Leave),
-        ("alice".to_string(), PresenceKind::Leave),
-    ]);
+    assert_eq!(
+        changes,
+        [
+            ("alice".to_string(), PresenceKind::Join),
+            ("bob".to_string(), PresenceKind::Join),
+            ("bob".to_string(), PresenceKind::Leave),
+            ("alice".to_string(), PresenceKind::Leave),
+        ]
+    );
 }
 
 /// A room over the presence limit lists no members on join and announces no joins or leaves;

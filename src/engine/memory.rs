@@ -11,13 +11,10 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{
-    Broker, BusEvent, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery,
-};
+use super::{Broker, BusEvent, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
 use crate::{
     domain::{
-        Member, Message, MessageId, PresenceChange, PresenceKind, RoomName, RoomPresence, SessionId,
-        UserName, now_ms,
+        Member, Message, MessageId, PresenceChange, PresenceKind, RoomName, RoomPresence, SessionId, UserName, now_ms,
     },
     protocol::HistoryQuery,
 };
@@ -77,14 +74,11 @@ fn members_of(users: Option<&BTreeMap<UserName, Vec<SessionId>>>) -> Vec<Member>
 
 /// The page of `messages` (in id order) that `query` asks for.
 fn page(messages: &VecDeque<Message>, query: HistoryQuery) -> Vec<Message> {
-    let in_range = |m: &&Message| {
-        query.after.is_none_or(|after| m.id > after) && query.before.is_none_or(|b| m.id < b)
-    };
+    let in_range = |m: &&Message| query.after.is_none_or(|after| m.id > after) && query.before.is_none_or(|b| m.id < b);
     if query.after.is_some() {
         messages.iter().filter(in_range).take(query.limit).cloned().collect()
     } else {
-        let mut newest: Vec<Message> =
-            messages.iter().rev().filter(in_range).take(query.limit).cloned().collect();
+        let mut newest: Vec<Message> = messages.iter().rev().filter(in_range).take(query.limit).cloned().collect();
         newest.reverse();
         newest
     }
@@ -107,19 +101,11 @@ impl Broker for MemoryEngine {
         Ok(id)
     }
 
-    async fn history(
-        &self,
-        room: &RoomName,
-        query: HistoryQuery,
-    ) -> Result<Vec<Message>, EngineError> {
+    async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
         Ok(self.state().logs.get(room).map(|log| page(&log.messages, query)).unwrap_or_default())
     }
 
-    async fn recover(
-        &self,
-        room: &RoomName,
-        since: Option<MessageId>,
-    ) -> Result<Recovery, EngineError> {
+    async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
         let state = self.state();
         let Some(log) = state.logs.get(room) else {
             return Ok(Recovery { messages: Vec::new(), last_id: None, recovered: true });
@@ -137,12 +123,7 @@ impl Broker for MemoryEngine {
 
 #[async_trait]
 impl PresenceStore for MemoryEngine {
-    async fn join(
-        &self,
-        room: &RoomName,
-        user: &UserName,
-        session: SessionId,
-    ) -> Result<RoomPresence, EngineError> {
+    async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<RoomPresence, EngineError> {
         let mut state = self.state();
         let users = state.presence.entry(room.clone()).or_default();
         let sessions = users.entry(user.clone()).or_default();
@@ -162,12 +143,7 @@ impl PresenceStore for MemoryEngine {
         Ok(RoomPresence { user_count, members: listed.then(|| members_of(Some(users))) })
     }
 
-    async fn leave(
-        &self,
-        room: &RoomName,
-        user: &UserName,
-        session: SessionId,
-    ) -> Result<(), EngineError> {
+    async fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<(), EngineError> {
         let mut state = self.state();
         let Some(users) = state.presence.get_mut(room) else { return Ok(()) };
         let Some(sessions) = users.get_mut(user) else { return Ok(()) };

@@ -35,7 +35,10 @@ pub enum BusEvent {
     Message(Arc<Message>),
     Presence(PresenceChange),
     /// Messages of `room` after `after` were lost before they could be delivered.
-    Gap { room: RoomName, after: Option<MessageId> },
+    Gap {
+        room: RoomName,
+        after: Option<MessageId>,
+    },
 }
 
 impl BusEvent {
@@ -100,15 +103,10 @@ pub trait Broker: Send + Sync {
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError>;
 
     /// A page of retained history, in id order (see [`HistoryQuery`]).
-    async fn history(&self, room: &RoomName, query: HistoryQuery)
-    -> Result<Vec<Message>, EngineError>;
+    async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError>;
 
     /// The retained messages after `since`, and the room's newest id.
-    async fn recover(
-        &self,
-        room: &RoomName,
-        since: Option<MessageId>,
-    ) -> Result<Recovery, EngineError>;
+    async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError>;
 }
 
 /// Keeps which users are in which room, with their session counts, and which sessions exist.
@@ -132,21 +130,11 @@ pub trait PresenceStore: Send + Sync {
     /// Adds `session` to `room`; announces a `join` when it is the user's first session there,
     /// unless the room then has more users than the presence limit. Returns the room's presence
     /// afterwards (its members only up to the limit).
-    async fn join(
-        &self,
-        room: &RoomName,
-        user: &UserName,
-        session: SessionId,
-    ) -> Result<RoomPresence, EngineError>;
+    async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<RoomPresence, EngineError>;
 
     /// Removes `session` from `room`; announces a `leave` when it was the user's last session,
     /// unless the room had more users than the presence limit.
-    async fn leave(
-        &self,
-        room: &RoomName,
-        user: &UserName,
-        session: SessionId,
-    ) -> Result<(), EngineError>;
+    async fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<(), EngineError>;
 
     /// The room's members, sorted by user name.
     async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError>;

@@ -112,7 +112,11 @@ struct HistoryParams {
 }
 
 /// `GET /api/v1/rooms/{room}/messages?after=&before=&limit=` -> `{"room":"...","messages":[...]}`.
-pub async fn list_messages(req: HttpRequest, path: web::Path<String>, node: NodeData) -> Result<HttpResponse, ApiError> {
+pub async fn list_messages(
+    req: HttpRequest,
+    path: web::Path<String>,
+    node: NodeData,
+) -> Result<HttpResponse, ApiError> {
     authorize(&req, &node)?;
     let room = room_of(&path)?;
     let params = web::Query::<HistoryParams>::from_query(req.query_string())

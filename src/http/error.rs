@@ -56,9 +56,7 @@ impl From<EngineError> for ApiError {
                 "unavailable",
                 "the message store is unavailable; nothing was done, try again",
             ),
-            EngineError::Internal(_) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-            }
+            EngineError::Internal(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
         }
     }
 }

@@ -43,7 +43,9 @@ impl ClientFrame {
     /// The room the frame is about, if any.
     pub fn room(&self) -> Option<&RoomName> {
         match self {
-            Self::Join { room, .. } | Self::Leave { room } | Self::Send { room, .. } | Self::History { room, .. } => Some(room),
+            Self::Join { room, .. } | Self::Leave { room } | Self::Send { room, .. } | Self::History { room, .. } => {
+                Some(room)
+            }
             Self::Ping => None,
         }
     }
@@ -86,10 +88,7 @@ pub struct FrameError {
 /// Parses one text frame.
 pub fn parse_client_frame(text: &str) -> Result<Request, FrameError> {
     let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(text) else {
-        return Err(FrameError {
-            reference: None,
-            message: "a frame must be one JSON object".into(),
-        });
+        return Err(FrameError { reference: None, message: "a frame must be one JSON object".into() });
     };
     let reference = take_ref(&mut fields)?;
     let fail = |message: String| FrameError { reference: reference.clone(), message };
@@ -112,15 +111,9 @@ fn take_ref(fields: &mut Map<String, Value>) -> Result<Option<String>, FrameErro
 fn parse_frame(fields: &mut Map<String, Value>) -> Result<ClientFrame, String> {
     let kind = required_string(fields, "type")?;
     Ok(match kind.as_str() {
-        "join" => ClientFrame::Join {
-            room: room(fields)?,
-            since: optional_id(fields, "since")?,
-        },
+        "join" => ClientFrame::Join { room: room(fields)?, since: optional_id(fields, "since")? },
         "leave" => ClientFrame::Leave { room: room(fields)? },
-        "send" => ClientFrame::Send {
-            room: room(fields)?,
-            body: required_string(fields, "body")?,
-        },
+        "send" => ClientFrame::Send { room: room(fields)?, body: required_string(fields, "body")? },
         "history" => ClientFrame::History {
             room: room(fields)?,
             query: HistoryQuery {
@@ -128,9 +121,7 @@ fn parse_frame(fields: &mut Map<String, Value>) -> Result<ClientFrame, String> {
                 after: optional_id(fields, "after")?,
                 limit: match fields.remove("limit") {
                     None | Some(Value::Null) => DEFAULT_HISTORY_LIMIT,
-                    Some(Value::Number(n)) => {
-                        HistoryQuery::checked_limit(n.as_u64().unwrap_or(0))?
-                    }
+                    Some(Value::Number(n)) => HistoryQuery::checked_limit(n.as_u64().unwrap_or(0))?,
                     Some(_) => return Err("`limit` must be a number".into()),
                 },
             },
@@ -158,9 +149,7 @@ fn optional_string(fields: &mut Map<String, Value>, name: &str) -> Result<Option
 }
 
 fn optional_id(fields: &mut Map<String, Value>, name: &str) -> Result<Option<MessageId>, String> {
-    optional_string(fields, name)?
-        .map(|raw| raw.parse().map_err(|e| format!("`{name}`: {e}")))
-        .transpose()
+    optional_string(fields, name)?.map(|raw| raw.parse().map_err(|e| format!("`{name}`: {e}"))).transpose()
 }
 
 #[cfg(test)]
@@ -177,10 +166,7 @@ mod tests {
         assert_eq!(join.reference.as_deref(), Some("r1"));
         assert_eq!(
             join.frame,
-            ClientFrame::Join {
-                room: RoomName::parse("lobby").unwrap(),
-                since: Some(MessageId::new(5, 1))
-            }
+            ClientFrame::Join { room: RoomName::parse("lobby").unwrap(), since: Some(MessageId::new(5, 1)) }
         );
         assert_eq!(parse(r#"{"type":"leave","room":"a"}"#).unwrap().frame.kind(), "leave");
         assert_eq!(parse(r#"{"type":"send","room":"a","body":"hi"}"#).unwrap().frame.kind(), "send");

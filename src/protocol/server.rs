@@ -19,7 +19,6 @@ pub struct Limits {
     pub max_rooms: usize,
 }
 
-
 /// A frame from the node to the client. `reference` is the client's `ref`, echoed in replies.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -110,9 +109,7 @@ impl ServerFrame<'_> {
             // never take the session down.
             Err(error) => {
                 tracing::error!(%error, "could not encode a server frame");
-                ByteString::from_static(
-                    r#"{"type":"error","code":"internal","message":"could not encode a frame"}"#,
-                )
+                ByteString::from_static(r#"{"type":"error","code":"internal","message":"could not encode a frame"}"#)
             }
         }
     }
@@ -169,15 +166,12 @@ mod tests {
             last_id: None,
             recovered: None,
         });
-        assert_eq!(joined, json!({"type":"joined","room":"a","members":[],"member_count":0,"presence":true,"last_id":null}));
-        let error = json_of(&ServerFrame::Error {
-            reference: Some("7"),
-            code: ErrorCode::RateLimited,
-            message: "slow down",
-        });
         assert_eq!(
-            error,
-            json!({"type":"error","ref":"7","code":"rate_limited","message":"slow down"})
+            joined,
+            json!({"type":"joined","room":"a","members":[],"member_count":0,"presence":true,"last_id":null})
         );
+        let error =
+            json_of(&ServerFrame::Error { reference: Some("7"), code: ErrorCode::RateLimited, message: "slow down" });
+        assert_eq!(error, json!({"type":"error","ref":"7","code":"rate_limited","message":"slow down"}));
     }
 }

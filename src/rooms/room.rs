@@ -10,7 +10,6 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use actix::{Actor, Addr, Context, Handler};
 use super::{
     messages::RoomEvent,
     worker::{Fanout, WorkerAddr, WorkerId, WorkerRooms},
@@ -24,6 +23,7 @@ use crate::{
         traces::{self, DELIVERY_TARGET},
     },
 };
+use actix::{Actor, Addr, Context, Handler};
 
 /// Rooms with at most this many local members get a `ws.send` span per receiving session.
 pub const SEND_SPANS_PER_SESSION_UP_TO: usize = 16;
@@ -150,12 +150,8 @@ impl Handler<BusEvent> for Room {
             // The user whose presence changed is not told about it: on join that is the
             // joining session; on leave the user has no session left in the room.
             BusEvent::Presence(change) => {
-                let frame = ServerFrame::Presence {
-                    room: &change.room,
-                    event: change.kind,
-                    user: &change.user,
-                }
-                .encode();
+                let frame =
+                    ServerFrame::Presence { room: &change.room, event: change.kind, user: &change.user }.encode();
                 self.fan_out(RoomEvent { room: self.name.clone(), id: None, frame, trace: None }, Some(&change.user));
             }
             BusEvent::Gap { room, after } => {

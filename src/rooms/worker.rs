@@ -161,7 +161,12 @@ mod tests {
         local.add(&lobby, alice_session, alice.clone());
         local.add(&lobby, bob_session, bob.clone());
         local.add(&other, bob_session, bob.clone());
-        let event = |room: &RoomName| RoomEvent { room: room.clone(), id: None, frame: ByteString::from_static("{}"), trace: None };
+        let event = |room: &RoomName| RoomEvent {
+            room: room.clone(),
+            id: None,
+            frame: ByteString::from_static("{}"),
+            trace: None,
+        };
         let addr = local.addr().addr;
         addr.send(Fanout { event: event(&lobby), skip_user: None }).await.unwrap();
         addr.send(Fanout { event: event(&lobby), skip_user: Some(name("alice")) }).await.unwrap();

@@ -46,7 +46,9 @@ pub fn init_telemetry(format: LogFormat, node: &str) -> Result<TelemetryGuard, T
         FilterExt::and(filter, filter_fn(|metadata| metadata.target() != DELIVERY_TARGET))
     };
     let logs = match format {
-        LogFormat::Json => fmt::layer().fmt_fields(JsonFields::new()).event_format(FlatJson).with_filter(log_filter()).boxed(),
+        LogFormat::Json => {
+            fmt::layer().fmt_fields(JsonFields::new()).event_format(FlatJson).with_filter(log_filter()).boxed()
+        }
         LogFormat::Pretty => fmt::layer().with_filter(log_filter()).boxed(),
     };
     let otel = provider.as_ref().map(|provider| {

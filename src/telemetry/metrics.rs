@@ -101,7 +101,12 @@ impl MetricSet {
         let metrics = Self {
             connections: register(r, "connections", "Open WebSocket sessions", Gauge::default()),
             rooms: register(r, "rooms", "Rooms with members on this node", Gauge::default()),
-            connections_opened: register(r, "connections_opened", "WebSocket upgrade attempts by result", Labeled::default()),
+            connections_opened: register(
+                r,
+                "connections_opened",
+                "WebSocket upgrade attempts by result",
+                Labeled::default(),
+            ),
             frames_received: register(r, "frames_received", "Client frames by type", Labeled::default()),
             error_frames: register(r, "error_frames", "Error frames sent, by code", Labeled::default()),
             closes: register(r, "closes", "Sessions closed, by WebSocket close code", Labeled::default()),
@@ -132,7 +137,12 @@ impl MetricSet {
                 "Redis round trips by operation",
                 HistogramFamily::new_with_constructor(command_histogram),
             ),
-            bus_events: register(r, "bus_events", "Events the engine handed to this node, by outcome", Labeled::default()),
+            bus_events: register(
+                r,
+                "bus_events",
+                "Events the engine handed to this node, by outcome",
+                Labeled::default(),
+            ),
             bus_pending: register(
                 r,
                 "bus_pending",

@@ -81,7 +81,9 @@ pub fn provider_from_env(node: &str) -> Result<Option<SdkTracerProvider>, TraceS
 }
 
 /// The layer that turns `tracing` spans into OpenTelemetry spans.
-pub fn layer<S>(provider: &SdkTracerProvider) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
+pub fn layer<S>(
+    provider: &SdkTracerProvider,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {

@@ -84,7 +84,13 @@ impl Session {
     /// Join: register with the local room first, so no live event can be missed, then add
     /// presence and read what to replay. Live events arriving meanwhile are held back and
     /// written after the replay and the `joined` reply.
-    fn join(&mut self, reference: Option<String>, room: RoomName, since: Option<MessageId>, ctx: &mut Context<Self>) -> Reply {
+    fn join(
+        &mut self,
+        reference: Option<String>,
+        room: RoomName,
+        since: Option<MessageId>,
+        ctx: &mut Context<Self>,
+    ) -> Reply {
         if !self.identity.rooms.allows(&room) {
             self.error(ctx, reference.as_deref(), ErrorCode::Forbidden, "your credentials do not allow this room");
             return done();
@@ -94,7 +100,12 @@ impl Session {
             (rooms.contains_key(&room), rooms.len())
         };
         if !rejoin && joined_rooms >= self.node.settings.max_rooms_per_session {
-            self.error(ctx, reference.as_deref(), ErrorCode::RoomLimit, "this session is in as many rooms as it may be");
+            self.error(
+                ctx,
+                reference.as_deref(),
+                ErrorCode::RoomLimit,
+                "this session is in as many rooms as it may be",
+            );
             return done();
         }
         if !rejoin {
@@ -105,10 +116,7 @@ impl Session {
             (self.node.registry.clone(), self.node.engine.clone(), self.identity.user.clone(), self.id);
         let target = room.clone();
         let work = async move {
-            registry
-                .send(join)
-                .await
-                .map_err(|_| EngineError::Internal("the room registry has stopped".into()))?;
+            registry.send(join).await.map_err(|_| EngineError::Internal("the room registry has stopped".into()))?;
             let span = engine_span("room.join", engine.kind(), &target);
             let joined = engine.join_and_recover(&target, &user, session, since).instrument(span.clone()).await;
             record_outcome(&span, &joined);
@@ -255,7 +263,13 @@ impl Session {
         }))
     }
 
-    fn history(&mut self, reference: Option<String>, room: RoomName, query: HistoryQuery, ctx: &mut Context<Self>) -> Reply {
+    fn history(
+        &mut self,
+        reference: Option<String>,
+        room: RoomName,
+        query: HistoryQuery,
+        ctx: &mut Context<Self>,
+    ) -> Reply {
         if !self.identity.rooms.allows(&room) {
             self.error(ctx, reference.as_deref(), ErrorCode::Forbidden, "your credentials do not allow this room");
             return done();
@@ -271,7 +285,12 @@ impl Session {
         .in_current_span();
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok(messages) => {
-                let frame = ServerFrame::History { reference: reference.as_deref(), room: &room, messages: MessageList(&messages) }.encode();
+                let frame = ServerFrame::History {
+                    reference: reference.as_deref(),
+                    room: &room,
+                    messages: MessageList(&messages),
+                }
+                .encode();
                 act.write(frame, ctx);
             }
             Err(error) => act.engine_failed(ctx, reference.as_deref(), &error),

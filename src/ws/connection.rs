@@ -118,7 +118,14 @@ impl Connection {
         self.close_with(ctx, code.code(), reason, "server", discard);
     }
 
-    fn close_with<A: WsActor>(&mut self, ctx: &mut Context<A>, code: u16, reason: &str, by: &'static str, discard: bool) {
+    fn close_with<A: WsActor>(
+        &mut self,
+        ctx: &mut Context<A>,
+        code: u16,
+        reason: &str,
+        by: &'static str,
+        discard: bool,
+    ) {
         if self.close_code.is_some() {
             return;
         }

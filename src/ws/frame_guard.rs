@@ -83,9 +83,7 @@ impl<S> FrameGuard<S> {
         if self.header_len < total {
             return None;
         }
-        Some(short.unwrap_or_else(|| {
-            self.header[2..2 + extra].iter().fold(0u64, |n, b| (n << 8) | u64::from(*b))
-        }))
+        Some(short.unwrap_or_else(|| self.header[2..2 + extra].iter().fold(0u64, |n, b| (n << 8) | u64::from(*b))))
     }
 
     fn on_frame(&mut self, payload: u64) -> Result<(), CloseCode> {

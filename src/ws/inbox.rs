@@ -129,7 +129,8 @@ impl LocalMember for Inbox {
             self.metrics.delivered_after(Duration::from_millis(now_ms().saturating_sub(id.millis())));
         }
         drop(rooms);
-        let send = event.trace.as_ref().map(|parent| session_trace::send_span(self.session, parent, &event.room, event.id));
+        let send =
+            event.trace.as_ref().map(|parent| session_trace::send_span(self.session, parent, &event.room, event.id));
         let _entered = send.as_ref().map(tracing::Span::enter);
         if self.outbound.text(event.frame.clone()).is_err() {
             self.overflow();
@@ -176,7 +177,12 @@ mod tests {
     }
 
     fn event(room_name: &str, id: Option<u64>, text: &'static str) -> RoomEvent {
-        RoomEvent { room: room(room_name), id: id.map(|seq| MessageId::new(now_ms(), seq)), frame: ByteString::from_static(text), trace: None }
+        RoomEvent {
+            room: room(room_name),
+            id: id.map(|seq| MessageId::new(now_ms(), seq)),
+            frame: ByteString::from_static(text),
+            trace: None,
+        }
     }
 
     /// Everything queued for the client, encoded as the driver would write it.
@@ -198,7 +204,14 @@ mod tests {
         let overflows = Arc::new(AtomicUsize::new(0));
         let session = Session(overflows.clone()).start();
         let user = UserName::parse("alice").unwrap_or_else(|_| unreachable!("a valid name"));
-        let inbox = Inbox::new(SessionId::random(), user, outbound.sender(), max_held, session.downgrade().recipient(), Metrics::new());
+        let inbox = Inbox::new(
+            SessionId::random(),
+            user,
+            outbound.sender(),
+            max_held,
+            session.downgrade().recipient(),
+            Metrics::new(),
+        );
         (inbox, overflows)
     }
 

@@ -129,10 +129,8 @@ impl Outbound {
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        let reason = CloseReason {
-            code: CloseCode::from(code),
-            description: (end > 0).then(|| reason[..end].to_owned()),
-        };
+        let reason =
+            CloseReason { code: CloseCode::from(code), description: (end > 0).then(|| reason[..end].to_owned()) };
         queue.frames.push_back(Message::Close(Some(reason)));
         queue.finished = true;
         queue.wake();
@@ -148,10 +146,7 @@ impl OutboundSender {
             return Ok(());
         }
         let len = payload_len(&message);
-        if queue.finished
-            || queue.frames.len() >= queue.max_frames
-            || queue.bytes + len > queue.max_bytes
-        {
+        if queue.finished || queue.frames.len() >= queue.max_frames || queue.bytes + len > queue.max_bytes {
             return Err(QueueFull);
         }
         queue.bytes += len;

@@ -133,15 +133,16 @@ where
 
     fn classify(&self, error: ProtocolError) -> Inbound {
         if let Some(code) = self.verdict.get() {
-            return Inbound::Violation(code, match code {
-                CloseCode::TooBig => "message over max_frame_bytes",
-                _ => "control frame over 125 bytes",
-            });
+            return Inbound::Violation(
+                code,
+                match code {
+                    CloseCode::TooBig => "message over max_frame_bytes",
+                    _ => "control frame over 125 bytes",
+                },
+            );
         }
         match error {
-            ProtocolError::Overflow => {
-                Inbound::Violation(CloseCode::TooBig, "message over max_frame_bytes")
-            }
+            ProtocolError::Overflow => Inbound::Violation(CloseCode::TooBig, "message over max_frame_bytes"),
             // The decoder's only InvalidData: non-zero reserved bits.
             ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
                 Inbound::Violation(CloseCode::Protocol, "reserved bits set")
@@ -149,9 +150,7 @@ where
             // The transport failed under the decoder: the peer is gone.
             ProtocolError::Io(_) => Inbound::Gone,
             ProtocolError::InvalidOpcode(_) => Inbound::Violation(CloseCode::Protocol, "unknown opcode"),
-            ProtocolError::InvalidLength(_) => {
-                Inbound::Violation(CloseCode::Protocol, "invalid control frame")
-            }
+            ProtocolError::InvalidLength(_) => Inbound::Violation(CloseCode::Protocol, "invalid control frame"),
             ProtocolError::ContinuationNotStarted | ProtocolError::ContinuationStarted => {
                 Inbound::Violation(CloseCode::Protocol, "bad fragmentation")
             }

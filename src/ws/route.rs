@@ -3,7 +3,7 @@
 //! errors with a JSON body; nothing is upgraded. What is admitted is answered and run by
 //! `upgrade`.
 
-use actix_http::{Response, RequestHead};
+use actix_http::{RequestHead, Response};
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use opentelemetry::trace::SpanContext;
 use serde::Deserialize;
@@ -92,7 +92,10 @@ fn chat_handshake(head: &RequestHead, query: &str, node: &Node, span: &tracing::
     span.record("enduser.id", identity.user.as_str());
     span.record("user", identity.user.as_str());
     let response = switching_protocols(head)?;
-    Ok(Admission { response, admitted: Admitted::Chat { session, identity, slot, handshake: traces::span_context(span) } })
+    Ok(Admission {
+        response,
+        admitted: Admitted::Chat { session, identity, slot, handshake: traces::span_context(span) },
+    })
 }
 
 /// Admits a conformance-test connection that echoes every message.
@@ -135,6 +138,7 @@ fn bearer_token(head: &RequestHead) -> Option<&str> {
 
 /// The 101 answer to a valid handshake.
 fn switching_protocols(head: &RequestHead) -> Result<Response<()>, ApiError> {
-    let not_a_handshake = |error: &dyn std::fmt::Display| ApiError::bad_request(format!("not a WebSocket handshake: {error}"));
+    let not_a_handshake =
+        |error: &dyn std::fmt::Display| ApiError::bad_request(format!("not a WebSocket handshake: {error}"));
     actix_http::ws::handshake(head).map_err(|e| not_a_handshake(&e))?.message_body(()).map_err(|e| not_a_handshake(&e))
 }

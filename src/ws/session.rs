@@ -5,7 +5,10 @@
 //! worker thread's rooms call directly; the inbox tells the session only when the client does
 //! not keep up.
 
-use std::{rc::Rc, time::{Duration, SystemTime}};
+use std::{
+    rc::Rc,
+    time::{Duration, SystemTime},
+};
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, ResponseActFuture, WrapFuture, fut};
 use actix_web::web;
@@ -15,11 +18,11 @@ use opentelemetry::trace::SpanContext;
 
 use super::{
     connection::{Connection, WsActor},
-    inbox::{Inbox, Overflowed},
-    session_trace::SessionTrace,
-    limits::{AbuseWindow, TokenBucket},
     driver::Timer,
+    inbox::{Inbox, Overflowed},
+    limits::{AbuseWindow, TokenBucket},
     reader::{Inbound, InboundFrame},
+    session_trace::SessionTrace,
 };
 use crate::{
     auth::Identity,

@@ -94,7 +94,12 @@ impl SessionTrace {
 }
 
 /// The `ws.send` span of one traced delivery to `session`, a child of `parent`.
-pub fn send_span(session: SessionId, parent: &opentelemetry::Context, room: &RoomName, id: Option<MessageId>) -> tracing::Span {
+pub fn send_span(
+    session: SessionId,
+    parent: &opentelemetry::Context,
+    room: &RoomName,
+    id: Option<MessageId>,
+) -> tracing::Span {
     let span = tracing::info_span!(
         target: DELIVERY_TARGET,
         "ws.send",

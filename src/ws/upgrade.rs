@@ -92,7 +92,11 @@ struct Switched {
 /// Admits the request and answers it: 101, or an error and the end of the connection. The
 /// request, the HTTP codec and the dispatcher's buffers are all dropped on return, so a
 /// connection keeps none of them.
-async fn handshake(request: Request, framed: Framed<TcpStream, h1::Codec>, node: &Node) -> Option<(Switched, Admitted)> {
+async fn handshake(
+    request: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+    node: &Node,
+) -> Option<(Switched, Admitted)> {
     let FramedParts { io: stream, mut codec, read_buf, .. } = framed.into_parts();
     // Frames go out as they are written: Nagle's wait for the previous segment's ACK only adds
     // latency to a stream of small frames (BENCHMARKS.md, change 10). Failing to set it is harmless.

@@ -27,7 +27,8 @@ async fn the_server_api_is_off_without_a_key_and_checks_it() {
     assert!(body["message"].as_str().is_some_and(|m| m.contains("ROOKERY_API_KEY")));
 
     let app = spawn_app(&[("ROOKERY_API_KEY", "sekrit")]).await;
-    let (status, body) = http(&app, "GET", "/api/v1/rooms/lobby/members", &[("Authorization", "Bearer wrong")], None).await;
+    let (status, body) =
+        http(&app, "GET", "/api/v1/rooms/lobby/members", &[("Authorization", "Bearer wrong")], None).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
 }
 
@@ -37,10 +38,14 @@ async fn posted_messages_are_delivered_and_listed() {
     let mut alice = app.client("alice").await;
     alice.join("lobby").await;
     let (status, created) =
-        http(&app, "POST", "/api/v1/rooms/lobby/messages", &[KEY], Some(json!({"user":"system","body":"welcome"}))).await;
+        http(&app, "POST", "/api/v1/rooms/lobby/messages", &[KEY], Some(json!({"user":"system","body":"welcome"})))
+            .await;
     assert_eq!(status, 201, "{created}");
     let message = alice.recv().await;
-    assert_eq!((message["type"].as_str(), message["user"].as_str(), message["body"].as_str()), (Some("message"), Some("system"), Some("welcome")));
+    assert_eq!(
+        (message["type"].as_str(), message["user"].as_str(), message["body"].as_str()),
+        (Some("message"), Some("system"), Some("welcome"))
+    );
     assert_eq!(message["id"], created["id"]);
 
     let (status, members) = http(&app, "GET", "/api/v1/rooms/lobby/members", &[KEY], None).await;
@@ -50,9 +55,11 @@ async fn posted_messages_are_delivered_and_listed() {
     for n in 0..3 {
         alice.say("lobby", &n.to_string()).await;
     }
-    let (status, page) = http(&app, "GET", &format!("/api/v1/rooms/lobby/messages?after={first}&limit=2"), &[KEY], None).await;
+    let (status, page) =
+        http(&app, "GET", &format!("/api/v1/rooms/lobby/messages?after={first}&limit=2"), &[KEY], None).await;
     assert_eq!(status, 200);
-    let bodies: Vec<&str> = page["messages"].as_array().expect("messages").iter().map(|m| m["body"].as_str().unwrap_or("")).collect();
+    let bodies: Vec<&str> =
+        page["messages"].as_array().expect("messages").iter().map(|m| m["body"].as_str().unwrap_or("")).collect();
     assert_eq!(bodies, ["0", "1"]);
 
     let bad = [
@@ -81,7 +88,8 @@ async fn metrics_count_traffic() {
     alice.recv_until("error").await;
     // The ack can come before the room's fan-out (which counts deliveries) has run.
     app.eventually("both fan-outs", |node| node.metrics.render().contains("rookery_deliveries_total 2\n")).await;
-    app.eventually("both writes", |node| node.metrics.render().contains("rookery_delivery_latency_seconds_count 2\n")).await;
+    app.eventually("both writes", |node| node.metrics.render().contains("rookery_delivery_latency_seconds_count 2\n"))
+        .await;
     let (status, text) = http_text(&app, "GET", "/metrics", &[], None).await;
     assert_eq!(status, 200);
     for line in [

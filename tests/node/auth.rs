@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::HeaderValue};
 
-use crate::helpers::{Endpoint, Client, TestApp, spawn_app};
+use crate::helpers::{Client, Endpoint, TestApp, spawn_app};
 
 const SECRET: &str = "test-secret";
 
@@ -43,7 +43,9 @@ async fn jwt_identifies_the_user_from_header_or_query() {
     let app = jwt_app().await;
     let token = hs256(json!({"sub":"alice","exp":now() + 600}));
     let mut with_header = request(&app.ws_url("?user=mallory"));
-    with_header.headers_mut().insert("Authorization", HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
+    with_header
+        .headers_mut()
+        .insert("Authorization", HeaderValue::from_str(&format!("Bearer {token}")).expect("header"));
     let client = Client::connect_request(with_header).await.expect("accepted");
     assert_eq!(client.welcome["user"], "alice", "the token, not ?user=, names the user");
     let client = Client::connect(&app.ws_url(&format!("?token={token}"))).await;
@@ -57,7 +59,12 @@ async fn missing_invalid_and_expired_tokens_get_401_without_upgrade() {
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
     assert!(body["message"].as_str().is_some_and(|m| m.contains("Bearer")), "{body}");
 
-    let forged = encode(&Header::new(Algorithm::HS256), &json!({"sub":"alice","exp":now() + 600}), &EncodingKey::from_secret(b"other")).expect("token");
+    let forged = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub":"alice","exp":now() + 600}),
+        &EncodingKey::from_secret(b"other"),
+    )
+    .expect("token");
     let (status, body) = refused(request(&app.ws_url(&format!("?token={forged}")))).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
 

@@ -52,7 +52,10 @@ async fn a_churn_run_connects_joins_and_leaves_and_the_node_returns_to_zero() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
-    assert_eq!((report["connections_established"].as_u64(), report["connections_failed"].as_u64()), (Some(100), Some(0)));
+    assert_eq!(
+        (report["connections_established"].as_u64(), report["connections_failed"].as_u64()),
+        (Some(100), Some(0))
+    );
     assert_eq!(report["connect_ms"]["count"], 100);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -81,9 +84,13 @@ fn the_idle_script_spreads_connections_over_processes_and_reports_memory_per_con
         .expect("run scripts/bench-idle.sh");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("engine       redis, 4 rooms, ramp 200/s, heartbeat 300 ms, 2 bench processes"), "{stdout}");
+    assert!(
+        stdout.contains("engine       redis, 4 rooms, ramp 200/s, heartbeat 300 ms, 2 bench processes"),
+        "{stdout}"
+    );
     assert!(stdout.contains("connections  40 held"), "{stdout}");
-    let per_connection = stdout.lines().find_map(|line| line.strip_prefix("per conn")).map(|rest| rest.trim().trim_end_matches(" KiB"));
+    let per_connection =
+        stdout.lines().find_map(|line| line.strip_prefix("per conn")).map(|rest| rest.trim().trim_end_matches(" KiB"));
     assert!(per_connection.and_then(|kib| kib.parse::<f64>().ok()).is_some(), "{stdout}");
 }
 
@@ -134,5 +141,8 @@ async fn idle_connections_answer_heartbeats_and_are_held_to_the_end() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
-    assert_eq!((report["connections_established"].as_u64(), report["connections_dropped"].as_u64()), (Some(10), Some(0)));
+    assert_eq!(
+        (report["connections_established"].as_u64(), report["connections_dropped"].as_u64()),
+        (Some(10), Some(0))
+    );
 }

@@ -8,11 +8,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{
-    helpers::Endpoint,
-    node_process::NodeProcess,
-    redis_server::RedisServer,
-};
+use crate::{helpers::Endpoint, node_process::NodeProcess, redis_server::RedisServer};
 
 /// A running `rookery chat` with its output lines arriving on a channel.
 struct Terminal {
@@ -112,7 +108,8 @@ async fn at_the_end_of_its_input_the_client_waits_for_acks_then_exits() {
     assert_eq!(carol.exit_code(), Some(0));
     let mut dave = node.client("dave").await;
     let history = dave.request(serde_json::json!({"type":"history","room":"lobby"})).await;
-    let bodies: Vec<&str> = history["messages"].as_array().into_iter().flatten().filter_map(|m| m["body"].as_str()).collect();
+    let bodies: Vec<&str> =
+        history["messages"].as_array().into_iter().flatten().filter_map(|m| m["body"].as_str()).collect();
     assert_eq!(bodies, ["one", "two"], "both lines were stored before it exited");
 }
 

@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use crate::{
-    node_process::NodeProcess,
     helpers::{Client, Endpoint, TestApp, http, http_text, spawn_app},
+    node_process::NodeProcess,
     redis_server::RedisServer,
 };
 
@@ -23,7 +23,11 @@ async fn clients_on_different_nodes_share_rooms_presence_and_history() {
 
     alice.join("lobby").await;
     let joined = bob.join("lobby").await;
-    assert_eq!(joined["members"], json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]), "members are cluster-wide");
+    assert_eq!(
+        joined["members"],
+        json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]),
+        "members are cluster-wide"
+    );
     assert_eq!(alice.recv().await, json!({"type":"presence","room":"lobby","event":"join","user":"bob"}));
 
     let id = alice.say("lobby", "hello from a").await;
@@ -32,7 +36,8 @@ async fn clients_on_different_nodes_share_rooms_presence_and_history() {
     let history = bob.request(json!({"type":"history","room":"lobby"})).await;
     assert_eq!(history["messages"][0]["id"], id.as_str());
 
-    let (status, members) = http(&a, "GET", "/api/v1/rooms/lobby/members", &[("Authorization", "Bearer k")], None).await;
+    let (status, members) =
+        http(&a, "GET", "/api/v1/rooms/lobby/members", &[("Authorization", "Bearer k")], None).await;
     assert_eq!((status, members["members"].as_array().map(Vec::len)), (200, Some(2)));
     let (status, _) = http(&a, "GET", "/readyz", &[], None).await;
     assert_eq!(status, 200);
@@ -75,7 +80,11 @@ async fn each_session_has_an_expiring_record_in_redis_from_connect_to_disconnect
 
     let record: std::collections::HashMap<String, String> =
         redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.expect("HGETALL");
-    assert_eq!((record["user"].as_str(), record["node"].as_str(), record["rooms"].as_str()), ("alice", "node-a", ""), "written at connect");
+    assert_eq!(
+        (record["user"].as_str(), record["node"].as_str(), record["rooms"].as_str()),
+        ("alice", "node-a", ""),
+        "written at connect"
+    );
     let connected_at: u64 = record["connected_at"].parse().expect("connected_at");
     let last_seen: u64 = record["last_seen"].parse().expect("last_seen");
     assert!(connected_at > 1_700_000_000_000 && last_seen >= connected_at - 1000, "{record:?}");
@@ -97,8 +106,11 @@ async fn each_session_has_an_expiring_record_in_redis_from_connect_to_disconnect
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let exists: (bool, bool) = redis::pipe()
-            .cmd("EXISTS").arg(&key)
-            .cmd("HEXISTS").arg(index).arg(&session)
+            .cmd("EXISTS")
+            .arg(&key)
+            .cmd("HEXISTS")
+            .arg(index)
+            .arg(&session)
             .query_async(&mut conn)
             .await
             .expect("EXISTS");
@@ -116,8 +128,18 @@ async fn nodes_reach_redis_over_tls_and_refuse_a_server_they_cannot_verify() {
     let url = redis.url();
     assert!(url.starts_with("rediss://"));
     let ca = format!("{}/tests/fixtures/tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
-    let a = NodeProcess::start(&[("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", "node-a"), ("SSL_CERT_FILE", ca.as_str())]).await;
-    let b = NodeProcess::start(&[("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", "node-b"), ("SSL_CERT_FILE", ca.as_str())]).await;
+    let a = NodeProcess::start(&[
+        ("ROOKERY_REDIS_URL", url.as_str()),
+        ("ROOKERY_NODE_ID", "node-a"),
+        ("SSL_CERT_FILE", ca.as_str()),
+    ])
+    .await;
+    let b = NodeProcess::start(&[
+        ("ROOKERY_REDIS_URL", url.as_str()),
+        ("ROOKERY_NODE_ID", "node-b"),
+        ("SSL_CERT_FILE", ca.as_str()),
+    ])
+    .await;
     let mut alice = a.client("alice").await;
     alice.join("lobby").await;
     let mut bob = b.client("bob").await;

@@ -49,7 +49,8 @@ fn the_compose_balancer_config_passes_nginx_t() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let nginx_dir = repo("deploy/nginx");
     let upstream = std::fs::read_to_string(nginx_dir.join("upstream.conf")).expect("upstream.conf");
-    let upstream = upstream.replace("node-1:", "127.0.0.1:").replace("node-2:", "127.0.0.2:").replace("node-3:", "127.0.0.3:");
+    let upstream =
+        upstream.replace("node-1:", "127.0.0.1:").replace("node-2:", "127.0.0.2:").replace("node-3:", "127.0.0.3:");
     std::fs::write(dir.join("upstream.conf"), upstream).expect("write upstream");
     let main = std::fs::read_to_string(nginx_dir.join("nginx.conf")).expect("nginx.conf");
     assert!(main.contains("include /etc/nginx/rookery/proxy.conf;") && main.contains("listen 8080;"), "{main}");
@@ -84,12 +85,21 @@ fn the_compose_file_runs_redis_jaeger_three_nodes_and_the_balancer_in_order() {
         let node = &services[format!("node-{n}").as_str()];
         assert_eq!(node["build"].as_str(), Some("."));
         assert_eq!(node["depends_on"]["redis"]["condition"].as_str(), Some("service_healthy"));
-        assert_eq!(format!("{:?}", node["healthcheck"]["test"]), format!("{:?}", serde_yaml::from_str::<serde_yaml::Value>(r#"["CMD", "/rookery", "healthcheck"]"#).expect("yaml")));
+        assert_eq!(
+            format!("{:?}", node["healthcheck"]["test"]),
+            format!(
+                "{:?}",
+                serde_yaml::from_str::<serde_yaml::Value>(r#"["CMD", "/rookery", "healthcheck"]"#).expect("yaml")
+            )
+        );
         let env = &node["environment"];
         assert_eq!(env["ROOKERY_REDIS_URL"].as_str(), Some("redis://redis:6379"));
         assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"].as_str(), Some("http://jaeger:4318"));
         node_ids.push(env["ROOKERY_NODE_ID"].as_str().unwrap_or_default().to_owned());
-        assert_eq!(services["lb"]["depends_on"][format!("node-{n}").as_str()]["condition"].as_str(), Some("service_healthy"));
+        assert_eq!(
+            services["lb"]["depends_on"][format!("node-{n}").as_str()]["condition"].as_str(),
+            Some("service_healthy")
+        );
     }
     node_ids.dedup();
     assert_eq!(node_ids.len(), 3, "distinct node ids");
@@ -102,7 +112,10 @@ fn the_compose_file_runs_redis_jaeger_three_nodes_and_the_balancer_in_order() {
     for file in ["nginx.conf", "http.conf", "proxy.conf", "upstream.conf"] {
         assert!(repo("deploy/nginx").join(file).is_file(), "deploy/nginx/{file}");
     }
-    assert_eq!(format!("{:?}", services["lb"]["ports"]), format!("{:?}", serde_yaml::from_str::<serde_yaml::Value>(r#"["8080:8080"]"#).expect("yaml")));
+    assert_eq!(
+        format!("{:?}", services["lb"]["ports"]),
+        format!("{:?}", serde_yaml::from_str::<serde_yaml::Value>(r#"["8080:8080"]"#).expect("yaml"))
+    );
 }
 
 /// The local cluster script, stopped (SIGTERM, so it cleans up) when dropped.

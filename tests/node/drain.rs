@@ -16,7 +16,12 @@ use crate::{
 async fn sigterm_drains_sessions_at_the_drain_rate_and_exits_0() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let vars = [("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", "node-a"), ("ROOKERY_DRAIN_DELAY_MS", "500"), ("ROOKERY_DRAIN_RATE", "20")];
+    let vars = [
+        ("ROOKERY_REDIS_URL", url.as_str()),
+        ("ROOKERY_NODE_ID", "node-a"),
+        ("ROOKERY_DRAIN_DELAY_MS", "500"),
+        ("ROOKERY_DRAIN_RATE", "20"),
+    ];
     let mut a = NodeProcess::start(&vars).await;
     let mut clients = Vec::new();
     for n in 0..10 {
@@ -39,14 +44,19 @@ async fn sigterm_drains_sessions_at_the_drain_rate_and_exits_0() {
         let (status, ready) = http(&a, "GET", "/readyz", &[], None).await;
         assert_eq!((status, ready["status"].as_str()), (503, Some("draining")), "readiness turns off at once");
         let answered = signalled.elapsed();
-        let upgrade = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")];
+        let upgrade = [
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
         let (status, refused) = http(&a, "GET", "/ws?user=late", &upgrade, None).await;
         assert_eq!((status, refused["code"].as_str()), (503, Some("draining")), "new upgrades are refused");
         answered
     };
     let (closed_at, answered) = futures_util::join!(closes, checks);
     assert!(answered < Duration::from_millis(450), "readiness turned off before any session closed: {answered:?}");
-    let (first, last) = (closed_at.iter().min().copied().unwrap_or_default(), closed_at.iter().max().copied().unwrap_or_default());
+    let (first, last) =
+        (closed_at.iter().min().copied().unwrap_or_default(), closed_at.iter().max().copied().unwrap_or_default());
     assert!(first >= Duration::from_millis(450), "sessions waited for the drain delay: {first:?}");
     // Ten sessions at 20 per second: the last closes about 450 ms after the first.
     assert!(last - first >= Duration::from_millis(350), "closes were spread out: {closed_at:?}");
@@ -60,7 +70,15 @@ async fn sigterm_drains_sessions_at_the_drain_rate_and_exits_0() {
 async fn users_who_reconnect_elsewhere_are_not_announced_and_the_others_leave_within_the_ttl() {
     let redis = RedisServer::start();
     let url = redis.url();
-    let vars = |id| [("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", id), ("ROOKERY_DRAIN_DELAY_MS", "0"), ("ROOKERY_NODE_TTL_MS", "2000"), ("ROOKERY_API_KEY", "k")];
+    let vars = |id| {
+        [
+            ("ROOKERY_REDIS_URL", url.as_str()),
+            ("ROOKERY_NODE_ID", id),
+            ("ROOKERY_DRAIN_DELAY_MS", "0"),
+            ("ROOKERY_NODE_TTL_MS", "2000"),
+            ("ROOKERY_API_KEY", "k"),
+        ]
+    };
     let mut a = NodeProcess::start(&vars("node-a")).await;
     let b = NodeProcess::start(&vars("node-b")).await;
     let mut alice = a.client("alice").await;

@@ -27,7 +27,9 @@ async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<d
         max_lag_ms: 10_000,
         presence_max_users: contract::PRESENCE_MAX_USERS,
     };
-    let engine = RedisEngine::connect(config, delivery, rookery::telemetry::Metrics::new()).await.expect("connect to the test redis-server");
+    let engine = RedisEngine::connect(config, delivery, rookery::telemetry::Metrics::new())
+        .await
+        .expect("connect to the test redis-server");
     (Arc::new(engine), server)
 }
 

@@ -78,7 +78,8 @@ async fn switched_app() -> (TestApp, Arc<Switched>) {
     let slot: Arc<Mutex<Option<Arc<Switched>>>> = Arc::default();
     let keep = slot.clone();
     let app = spawn_app_with(&[("ROOKERY_API_KEY", "k")], move |settings, delivery: Arc<dyn Delivery>| {
-        let engine = Arc::new(Switched { inner: MemoryEngine::new(settings.history_len, delivery), fault: Mutex::new(None) });
+        let engine =
+            Arc::new(Switched { inner: MemoryEngine::new(settings.history_len, delivery), fault: Mutex::new(None) });
         *keep.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine.clone());
         engine
     })
@@ -104,7 +105,9 @@ async fn an_unavailable_engine_publishes_nothing_and_turns_readiness_off() {
     let (status, ready) = http(&app, "GET", "/readyz", &[], None).await;
     assert_eq!((status, ready["status"].as_str()), (503, Some("unavailable")));
     assert!(ready["reason"].as_str().is_some_and(|r| r.contains("store unreachable")), "{ready}");
-    let (status, body) = http(&app, "POST", "/api/v1/rooms/lobby/messages", &[("Authorization", "Bearer k")], Some(json!({"body":"x"}))).await;
+    let (status, body) =
+        http(&app, "POST", "/api/v1/rooms/lobby/messages", &[("Authorization", "Bearer k")], Some(json!({"body":"x"})))
+            .await;
     assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")));
 
     engine.set(None);
@@ -123,7 +126,9 @@ async fn internal_engine_failures_answer_internal() {
     engine.set(Some(EngineError::Internal("corrupt entry".into())));
     let reply = alice.request(json!({"type":"send","room":"lobby","body":"x"})).await;
     assert_eq!((reply["code"].as_str(), reply["message"].as_str()), (Some("internal"), Some("internal error")));
-    let (status, body) = http(&app, "POST", "/api/v1/rooms/lobby/messages", &[("Authorization", "Bearer k")], Some(json!({"body":"x"}))).await;
+    let (status, body) =
+        http(&app, "POST", "/api/v1/rooms/lobby/messages", &[("Authorization", "Bearer k")], Some(json!({"body":"x"})))
+            .await;
     assert_eq!((status, body["code"].as_str()), (500, Some("internal")));
     engine.set(None);
     assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong", "the session survives");

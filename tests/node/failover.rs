@@ -48,7 +48,8 @@ fn assert_strictly_increasing(ids: &[String], who: &str) {
 
 /// The room's members as the API reports them: user -> sessions.
 async fn members(node: &impl Endpoint, room: &str) -> Value {
-    let (status, body) = http(node, "GET", &format!("/api/v1/rooms/{room}/members"), &[("Authorization", "Bearer k")], None).await;
+    let (status, body) =
+        http(node, "GET", &format!("/api/v1/rooms/{room}/members"), &[("Authorization", "Bearer k")], None).await;
     assert_eq!(status, 200, "{body}");
     body["members"].clone()
 }
@@ -57,7 +58,9 @@ async fn members(node: &impl Endpoint, room: &str) -> Value {
 /// message frames that arrived meanwhile.
 async fn send_burst(client: &mut Client, room: &str, prefix: &str, count: usize) -> (Vec<String>, Vec<Value>) {
     for n in 0..count {
-        client.send(json!({"type":"send","room":room,"body":format!("{prefix} {n}"),"ref":format!("{prefix}-{n}")})).await;
+        client
+            .send(json!({"type":"send","room":room,"body":format!("{prefix} {n}"),"ref":format!("{prefix}-{n}")}))
+            .await;
     }
     let (mut acked, mut messages) = (Vec::new(), Vec::new());
     while acked.len() < count {
@@ -159,7 +162,8 @@ async fn a_killed_nodes_clients_resume_elsewhere_and_survivors_announce_its_user
     alice.send(json!({"type":"join","room":"lobby","since":last_seen})).await;
     let (joined, replayed) = alice.recv_until("joined").await;
     assert_eq!(joined["recovered"], true);
-    let mut received: Vec<String> = seen.iter().chain(&replayed).map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut received: Vec<String> =
+        seen.iter().chain(&replayed).map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect();
     assert_strictly_increasing(&received, "alice");
     received.retain(|id| acked.contains(id));
     acked.sort_by_key(|id| id_order(id));
@@ -218,7 +222,8 @@ async fn a_node_restarted_with_the_same_id_delivers_its_backlog_without_duplicat
     let (_, replayed) = dave.recv_until("joined").await;
     acked.extend(send_burst(&mut bob, "lobby", "after", 5).await.0);
     let (live, _) = dave.messages(5).await;
-    let received: Vec<String> = seen.iter().chain(&replayed).chain(&live).filter_map(|m| m["id"].as_str().map(str::to_owned)).collect();
+    let received: Vec<String> =
+        seen.iter().chain(&replayed).chain(&live).filter_map(|m| m["id"].as_str().map(str::to_owned)).collect();
     assert_strictly_increasing(&received, "dave");
     assert_eq!(received, acked, "dave has every acked message exactly once");
     dave.expect_silence(Duration::from_millis(300)).await;
@@ -344,7 +349,10 @@ async fn wait_ready(node: &TestApp) {
 
 /// Two nodes with Alice on A and Bob on B in the lobby; Bob sends `count` messages, Alice sees
 /// them, then Redis is killed and Alice's next send is refused. Returns the acked ids.
-async fn chatting_until_redis_dies(redis: &mut RedisServer, count: usize) -> (TestApp, TestApp, Client, Client, Vec<String>) {
+async fn chatting_until_redis_dies(
+    redis: &mut RedisServer,
+    count: usize,
+) -> (TestApp, TestApp, Client, Client, Vec<String>) {
     let (a, b) = (node(redis, "node-a").await, node(redis, "node-b").await);
     let mut alice = in_lobby(&a, "alice").await;
     let mut bob = in_lobby(&b, "bob").await;
@@ -433,7 +441,8 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
     // A backlog published straight into the schema's function while the node sleeps.
     let mut conn = redis.connection().await;
     let room = "backlog";
-    let shard = rookery::engine::redis::Keys::new(rookery::settings::DEFAULT_BUS_SHARDS).shard(&rookery::domain::RoomName::parse(room).expect("room"));
+    let shard = rookery::engine::redis::Keys::new(rookery::settings::DEFAULT_BUS_SHARDS)
+        .shard(&rookery::domain::RoomName::parse(room).expect("room"));
     let mut pipe = redis::pipe();
     for n in 0..3000 {
         pipe.cmd("FCALL")

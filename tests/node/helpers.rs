@@ -359,15 +359,30 @@ impl RawSocket {
 }
 
 /// One HTTP/1.1 request; returns the status and the body parsed as JSON (or as a string).
-pub async fn http(app: &impl Endpoint, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, Value) {
+pub async fn http(
+    app: &impl Endpoint,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
     let (status, text) = http_text(app, method, path, headers, body).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-pub async fn http_text(app: &impl Endpoint, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Value>) -> (u16, String) {
+pub async fn http_text(
+    app: &impl Endpoint,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", app.port())).await.expect("connect");
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if !body.is_empty() {
         request.push_str("Content-Type: application/json\r\n");
     }

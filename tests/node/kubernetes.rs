@@ -67,13 +67,20 @@ fn check_rookery_deployment(objects: &[Value]) {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["startupProbe"]["httpGet"]["path"], "/healthz");
     let security = &container["securityContext"];
-    assert_eq!((&security["readOnlyRootFilesystem"], &security["allowPrivilegeEscalation"]), (&Value::Bool(true), &Value::Bool(false)));
+    assert_eq!(
+        (&security["readOnlyRootFilesystem"], &security["allowPrivilegeEscalation"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
     // The pod gets to finish its drain: preStop + drain delay + shutdown grace fit in the period.
     let config = find(objects, "ConfigMap", objects_config_name(objects));
-    let ms = |key: &str| config["data"][key].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{key}"));
+    let ms =
+        |key: &str| config["data"][key].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{key}"));
     let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64().expect("preStop sleep");
     let period = spec["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds");
-    assert!(pre_stop * 1000 + ms("ROOKERY_DRAIN_DELAY_MS") + ms("ROOKERY_SHUTDOWN_GRACE_MS") < period * 1000, "drain fits in {period} s");
+    assert!(
+        pre_stop * 1000 + ms("ROOKERY_DRAIN_DELAY_MS") + ms("ROOKERY_SHUTDOWN_GRACE_MS") < period * 1000,
+        "drain fits in {period} s"
+    );
 }
 
 /// The rendered ConfigMap's name (kustomize may add a hash suffix).

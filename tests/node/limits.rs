@@ -85,11 +85,7 @@ async fn silent_peers_are_closed_after_three_heartbeats() {
 
 #[actix_web::test]
 async fn a_slow_consumer_is_closed_with_1013_and_the_room_goes_on() {
-    let app = spawn_app(&[
-        ("ROOKERY_OUTBOUND_QUEUE_FRAMES", "64"),
-        ("ROOKERY_API_KEY", "key"),
-    ])
-    .await;
+    let app = spawn_app(&[("ROOKERY_OUTBOUND_QUEUE_FRAMES", "64"), ("ROOKERY_API_KEY", "key")]).await;
     let mut fast = app.client("fast").await;
     fast.join("firehose").await;
     let mut slow = RawSocket::connect(&app, "/ws?user=slow").await;
@@ -148,7 +144,8 @@ async fn a_peer_that_stops_reading_is_reset_a_heartbeat_after_its_session_ends()
             break;
         }
         let post = json!({"user":"sender","body":body});
-        let (status, _) = http(&app, "POST", "/api/v1/rooms/lobby/messages", &[("Authorization", "Bearer key")], Some(post)).await;
+        let (status, _) =
+            http(&app, "POST", "/api/v1/rooms/lobby/messages", &[("Authorization", "Bearer key")], Some(post)).await;
         assert_eq!(status, 201);
     }
     assert!(app.node.metrics.render().contains(closed), "the session closed as a slow consumer");

@@ -101,7 +101,9 @@ impl NodeProcess {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && http(self, "GET", "/readyz", &[], None).await.0 == 200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && http(self, "GET", "/readyz", &[], None).await.0 == 200
+            {
                 return;
             }
             assert!(Instant::now() < deadline, "node on port {} did not become ready", self.port);

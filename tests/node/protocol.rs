@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Endpoint, Client, spawn_app};
+use crate::helpers::{Client, Endpoint, spawn_app};
 
 #[actix_web::test]
 async fn welcome_announces_session_user_node_and_limits() {
@@ -78,7 +78,10 @@ async fn send_acks_and_delivers_to_every_member_including_the_sender() {
     let mut frames = [alice.recv().await, alice.recv().await];
     frames.sort_by_key(|f| f["type"].as_str().map(str::to_owned));
     let (ack, own) = (&frames[0], &frames[1]);
-    assert_eq!((ack["type"].as_str(), ack["ref"].as_str(), ack["room"].as_str()), (Some("ack"), Some("s1"), Some("lobby")));
+    assert_eq!(
+        (ack["type"].as_str(), ack["ref"].as_str(), ack["room"].as_str()),
+        (Some("ack"), Some("s1"), Some("lobby"))
+    );
     let message = bob.recv().await;
     assert_eq!(&message, own, "the sender gets the same frame as everyone");
     assert_eq!(message["id"], ack["id"]);
@@ -123,7 +126,12 @@ async fn history_pages_in_id_order() {
         ids.push(alice.say("lobby", &n.to_string()).await);
     }
     let bodies = |reply: &Value| -> Vec<String> {
-        reply["messages"].as_array().expect("messages").iter().map(|m| m["body"].as_str().unwrap_or("").to_owned()).collect()
+        reply["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| m["body"].as_str().unwrap_or("").to_owned())
+            .collect()
     };
     let all = alice.request(json!({"type":"history","room":"lobby"})).await;
     assert_eq!(all["type"], "history");
@@ -177,23 +185,35 @@ async fn concurrent_senders_are_seen_in_one_order_by_everyone() {
         while seen.len() < 90 {
             let frame = observer.recv().await;
             if frame["type"] == "message" {
-                seen.push((frame["id"].as_str().unwrap_or("").to_owned(), frame["body"].as_str().unwrap_or("").to_owned()));
+                seen.push((
+                    frame["id"].as_str().unwrap_or("").to_owned(),
+                    frame["body"].as_str().unwrap_or("").to_owned(),
+                ));
             }
         }
         orders.push(seen);
     }
     assert_eq!(orders[0], orders[1], "every member sees one order");
-    let ids: Vec<(u64, u64)> = orders[0].iter().map(|(id, _)| {
-        let (ms, seq) = id.split_once('-').expect("id");
-        (ms.parse().expect("ms"), seq.parse().expect("seq"))
-    }).collect();
+    let ids: Vec<(u64, u64)> = orders[0]
+        .iter()
+        .map(|(id, _)| {
+            let (ms, seq) = id.split_once('-').expect("id");
+            (ms.parse().expect("ms"), seq.parse().expect("seq"))
+        })
+        .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids strictly increase");
     for n in 0..3 {
-        let own: Vec<usize> = orders[0].iter().filter_map(|(_, b)| b.strip_prefix(&format!("{n}:"))?.parse().ok()).collect();
+        let own: Vec<usize> =
+            orders[0].iter().filter_map(|(_, b)| b.strip_prefix(&format!("{n}:"))?.parse().ok()).collect();
         assert_eq!(own, (0..30).collect::<Vec<_>>(), "each sender's messages keep their order");
     }
     let history = observers[0].request(json!({"type":"history","room":"busy","limit":500})).await;
-    let listed: Vec<String> = history["messages"].as_array().expect("messages").iter().map(|m| m["id"].as_str().unwrap_or("").to_owned()).collect();
+    let listed: Vec<String> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap_or("").to_owned())
+        .collect();
     assert_eq!(listed, orders[0].iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), "history has the same order");
 }
 
@@ -210,7 +230,10 @@ async fn join_since_replays_missed_messages_then_joined() {
     let mut bob = app.client("bob").await;
     bob.send(json!({"type":"join","room":"lobby","since":ids[1]})).await;
     let (joined, replayed) = bob.recv_until("joined").await;
-    assert_eq!(replayed.iter().map(|m| m["id"].as_str().unwrap_or("")).collect::<Vec<_>>(), [ids[2].as_str(), ids[3].as_str()]);
+    assert_eq!(
+        replayed.iter().map(|m| m["id"].as_str().unwrap_or("")).collect::<Vec<_>>(),
+        [ids[2].as_str(), ids[3].as_str()]
+    );
     assert!(replayed.iter().all(|m| m["type"] == "message"));
     assert_eq!((joined["recovered"].as_bool(), joined["last_id"].as_str()), (Some(true), Some(ids[3].as_str())));
 

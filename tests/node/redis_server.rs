@@ -69,7 +69,12 @@ impl RedisServer {
             ["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"]
                 .into_iter()
                 .map(str::to_owned)
-                .chain(["--tls-cert-file".into(), fixture("redis.pem"), "--tls-key-file".into(), fixture("redis-key.pem")])
+                .chain([
+                    "--tls-cert-file".into(),
+                    fixture("redis.pem"),
+                    "--tls-key-file".into(),
+                    fixture("redis-key.pem"),
+                ])
                 .chain(["--tls-ca-cert-file".into(), fixture("ca.pem")])
                 .collect()
         } else {

@@ -24,7 +24,8 @@ async fn migrations_load_the_functions_and_record_the_version() {
     assert_eq!(migrate(&mut conn).await.expect("again"), SCHEMA_VERSION, "migrating twice is harmless");
     let version: String = query(&pool, redis::cmd("GET").arg(Keys::schema())).await;
     assert_eq!(version, SCHEMA_VERSION.to_string());
-    let libraries: redis::Value = query(&pool, redis::cmd("FUNCTION").arg("LIST").arg("LIBRARYNAME").arg("rookery_v1")).await;
+    let libraries: redis::Value =
+        query(&pool, redis::cmd("FUNCTION").arg("LIST").arg("LIBRARYNAME").arg("rookery_v1")).await;
     assert!(format!("{libraries:?}").contains("rookery_v1_publish"), "{libraries:?}");
 }
 
@@ -61,7 +62,12 @@ async fn store(redis: &RedisServer, history_len: usize) -> (MessageStore, RedisC
 }
 
 fn message(room: &RoomName, body: &str) -> NewMessage {
-    NewMessage { room: room.clone(), user: UserName::parse("alice").expect("user"), body: body.into(), trace: String::new() }
+    NewMessage {
+        room: room.clone(),
+        user: UserName::parse("alice").expect("user"),
+        body: body.into(),
+        trace: String::new(),
+    }
 }
 
 #[tokio::test]
@@ -154,23 +160,37 @@ mod cluster {
     }
 
     fn message_ids(events: &[BusEvent]) -> Vec<String> {
-        events.iter().filter_map(|e| match e {
-            BusEvent::Message(m) => Some(m.id.to_string()),
-            _ => None,
-        }).collect()
+        events
+            .iter()
+            .filter_map(|e| match e {
+                BusEvent::Message(m) => Some(m.id.to_string()),
+                _ => None,
+            })
+            .collect()
     }
 
     #[tokio::test]
     async fn every_node_receives_every_event_in_the_same_order() {
         let server = RedisServer::start();
         let (seen_a, seen_b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-        let a = RedisEngine::connect(config(&server, "node-a"), seen_a.clone(), rookery::telemetry::Metrics::new()).await.expect("node a");
-        let b = RedisEngine::connect(config(&server, "node-b"), seen_b.clone(), rookery::telemetry::Metrics::new()).await.expect("node b");
+        let a = RedisEngine::connect(config(&server, "node-a"), seen_a.clone(), rookery::telemetry::Metrics::new())
+            .await
+            .expect("node a");
+        let b = RedisEngine::connect(config(&server, "node-b"), seen_b.clone(), rookery::telemetry::Metrics::new())
+            .await
+            .expect("node b");
         let room = unique_room("shared");
         let user = rookery::domain::UserName::parse("alice").expect("user");
         for n in 0..10 {
             let via: &dyn Engine = if n % 2 == 0 { &a } else { &b };
-            via.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string(), trace: String::new() }).await.expect("publish");
+            via.publish(NewMessage {
+                room: room.clone(),
+                user: user.clone(),
+                body: n.to_string(),
+                trace: String::new(),
+            })
+            .await
+            .expect("publish");
         }
         let on_a = message_ids(&seen_a.wait_for(&room, 10).await);
         let on_b = message_ids(&seen_b.wait_for(&room, 10).await);
@@ -181,27 +201,58 @@ mod cluster {
     #[tokio::test]
     async fn a_restarted_node_delivers_what_it_had_read_but_not_acknowledged() {
         let server = RedisServer::start();
-        let first = RedisEngine::connect(config(&server, "node-x"), Arc::new(Recorder::default()), rookery::telemetry::Metrics::new()).await.expect("first run");
+        let first = RedisEngine::connect(
+            config(&server, "node-x"),
+            Arc::new(Recorder::default()),
+            rookery::telemetry::Metrics::new(),
+        )
+        .await
+        .expect("first run");
         drop(first);
         let room = unique_room("pending");
-        let publisher = RedisEngine::connect(config(&server, "publisher"), Arc::new(Recorder::default()), rookery::telemetry::Metrics::new()).await.expect("publisher");
+        let publisher = RedisEngine::connect(
+            config(&server, "publisher"),
+            Arc::new(Recorder::default()),
+            rookery::telemetry::Metrics::new(),
+        )
+        .await
+        .expect("publisher");
         let user = rookery::domain::UserName::parse("alice").expect("user");
         for n in 0..3 {
-            publisher.publish(NewMessage { room: room.clone(), user: user.clone(), body: n.to_string(), trace: String::new() }).await.expect("publish");
+            publisher
+                .publish(NewMessage {
+                    room: room.clone(),
+                    user: user.clone(),
+                    body: n.to_string(),
+                    trace: String::new(),
+                })
+                .await
+                .expect("publish");
         }
         // node-x "crashes" after reading the entries and before acknowledging them.
         let mut conn = server.connection().await;
         migrate(&mut conn).await.expect("migrate");
         let keys = Keys::new(4);
         let bus = keys.bus(keys.shard(&room));
-        let _: redis::Value = redis::cmd("XREADGROUP").arg("GROUP").arg("node-x").arg("node-x")
-            .arg("STREAMS").arg(&bus).arg(">").query_async(&mut conn).await.expect("read without ack");
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("node-x")
+            .arg("node-x")
+            .arg("STREAMS")
+            .arg(&bus)
+            .arg(">")
+            .query_async(&mut conn)
+            .await
+            .expect("read without ack");
         let pending: (i64, redis::Value, redis::Value, redis::Value) =
             redis::cmd("XPENDING").arg(&bus).arg("node-x").query_async(&mut conn).await.expect("pending");
         assert_eq!(pending.0, 3, "three entries pending for node-x");
 
         let seen = Arc::new(Recorder::default());
-        let _restarted = RedisEngine::connect(config(&server, "node-x"), seen.clone(), rookery::telemetry::Metrics::new()).await.expect("restart");
+        let _restarted =
+            RedisEngine::connect(config(&server, "node-x"), seen.clone(), rookery::telemetry::Metrics::new())
+                .await
+                .expect("restart");
         let events = seen.wait_for(&room, 3).await;
         assert_eq!(message_ids(&events).len(), 3, "the pending entries are delivered after the restart");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

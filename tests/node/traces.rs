@@ -70,7 +70,11 @@ async fn otlp_receiver() -> (u16, Arc<Mutex<Vec<Span>>>) {
                     let mut out = collected.lock().expect("spans");
                     for resource_spans in request.resource_spans {
                         let resource = pairs(&resource_spans.resource.map(|r| r.attributes).unwrap_or_default());
-                        let node = resource.iter().find(|(k, _)| k == "service.instance.id").map(|(_, v)| v.clone()).unwrap_or_default();
+                        let node = resource
+                            .iter()
+                            .find(|(k, _)| k == "service.instance.id")
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default();
                         for scope in resource_spans.scope_spans {
                             for span in scope.spans {
                                 out.push(Span {
@@ -157,7 +161,8 @@ async fn one_message_is_one_trace_from_the_senders_socket_to_every_receiving_soc
     alice.send_raw(tungstenite::Message::Close(None)).await;
 
     let spans = spans_until(&spans, "complete trace", |spans| {
-        find(spans, "ws.send", "node-b", MESSAGE_TRACE).is_some() && spans.iter().any(|s| s.name == "ws.close" && s.node == "node-a")
+        find(spans, "ws.send", "node-b", MESSAGE_TRACE).is_some()
+            && spans.iter().any(|s| s.name == "ws.close" && s.node == "node-a")
     })
     .await;
 
@@ -207,28 +212,39 @@ async fn json_log_lines_carry_the_session_and_trace_context_but_no_message_bodie
     ];
     let a = NodeProcess::start_logging(&vars, Some(log.clone())).await;
     let mut request = a.ws_url("?user=alice").into_client_request().expect("request");
-    request.headers_mut().insert("traceparent", format!("00-{HANDSHAKE_TRACE}-{HANDSHAKE_PARENT}-01").parse().expect("header"));
+    request
+        .headers_mut()
+        .insert("traceparent", format!("00-{HANDSHAKE_TRACE}-{HANDSHAKE_PARENT}-01").parse().expect("header"));
     let mut alice = Client::connect_request(request).await.expect("connect");
     alice.join("lobby").await;
     let message_parent = format!("00-{MESSAGE_TRACE}-{MESSAGE_PARENT}-01");
-    let ack = alice.request(json!({"type":"send","room":"lobby","body":"a secret body","traceparent":message_parent})).await;
+    let ack =
+        alice.request(json!({"type":"send","room":"lobby","body":"a secret body","traceparent":message_parent})).await;
     assert_eq!(ack["type"], "ack");
     let session = alice.welcome["session"].as_str().expect("session").to_owned();
     drop(a);
 
     let text = std::fs::read_to_string(&log).expect("read the log");
     let _ = std::fs::remove_file(&log);
-    let lines: Vec<serde_json::Value> =
-        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
     assert!(!text.contains("a secret body"), "a message body was logged");
     let started = lines.iter().find(|l| l["message"] == "session started").expect("a `session started` line");
-    assert_eq!((started["session"].as_str(), started["user"].as_str(), started["node"].as_str()), (Some(session.as_str()), Some("alice"), Some("node-a")));
+    assert_eq!(
+        (started["session"].as_str(), started["user"].as_str(), started["node"].as_str()),
+        (Some(session.as_str()), Some("alice"), Some("node-a"))
+    );
     assert_eq!(started["trace_id"], HANDSHAKE_TRACE, "the handshake's trace");
     let frame = lines
         .iter()
         .find(|l| l["message"] == "frame received" && l["frame"] == "send")
         .expect("a `frame received` line for the send");
-    assert_eq!((frame["session"].as_str(), frame["user"].as_str(), frame["room"].as_str()), (Some(session.as_str()), Some("alice"), Some("lobby")));
+    assert_eq!(
+        (frame["session"].as_str(), frame["user"].as_str(), frame["room"].as_str()),
+        (Some(session.as_str()), Some("alice"), Some("lobby"))
+    );
     assert_eq!(frame["trace_id"], MESSAGE_TRACE, "the frame's own trace");
     assert_eq!(frame["span_id"].as_str().map(str::len), Some(16));
     assert_eq!(frame["level"], "DEBUG");

@@ -161,7 +161,8 @@ async fn frames_sent_right_behind_the_handshake_are_read() {
 #[actix_web::test]
 async fn upgrades_off_the_websocket_paths_get_404_and_plain_requests_to_them_400() {
     let app = spawn_app(&[]).await;
-    let upgrade = [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")];
+    let upgrade =
+        [("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")];
     for path in ["/nowhere", "/healthz", "/ws/echo"] {
         let (status, body) = http(&app, "GET", path, &upgrade, None).await;
         assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{path}");

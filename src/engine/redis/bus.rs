@@ -60,7 +60,11 @@ struct PendingWork {
 /// Creates this node's group on every shard, starting at the newest entry; an existing group
 /// (same node id, restarted) keeps its position and pending entries. Returns how many groups
 /// had to be created.
-pub async fn create_groups(conn: &mut impl redis::aio::ConnectionLike, keys: &Keys, group: &str) -> redis::RedisResult<usize> {
+pub async fn create_groups(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &Keys,
+    group: &str,
+) -> redis::RedisResult<usize> {
     let mut created = 0;
     for bus in keys.all_buses() {
         let reply: redis::RedisResult<String> =
@@ -192,8 +196,11 @@ impl BusConsumer {
 
     async fn catch_up_rooms(&self, positions: Vec<(RoomName, MessageId)>) -> redis::RedisResult<()> {
         for (room, after) in positions {
-            let recovery =
-                self.shared.timed("recover", self.shared.store.recover(&room, Some(after))).await.map_err(from_engine)?;
+            let recovery = self
+                .shared
+                .timed("recover", self.shared.store.recover(&room, Some(after)))
+                .await
+                .map_err(from_engine)?;
             if !recovery.recovered {
                 self.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(after) });
             }
@@ -294,11 +301,14 @@ mod tests {
 
     #[test]
     fn decodes_messages_and_presence_and_skips_the_unknown() {
-        let message = decode(&strings(&["kind", "message", "room", "a", "id", "5-1", "user", "u", "body", "hi", "trace", ""]));
+        let message =
+            decode(&strings(&["kind", "message", "room", "a", "id", "5-1", "user", "u", "body", "hi", "trace", ""]));
         assert!(matches!(message, Some(BusEvent::Message(m)) if m.id.to_string() == "5-1" && m.body == "hi"));
         let presence = decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "leave"]));
         assert!(matches!(presence, Some(BusEvent::Presence(p)) if p.kind == PresenceKind::Leave));
         assert!(decode(&strings(&["kind", "future", "room", "a", "user", "u"])).is_none());
-        assert!(decode(&strings(&["kind", "message", "room", "bad room", "id", "5-1", "user", "u", "body", ""])).is_none());
+        assert!(
+            decode(&strings(&["kind", "message", "room", "bad room", "id", "5-1", "user", "u", "body", ""])).is_none()
+        );
     }
 }

@@ -51,7 +51,8 @@ impl RedisConnection {
         let info = client.get_connection_info().clone();
         let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         let client = Client::open(info.set_redis_settings(resp3))?;
-        let config = ConnectionManagerConfig::new().set_number_of_retries(0).set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let config =
+            ConnectionManagerConfig::new().set_number_of_retries(0).set_connection_timeout(Some(CONNECT_TIMEOUT));
         let manager = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self { manager, last_ok_ms: Arc::new(AtomicU64::new(now_ms())) })
     }
@@ -83,8 +84,15 @@ impl ConnectionLike for RedisConnection {
         Box::pin(self.call(move |mut manager| async move { manager.send_packed_command(cmd).await }))
     }
 
-    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(self.call(move |mut manager| async move { manager.send_packed_commands(pipeline, offset, count).await }))
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(
+            self.call(move |mut manager| async move { manager.send_packed_commands(pipeline, offset, count).await }),
+        )
     }
 
     fn get_db(&self) -> i64 {

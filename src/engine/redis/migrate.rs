@@ -44,13 +44,8 @@ pub async fn migrate(conn: &mut impl ConnectionLike) -> Result<u32, MigrateError
         return Err(MigrateError::NewerSchema { found, known: SCHEMA_VERSION });
     }
     let _: String = redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY).query_async(conn).await?;
-    let before: u32 = redis::cmd("EVAL")
-        .arg(RAISE_VERSION)
-        .arg(1)
-        .arg(Keys::schema())
-        .arg(SCHEMA_VERSION)
-        .query_async(conn)
-        .await?;
+    let before: u32 =
+        redis::cmd("EVAL").arg(RAISE_VERSION).arg(1).arg(Keys::schema()).arg(SCHEMA_VERSION).query_async(conn).await?;
     if before > SCHEMA_VERSION {
         // Another node raised it between our read and our load: same refusal as above.
         return Err(MigrateError::NewerSchema { found: before, known: SCHEMA_VERSION });

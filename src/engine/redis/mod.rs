@@ -27,10 +27,10 @@ use std::sync::{
 
 use async_trait::async_trait;
 
+pub use connection::RedisConnection;
 pub use keys::Keys;
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrate};
 pub use presence::RedisPresence;
-pub use connection::RedisConnection;
 pub use store::MessageStore;
 
 use super::{Broker, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
@@ -149,16 +149,18 @@ const STALE_READS: u32 = 3;
 impl RedisEngine {
     /// Migrates Redis, clears what a previous run of this node id left, joins the bus with this
     /// node's groups, and starts delivering to `delivery` and heartbeating.
-    pub async fn connect(config: RedisConfig, delivery: Arc<dyn Delivery>, metrics: Metrics) -> Result<Self, ConnectError> {
+    pub async fn connect(
+        config: RedisConfig,
+        delivery: Arc<dyn Delivery>,
+        metrics: Metrics,
+    ) -> Result<Self, ConnectError> {
         if config.url.starts_with("rediss://") {
             // `rediss://` runs on rustls, which needs a process-wide crypto provider; an error
             // only means one is installed already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = redis::Client::open(config.url.as_str()).map_err(|e| ConnectError::Url(e.to_string()))?;
-        let redis = RedisConnection::connect(client.clone())
-            .await
-            .map_err(|e| ConnectError::Redis(e.to_string()))?;
+        let redis = RedisConnection::connect(client.clone()).await.map_err(|e| ConnectError::Redis(e.to_string()))?;
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {
             store: MessageStore::new(redis.clone(), keys.clone(), config.history_len, config.bus_retention_ms),
@@ -189,7 +191,8 @@ impl RedisEngine {
         drop(conn);
         // Their log lines name the node.
         let context = || tracing::info_span!(target: CONTEXT_TARGET, "engine", node = %shared.config.node_id);
-        let consumer = tokio::spawn(bus::BusConsumer::new(client, shared.clone(), delivery).run().instrument(context()));
+        let consumer =
+            tokio::spawn(bus::BusConsumer::new(client, shared.clone(), delivery).run().instrument(context()));
         let heartbeat = tokio::spawn(nodes::run(shared.clone()).instrument(context()));
         Ok(Self { shared, consumer: Mutex::new(Some(consumer)), heartbeat })
     }
@@ -223,22 +226,25 @@ impl Broker for RedisEngine {
 impl PresenceStore for RedisEngine {
     async fn connect(&self, session: SessionId, user: &UserName) -> Result<(), EngineError> {
         let record = self.shared.sessions.connect(session, user);
-        self.shared.timed("connect", async {
-            let mut conn = self.shared.redis.clone();
-            let _: i64 = record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-            Ok(())
-        })
-        .await
+        self.shared
+            .timed("connect", async {
+                let mut conn = self.shared.redis.clone();
+                let _: i64 = record.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<RoomPresence, EngineError> {
         let pipe = self.shared.join_pipeline(room, user, session);
-        self.shared.timed("join", async {
-            let mut conn = self.shared.redis.clone();
-            let (reply,): (presence::JoinReply,) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-            presence::presence_reply(reply)
-        })
-        .await
+        self.shared
+            .timed("join", async {
+                let mut conn = self.shared.redis.clone();
+                let (reply,): (presence::JoinReply,) =
+                    pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+                presence::presence_reply(reply)
+            })
+            .await
     }
 
     async fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<(), EngineError> {
@@ -247,12 +253,13 @@ impl PresenceStore for RedisEngine {
         if let Some(record) = self.shared.sessions.set_room(session, room, false) {
             pipe.add_command(record).ignore();
         }
-        self.shared.timed("leave", async {
-            let mut conn = self.shared.redis.clone();
-            let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-            Ok(())
-        })
-        .await
+        self.shared
+            .timed("leave", async {
+                let mut conn = self.shared.redis.clone();
+                let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+                Ok(())
+            })
+            .await
     }
 
     /// The leaves first and then the record's removal, in one round trip: the node's index
@@ -263,12 +270,13 @@ impl PresenceStore for RedisEngine {
             pipe.add_command(self.shared.presence.leave(room, user, session)).ignore();
         }
         pipe.add_command(self.shared.sessions.disconnect(session)).ignore();
-        self.shared.timed("disconnect", async {
-            let mut conn = self.shared.redis.clone();
-            let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-            Ok(())
-        })
-        .await
+        self.shared
+            .timed("disconnect", async {
+                let mut conn = self.shared.redis.clone();
+                let () = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {
@@ -292,13 +300,14 @@ impl Engine for RedisEngine {
     ) -> Result<(RoomPresence, Recovery), EngineError> {
         let mut pipe = self.shared.join_pipeline(room, user, session);
         pipe.add_command(self.shared.store.recover_cmd(room, since));
-        self.shared.timed("join", async {
-            let mut conn = self.shared.redis.clone();
-            let (joined, recovered): (presence::JoinReply, Vec<String>) =
-                pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-            Ok((presence::presence_reply(joined)?, store::recovery_reply(room, since, &recovered)?))
-        })
-        .await
+        self.shared
+            .timed("join", async {
+                let mut conn = self.shared.redis.clone();
+                let (joined, recovered): (presence::JoinReply, Vec<String>) =
+                    pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+                Ok((presence::presence_reply(joined)?, store::recovery_reply(room, since, &recovered)?))
+            })
+            .await
     }
 
     /// Ready when Redis answers, the bus consumer has completed a read recently, and it is not
@@ -346,13 +355,17 @@ pub(crate) fn engine_error(error: &redis::RedisError) -> EngineError {
     // A Redis that came back empty has lost the functions until the bus consumer reconnects and
     // loads them again: retryable too.
     let functions_lost = error.to_string().contains("Function not found");
-    if functions_lost || error.is_io_error() || error.is_connection_refusal() || error.is_timeout() || error.is_connection_dropped() {
+    if functions_lost
+        || error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+    {
         EngineError::Unavailable(error.to_string())
     } else {
         EngineError::Internal(error.to_string())
     }
 }
-
 
 /// The value of `name` in a flat `field, value, field, value, ...` list, as Redis returns them.
 pub(crate) fn field<'a>(fields: &'a [String], name: &str) -> Option<&'a String> {

@@ -23,7 +23,8 @@ use crate::{domain::SessionId, engine::EngineError};
 const REAP_CHUNK: usize = 128;
 
 /// Deletes the reaper lock only if this node still holds it.
-const RELEASE_LOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+const RELEASE_LOCK: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
 /// The heartbeat interval for a node TTL.
 pub fn heartbeat_interval(ttl_ms: u64) -> Duration {
@@ -208,7 +209,11 @@ async fn reap(conn: &mut impl ConnectionLike, shared: &Shared, dead: &str) -> Re
 
 /// Takes `node`'s session index and removes each session from the rooms it was in (announcing
 /// leaves where it was the user's last session) and deletes its record. Returns the count.
-pub async fn remove_sessions(conn: &mut impl ConnectionLike, shared: &Shared, node: &str) -> Result<usize, EngineError> {
+pub async fn remove_sessions(
+    conn: &mut impl ConnectionLike,
+    shared: &Shared,
+    node: &str,
+) -> Result<usize, EngineError> {
     let index: Vec<(String, String)> = redis::cmd("FCALL")
         .arg("rookery_v1_sessions_take")
         .arg(1)
@@ -219,7 +224,9 @@ pub async fn remove_sessions(conn: &mut impl ConnectionLike, shared: &Shared, no
     for chunk in index.chunks(REAP_CHUNK) {
         let mut pipe = redis::pipe();
         for (session, entry) in chunk {
-            let (Ok(id), Some((user, rooms))) = (session.parse::<SessionId>(), super::sessions::parse_index_entry(entry)) else {
+            let (Ok(id), Some((user, rooms))) =
+                (session.parse::<SessionId>(), super::sessions::parse_index_entry(entry))
+            else {
                 continue;
             };
             for room in rooms {

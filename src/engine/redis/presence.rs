@@ -4,7 +4,6 @@
 //! Joins and leaves are built as commands, so the engine can send each in one round trip with
 //! the session record that covers it (see `sessions`).
 
-
 use super::{Keys, RedisConnection, engine_error};
 use crate::{
     domain::{Member, RoomName, RoomPresence, SessionId, UserName},
@@ -73,7 +72,8 @@ pub fn members_reply(flat: Vec<(String, u32)>) -> Result<Vec<Member>, EngineErro
     let mut members = flat
         .into_iter()
         .map(|(user, sessions)| {
-            let user = UserName::parse(&user).map_err(|_| EngineError::Internal(format!("bad user {user:?} in presence")))?;
+            let user =
+                UserName::parse(&user).map_err(|_| EngineError::Internal(format!("bad user {user:?} in presence")))?;
             Ok(Member { user, sessions })
         })
         .collect::<Result<Vec<_>, EngineError>>()?;

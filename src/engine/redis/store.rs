@@ -1,6 +1,5 @@
 //! The message store: publish, history and recover, each one round trip to Redis.
 
-
 use super::{Keys, RedisConnection, engine_error, field};
 use crate::{
     domain::{Message, MessageId, RoomName, UserName},
@@ -90,7 +89,8 @@ impl MessageStore {
     /// The retained messages after `since` and the room's newest id, read atomically.
     pub async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
         let mut conn = self.redis.clone();
-        let reply: Vec<String> = self.recover_cmd(room, since).query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        let reply: Vec<String> =
+            self.recover_cmd(room, since).query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
         recovery_reply(room, since, &reply)
     }
 
