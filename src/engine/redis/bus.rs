@@ -1,14 +1,17 @@
-//! The bus consumer: every node reads every bus shard through a consumer group of its own (the
-//! group is named after the node), hands each entry to the node's [`Delivery`] in shard order,
-//! and acknowledges it after the handoff. On start it first re-reads the entries it had been
-//! handed but not acknowledged (a restart with the same node id), so none is lost; the room
-//! directory and the sessions drop what they already delivered, so none is shown twice.
+//! The bus consumer: each node reads its own inboxes (one stream per shard, holding the events of
+//! the shard's rooms where the node has sessions; see `presence`) through a consumer group, hands
+//! each entry to the node's [`Delivery`] in inbox order, and acknowledges it after the handoff.
+//! A node with no session in a room reads nothing of it. On start it first re-reads the entries
+//! it had been handed but not acknowledged (a restart with the same node id), so none is lost;
+//! the room directory and the sessions drop what they already delivered, so none is shown twice.
 //!
 //! It never skips silently. When it may have missed entries, it catches up every room with
 //! local members from the room's history, starting after the newest message it delivered, and
 //! reports a `gap` for what the history no longer holds. It may have missed entries when:
-//! - a shard was not drained for half the bus retention (entries may have been trimmed unread);
+//! - an inbox was not drained for half the bus retention (entries may have been trimmed unread);
 //! - its groups had to be created again (it was reaped, or Redis lost its data);
+//! - its registrations were written back after it was reaped (its rooms' events went to no
+//!   inbox of its in the meantime);
 //! - Redis lost its data (a new epoch): then every local room gets a `gap`, and the node writes
 //!   its sessions and presence back.
 
@@ -41,6 +44,7 @@ pub struct BusConsumer {
     client: Client,
     shared: Arc<Shared>,
     delivery: Arc<dyn Delivery>,
+    /// This node's inboxes, one per shard.
     buses: Vec<String>,
     shard_of: HashMap<String, usize>,
     /// Per shard, when a read last found no more entries than it took (ms since the epoch).
@@ -57,18 +61,18 @@ struct PendingWork {
     catch_up: bool,
 }
 
-/// Creates this node's group on every shard, starting at the newest entry; an existing group
-/// (same node id, restarted) keeps its position and pending entries. Returns how many groups
-/// had to be created.
+/// Creates this node's inbox on every shard with its group (named after the node), starting at
+/// the newest entry; an existing group (same node id, restarted) keeps its position and pending
+/// entries. Returns how many groups had to be created.
 pub async fn create_groups(
     conn: &mut impl redis::aio::ConnectionLike,
     keys: &Keys,
-    group: &str,
+    node: &str,
 ) -> redis::RedisResult<usize> {
     let mut created = 0;
-    for bus in keys.all_buses() {
+    for inbox in keys.inboxes(node) {
         let reply: redis::RedisResult<String> =
-            redis::cmd("XGROUP").arg("CREATE").arg(&bus).arg(group).arg("$").arg("MKSTREAM").query_async(conn).await;
+            redis::cmd("XGROUP").arg("CREATE").arg(&inbox).arg(node).arg("$").arg("MKSTREAM").query_async(conn).await;
         match reply {
             Err(error) if error.code() == Some("BUSYGROUP") => {}
             other => {
@@ -93,7 +97,7 @@ fn from_engine(error: EngineError) -> redis::RedisError {
 
 impl BusConsumer {
     pub fn new(client: Client, shared: Arc<Shared>, delivery: Arc<dyn Delivery>) -> Self {
-        let buses = shared.keys.all_buses();
+        let buses = shared.keys.inboxes(&shared.config.node_id);
         let shard_of = buses.iter().enumerate().map(|(shard, bus)| (bus.clone(), shard)).collect();
         let drained_at = vec![now_ms(); buses.len()];
         Self { client, shared, delivery, buses, shard_of, drained_at, pending_work: PendingWork::default() }
@@ -164,6 +168,9 @@ impl BusConsumer {
         let oldest_drain = self.drained_at.iter().copied().min().unwrap_or(started);
         if started.saturating_sub(oldest_drain) > self.shared.config.bus_retention_ms / 2 {
             tracing::warn!("the bus was not drained for half its retention; catching up from history");
+            self.pending_work.catch_up = true;
+        }
+        if self.shared.catch_up_requested.swap(false, Ordering::AcqRel) {
             self.pending_work.catch_up = true;
         }
         if self.pending_work.restore {
