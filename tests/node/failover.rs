@@ -120,12 +120,13 @@ async fn bus_groups(redis: &RedisServer) -> Vec<String> {
         let inboxes: Vec<String> =
             redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.expect("KEYS");
         for inbox in inboxes {
-            let infos: Vec<redis::Value> = match redis::cmd("XINFO").arg("GROUPS").arg(&inbox).query_async(&mut conn).await {
-                Ok(infos) => infos,
-                // Reaped between KEYS and XINFO.
-                Err(error) if error.to_string().contains("no such key") => continue,
-                Err(error) => panic!("XINFO GROUPS {inbox}: {error}"),
-            };
+            let infos: Vec<redis::Value> =
+                match redis::cmd("XINFO").arg("GROUPS").arg(&inbox).query_async(&mut conn).await {
+                    Ok(infos) => infos,
+                    // Reaped between KEYS and XINFO.
+                    Err(error) if error.to_string().contains("no such key") => continue,
+                    Err(error) => panic!("XINFO GROUPS {inbox}: {error}"),
+                };
             let node = inbox.trim_start_matches(&prefix);
             assert_eq!(infos.len(), 1, "{node}'s inbox has exactly its own group");
             groups.push(node.to_owned());

@@ -19,5 +19,6 @@ mod node_process;
 mod protocol;
 mod redis_server;
 mod redis_store;
+mod routing;
 mod traces;
 mod websocket;

@@ -224,7 +224,13 @@ mod cluster {
         let keys = Keys::new(4);
         // node-x serves the room (as if a session of its own were in it).
         let mut conn = server.connection().await;
-        let () = redis::cmd("HSET").arg(keys.room_nodes(&room)).arg("node-x").arg(1).query_async(&mut conn).await.expect("HSET");
+        let () = redis::cmd("HSET")
+            .arg(keys.room_nodes(&room))
+            .arg("node-x")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .expect("HSET");
         let publisher = RedisEngine::connect(
             config(&server, "publisher"),
             Arc::new(Recorder::default()),

@@ -105,7 +105,13 @@ mod tests {
         assert!(shard < 16);
         let tag = |key: &str| key[key.find('{').unwrap()..=key.find('}').unwrap()].to_owned();
         let inbox = keys.inbox(shard, "node-a");
-        for key in [keys.history(&room), keys.trimmed(&room), keys.presence(&room), keys.members(&room), keys.room_nodes(&room)] {
+        for key in [
+            keys.history(&room),
+            keys.trimmed(&room),
+            keys.presence(&room),
+            keys.members(&room),
+            keys.room_nodes(&room),
+        ] {
             assert_eq!(tag(&key), tag(&inbox), "{key}");
         }
         assert_eq!(format!("{}node-a", keys.inbox_prefix(&room)), inbox);
