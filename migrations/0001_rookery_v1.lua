@@ -30,11 +30,11 @@ local function now_ms()
 end
 
 -- Appends an event (a flat field, value, ... list) to the inbox of every node in the room's node
--- set, each trimmed to the entries of the last `retention_ms` (approximately).
-local function to_nodes(nodes_key, inbox_prefix, retention_ms, event)
+-- set, each trimmed to the entries of the `retention_ms` before `now` (approximately).
+local function to_nodes(nodes_key, inbox_prefix, now, retention_ms, event)
   local nodes = redis.call('HKEYS', nodes_key)
   if #nodes == 0 then return end
-  local min_id = string.format('%d', now_ms() - tonumber(retention_ms))
+  local min_id = string.format('%d', now - tonumber(retention_ms))
   for _, node in ipairs(nodes) do
     redis.call('XADD', inbox_prefix .. node, 'MINID', '~', min_id, '*', unpack(event))
   end
@@ -57,7 +57,8 @@ local function publish(keys, args)
   if args[6] ~= '' then
     table.insert(event, 'trace'); table.insert(event, args[6])
   end
-  to_nodes(keys[3], args[7], args[5], event)
+  -- The id's milliseconds are the server's clock: no TIME call needed.
+  to_nodes(keys[3], args[7], tonumber(string.match(id, '^%d+')), args[5], event)
   return id
 end
 
@@ -92,7 +93,7 @@ local function join(keys, args)
   if redis.call('SADD', keys[2], args[2] .. '|' .. args[3]) == 1 then
     redis.call('HINCRBY', keys[3], args[5], 1)
     if redis.call('HINCRBY', keys[1], args[2], 1) == 1 and redis.call('HLEN', keys[1]) <= max_users then
-      to_nodes(keys[3], args[7], args[6], {'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join'})
+      to_nodes(keys[3], args[7], now_ms(), args[6], {'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join'})
     end
   end
   local users = redis.call('HLEN', keys[1])
@@ -113,7 +114,7 @@ local function leave(keys, args)
       local users_before = redis.call('HLEN', keys[1])
       redis.call('HDEL', keys[1], args[2])
       if users_before <= tonumber(args[4]) then
-        to_nodes(keys[3], args[7], args[6], {'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave'})
+        to_nodes(keys[3], args[7], now_ms(), args[6], {'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave'})
       end
     end
   end

@@ -24,7 +24,7 @@ use std::{
 use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection};
 use tracing::Instrument;
 
-use super::{Keys, Shared, field};
+use super::{Keys, Shared, acks::Acks, field};
 use crate::{
     domain::{Message, MessageId, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
     engine::{BusEvent, Delivery, EngineError},
@@ -50,6 +50,8 @@ pub struct BusConsumer {
     /// Per shard, when a read last found no more entries than it took (ms since the epoch).
     drained_at: Vec<u64>,
     pending_work: PendingWork,
+    /// Entries handed over and not yet acknowledged (see `acks`).
+    acks: Acks,
 }
 
 /// Work a reconnect found necessary, kept until it succeeds.
@@ -100,7 +102,8 @@ impl BusConsumer {
         let buses = shared.keys.inboxes(&shared.config.node_id);
         let shard_of = buses.iter().enumerate().map(|(shard, bus)| (bus.clone(), shard)).collect();
         let drained_at = vec![now_ms(); buses.len()];
-        Self { client, shared, delivery, buses, shard_of, drained_at, pending_work: PendingWork::default() }
+        let acks = Acks::new(buses.len());
+        Self { client, shared, delivery, buses, shard_of, drained_at, pending_work: PendingWork::default(), acks }
     }
 
     /// Reads until the node drains (or the task is dropped), reconnecting after failures.
@@ -123,6 +126,8 @@ impl BusConsumer {
         // Blocking reads get a connection of their own with no response timeout.
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        // What a failed connection read and did not acknowledge is pending: read again below.
+        self.acks.clear();
         // Redis may have come back empty: groups and functions are recreated on every connect,
         // groups first, so no publish (which needs the functions) can precede this node's group.
         let created = create_groups(&mut conn, &self.shared.keys, &self.shared.config.node_id).await?;
@@ -151,6 +156,14 @@ impl BusConsumer {
         while !self.stopping() {
             self.catch_up_if_needed().await?;
             self.read(&mut conn, ">").await?;
+        }
+        self.acknowledge(&mut conn).await
+    }
+
+    /// Acknowledges every entry handed over so far, in one round trip.
+    async fn acknowledge(&mut self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        if let Some(pipe) = self.acks.take_pipeline(&self.buses, &self.shared.config.node_id) {
+            let () = self.shared.timed("bus_ack", pipe.query_async(conn)).await?;
         }
         Ok(())
     }
@@ -224,7 +237,7 @@ impl BusConsumer {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(group).arg(group).arg("COUNT").arg(batch);
         if from == ">" {
-            cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+            cmd.arg("BLOCK").arg(self.acks.block_for(BLOCK).as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(&self.buses);
         for _ in &self.buses {
@@ -250,19 +263,20 @@ impl BusConsumer {
                     lags[shard] = newest.map_or(0, |id| finished.saturating_sub(id.millis()));
                 }
             }
-            let mut ack = redis::cmd("XACK");
-            ack.arg(&bus).arg(group);
-            for (id, fields) in &entries {
+            let inbox = self.shard_of.get(&bus).copied().unwrap_or(usize::MAX);
+            for (id, fields) in entries {
                 // A pending entry trimmed from the stream comes back without fields.
                 match fields.as_deref().map(decode) {
                     Some(Some(event)) => self.delivery.deliver(event),
                     Some(None) => self.shared.metrics.bus_event("undecodable"),
                     None => self.shared.metrics.bus_event("trimmed"),
                 }
-                ack.arg(id);
+                self.acks.add(inbox, id);
                 delivered += 1;
             }
-            let _: i64 = self.shared.timed("bus_ack", ack.query_async(conn)).await?;
+        }
+        if delivered == 0 || self.acks.due(batch) {
+            self.acknowledge(conn).await?;
         }
         for (shard, lag) in lags.iter().enumerate() {
             self.shared.metrics.set_bus_lag(shard as u32, Duration::from_millis(*lag));

@@ -12,6 +12,7 @@
 //!
 //! `docs/cluster.md` describes the design and its guarantees.
 
+mod acks;
 mod bus;
 mod connection;
 mod keys;
