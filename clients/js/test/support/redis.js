@@ -1,0 +1,25 @@
+// A throwaway redis-server (from PATH) on a free port, with nothing persisted.
+
+import { connect } from "node:net";
+import { freePort } from "./ports.js";
+import { start } from "./processes.js";
+import { waitFor } from "./wait.js";
+
+export async function startRedis() {
+  const port = await freePort();
+  const { child } = start(`redis-${port}`, "redis-server", [
+    "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+  ]);
+  await waitFor(() => ping(port), `redis-server on port ${port}`, 10_000, 50);
+  return { url: `redis://127.0.0.1:${port}`, port, stop: () => child.kill("SIGKILL") };
+}
+
+function ping(port) {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.setTimeout(500, () => { socket.destroy(); resolve(false); });
+    socket.once("error", () => resolve(false));
+    socket.once("connect", () => socket.write("PING\r\n"));
+    socket.once("data", (data) => { socket.destroy(); resolve(data.toString().startsWith("+PONG")); });
+  });
+}
