@@ -115,3 +115,29 @@ describe("two nodes on one redis-server", () => {
     }
   });
 });
+
+describe("a redis-server that loses its data", () => {
+  test("the node's `gap` frame reaches the application as a gap event, and delivery goes on", async () => {
+    const redis = await startRedis();
+    const env = { ROOKERY_REDIS_URL: redis.url, ROOKERY_HEARTBEAT_MS: "500" };
+    const [c, d] = await Promise.all([RookeryNode.start("c", env), RookeryNode.start("d", env)]);
+    const reader = client(c.ws, { user: "reader" });
+    const writer = client(d.ws, { user: "writer" });
+    try {
+      const room = await within(reader.join("flushed"), "reader's join");
+      const saw = record(room);
+      const out = await within(writer.join("flushed"), "writer's join");
+      await within(out.send("before"), "ack");
+      await waitFor(() => saw.messages.length === 1, "the first message");
+      assert.equal(await redis.flushAll(), "+OK");
+      await waitFor(() => saw.gaps.length > 0, "a gap", 15_000);
+      assert.equal(saw.gaps[0].cause, "server");
+      assert.equal(saw.gaps[0].room, "flushed");
+      const { id } = await within(waitFor(async () => out.send("after").catch(() => null), "a send to succeed again", 15_000, 200), "ack");
+      await waitFor(() => saw.messages.some((m) => m.id === id), "delivery after the gap", 15_000);
+    } finally {
+      reader.close();
+      writer.close();
+    }
+  });
+});
