@@ -32,6 +32,11 @@ use crate::{
 
 /// How long one blocking read waits for entries.
 pub const BLOCK: Duration = Duration::from_millis(1000);
+/// Reads that come back with less than a full batch start at most this often. Under a trickle of
+/// small-room traffic a read returned one or two entries, so every entry cost a read of its own
+/// (a round trip, and Redis's work per call); waiting a moment lets a read take what arrived
+/// meanwhile, at the price of at most this much latency, and only while the node is busy.
+pub const READ_INTERVAL: Duration = Duration::from_millis(2);
 /// The pause before reconnecting grows from the first to the last, and starts over once a
 /// read succeeds.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -155,7 +160,11 @@ impl BusConsumer {
         while self.read(&mut conn, "0").await? > 0 {}
         while !self.stopping() {
             self.catch_up_if_needed().await?;
-            self.read(&mut conn, ">").await?;
+            let started = tokio::time::Instant::now();
+            let read = self.read(&mut conn, ">").await?;
+            if read > 0 && read < self.shared.config.read_batch {
+                tokio::time::sleep_until(started + READ_INTERVAL).await;
+            }
         }
         self.acknowledge(&mut conn).await
     }
