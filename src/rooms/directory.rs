@@ -138,29 +138,22 @@ mod tests {
 
     use super::*;
     use crate::{
-        domain::{Message, SessionId, UserName},
-        rooms::{LocalMember, LocalMembers, RoomEvent},
+        domain::{Message, SessionId},
+        rooms::{
+            LocalMembers,
+            worker::tests::{Counting, name},
+        },
     };
 
-    struct Counting {
-        user: UserName,
-        got: Cell<usize>,
-    }
-
-    impl LocalMember for Counting {
-        fn user(&self) -> &UserName {
-            &self.user
-        }
-
-        fn deliver(&self, _: &RoomEvent) {
-            self.got.set(self.got.get() + 1);
-        }
-    }
-
     fn message(room: &RoomName, seq: u64) -> BusEvent {
-        let user = UserName::parse("bob").unwrap_or_else(|_| unreachable!("a valid name"));
         let id = MessageId::new(now_ms(), seq);
-        BusEvent::Message(Arc::new(Message { room: room.clone(), id, user, body: "hi".into(), trace: String::new() }))
+        BusEvent::Message(Arc::new(Message {
+            room: room.clone(),
+            id,
+            user: name("bob"),
+            body: "hi".into(),
+            trace: String::new(),
+        }))
     }
 
     /// Lets the worker's actor handle what was sent to it.
@@ -176,8 +169,7 @@ mod tests {
         let directory = RoomDirectory::new("node", metrics.clone());
         let local = LocalMembers::start(metrics);
         let room = RoomName::parse("lobby").unwrap_or_else(|_| unreachable!("a valid name"));
-        let alice =
-            Rc::new(Counting { user: UserName::parse("alice").unwrap_or_else(|_| unreachable!()), got: Cell::new(0) });
+        let alice = Rc::new(Counting { user: name("alice"), got: Cell::new(0) });
         let (first, second) = (SessionId::random(), SessionId::random());
         local.add(&room, first, alice.clone());
         directory.join(&room, &local.addr());

@@ -125,16 +125,17 @@ impl Handler<Fanout> for WorkerRooms {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::cell::Cell;
 
     use bytestring::ByteString;
 
     use super::*;
 
-    struct Counting {
-        user: UserName,
-        got: Cell<usize>,
+    /// A member that counts what it is handed (the room tests' stand-in for a session).
+    pub(in crate::rooms) struct Counting {
+        pub user: UserName,
+        pub got: Cell<usize>,
     }
 
     impl LocalMember for Counting {
@@ -147,7 +148,7 @@ mod tests {
         }
     }
 
-    fn name(text: &str) -> UserName {
+    pub(in crate::rooms) fn name(text: &str) -> UserName {
         UserName::parse(text).unwrap_or_else(|_| unreachable!("a valid name"))
     }
 
