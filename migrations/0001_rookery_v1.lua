@@ -11,6 +11,8 @@
 --   rookery:{s<shard>}:nodes:<room>     hash: node -> number of its sessions in the room
 --   rookery:{s<shard>}:inbox:<node>     stream: the events of the shard's rooms where the node has
 --                                       sessions, for that node alone
+--   rookery:{s<shard>}:sent:<room>      hash: idempotency key -> id of the message stored with it
+--   rookery:{s<shard>}:sent-at:<room>   sorted set: idempotency key by time (ms), to forget old keys
 --   rookery:{n<node>}:session:<session> hash: user, node, connected_at, last_seen, rooms (TTL)
 --   rookery:{n<node>}:sessions          hash: session -> "<user> <room> <room> ..." (no TTL; what
 --                                       the reaper removes from presence when the node dies)
@@ -40,12 +42,40 @@ local function to_nodes(nodes_key, inbox_prefix, now, retention_ms, event)
   end
 end
 
+-- Remembers a send's idempotency key: key -> id in the room's hash, key by time in the room's
+-- sorted set; keys older than `window_ms`, and the oldest beyond `max_keys`, are forgotten (a few
+-- per call, so a call's work stays bounded), and both keys expire with the window when the room
+-- goes quiet.
+local function remember_key(hash, order, key, id, now, window_ms, max_keys)
+  redis.call('HSET', hash, key, id)
+  redis.call('ZADD', order, now, key)
+  local oldest_kept = string.format('(%d', now - window_ms)
+  local expired = redis.call('ZRANGEBYSCORE', order, '-inf', oldest_kept, 'LIMIT', 0, 16)
+  local count = redis.call('ZCARD', order)
+  if count > max_keys then
+    for _, oldest in ipairs(redis.call('ZRANGE', order, 0, count - max_keys - 1)) do table.insert(expired, oldest) end
+  end
+  if #expired > 0 then
+    redis.call('HDEL', hash, unpack(expired))
+    redis.call('ZREM', order, unpack(expired))
+  end
+  redis.call('PEXPIRE', hash, window_ms)
+  redis.call('PEXPIRE', order, window_ms)
+end
+
 -- Appends a message to the room's history (exactly ARGV[4] entries kept, the newest trimmed id
 -- recorded, because XINFO's max-deleted-entry-id ignores trimming) and to the inbox of every node
--- serving the room, in one step; returns the message id.
--- KEYS: history, trimmed, room nodes. ARGV: room, user, body, history_len, retention_ms, trace,
--- inbox prefix.
+-- serving the room, in one step; returns the message id. With an idempotency key (ARGV[8]) that
+-- the room has seen within the window, it stores nothing and returns the id stored then.
+-- KEYS: history, trimmed, room nodes, sent keys (hash), sent keys by time (sorted set).
+-- ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency key ('' for
+-- none), key window ms, keys kept per room.
 local function publish(keys, args)
+  local key = args[8]
+  if key ~= '' then
+    local stored = redis.call('HGET', keys[4], key)
+    if stored then return stored end
+  end
   local limit = tonumber(args[4])
   local length = redis.call('XLEN', keys[1])
   if length >= limit then
@@ -58,7 +88,11 @@ local function publish(keys, args)
     table.insert(event, 'trace'); table.insert(event, args[6])
   end
   -- The id's milliseconds are the server's clock: no TIME call needed.
-  to_nodes(keys[3], args[7], tonumber(string.match(id, '^%d+')), args[5], event)
+  local now = tonumber(string.match(id, '^%d+'))
+  to_nodes(keys[3], args[7], now, args[5], event)
+  if key ~= '' then
+    remember_key(keys[4], keys[5], key, id, now, tonumber(args[9]), tonumber(args[10]))
+  end
   return id
 end
 

@@ -61,7 +61,9 @@ impl Application {
         let delivery: Arc<dyn Delivery> = Arc::new(directory.clone());
         let engine: Arc<dyn Engine> = match &settings.redis_url {
             None => Arc::new(
-                MemoryEngine::new(settings.history_len, delivery).with_presence_max_users(settings.presence_max_users),
+                MemoryEngine::new(settings.history_len, delivery)
+                    .with_presence_max_users(settings.presence_max_users)
+                    .with_key_window(settings.bus_retention_ms),
             ),
             Some(url) => {
                 let config = RedisConfig {

@@ -116,7 +116,13 @@ impl Harness {
     }
 
     async fn publish(&self, room: &RoomName, user: &str, body: &str) -> MessageId {
-        let message = NewMessage { room: room.clone(), user: user_name(user), body: body.into(), trace: String::new() };
+        let message = NewMessage {
+            room: room.clone(),
+            user: user_name(user),
+            body: body.into(),
+            trace: String::new(),
+            key: None,
+        };
         self.engine.publish(message).await.expect("publish")
     }
 }
@@ -398,6 +404,32 @@ pub async fn presence_is_ordered_with_messages(h: &Harness) {
     assert_eq!(kinds, ["Join".to_string(), format!("message {id}"), "Leave".to_string()]);
 }
 
+/// A send repeated with the same idempotency key is stored and delivered once, and answered with
+/// the first id; the same key in another room is another message.
+pub async fn a_repeated_key_is_stored_and_delivered_once_per_room(h: &Harness) {
+    let (room, other) = (unique_room("keyed"), unique_room("keyed"));
+    h.listen(&room).await;
+    let keyed = |room: &RoomName, key: &str, body: &str| NewMessage {
+        room: room.clone(),
+        user: user_name("alice"),
+        body: body.into(),
+        trace: String::new(),
+        key: Some(key.into()),
+    };
+    let first = h.engine.publish(keyed(&room, "k-1", "once")).await.expect("publish");
+    let again = h.engine.publish(keyed(&room, "k-1", "once, retried")).await.expect("publish");
+    assert_eq!(again, first, "the retry is answered with the stored id");
+    let next = h.engine.publish(keyed(&room, "k-2", "next")).await.expect("publish");
+    h.engine.publish(keyed(&other, "k-1", "elsewhere")).await.expect("publish");
+    assert!(next > first);
+    let there = h.engine.history(&other, HistoryQuery::default()).await.expect("history");
+    assert_eq!(there.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["elsewhere"], "keys are per room");
+    let delivered = message_ids(&h.events.wait_for(&room, 2).await);
+    assert_eq!(delivered, [first, next], "delivered once, in order");
+    let stored = h.engine.history(&room, HistoryQuery::default()).await.expect("history");
+    assert_eq!(stored.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["once", "next"]);
+}
+
 /// Defines one `#[tokio::test]` per contract check for the engine that `$make` builds
 /// (`async fn(history_len: usize, delivery: Arc<dyn Delivery>) -> impl Into<EngineUnderTest>`).
 #[macro_export]
@@ -413,6 +445,7 @@ macro_rules! engine_contract_tests {
             presence_is_ordered_with_messages,
             rooms_over_the_presence_limit_announce_nothing,
             a_sessions_join_recovers_and_its_disconnect_leaves_every_room,
+            a_repeated_key_is_stored_and_delivered_once_per_room,
         );
     };
     (@each $make:path; $($check:ident,)*) => {

@@ -11,7 +11,9 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{Broker, BusEvent, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
+use super::{
+    Broker, BusEvent, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery, idempotency::SentKeys,
+};
 use crate::{
     domain::{
         Member, Message, MessageId, PresenceChange, PresenceKind, RoomName, RoomPresence, SessionId, UserName, now_ms,
@@ -24,8 +26,14 @@ pub struct MemoryEngine {
     state: Mutex<State>,
     history_len: usize,
     presence_max_users: u64,
+    /// How long a room remembers a send's idempotency key.
+    key_window_ms: u64,
     delivery: Arc<dyn Delivery>,
 }
+
+/// How long rooms remember idempotency keys unless `with_key_window` says otherwise: as long as
+/// the Redis engine's default bus retention.
+pub const DEFAULT_KEY_WINDOW_MS: u64 = 600_000;
 
 #[derive(Default)]
 struct State {
@@ -39,6 +47,8 @@ struct RoomLog {
     last_id: Option<MessageId>,
     /// The newest id trimmed away: `since` older than this cannot be fully recovered.
     trimmed_through: Option<MessageId>,
+    /// The idempotency keys of recent sends.
+    sent: SentKeys,
 }
 
 impl MemoryEngine {
@@ -47,6 +57,7 @@ impl MemoryEngine {
             state: Mutex::new(State::default()),
             history_len: history_len.max(1),
             presence_max_users: super::DEFAULT_PRESENCE_MAX_USERS,
+            key_window_ms: DEFAULT_KEY_WINDOW_MS,
             delivery,
         }
     }
@@ -54,6 +65,12 @@ impl MemoryEngine {
     /// Rooms with more users than `max_users` have no presence events (see [`PresenceStore`]).
     pub fn with_presence_max_users(mut self, max_users: u64) -> Self {
         self.presence_max_users = max_users;
+        self
+    }
+
+    /// Rooms remember a send's idempotency key for `window_ms`.
+    pub fn with_key_window(mut self, window_ms: u64) -> Self {
+        self.key_window_ms = window_ms;
         self
     }
 
@@ -89,8 +106,15 @@ impl Broker for MemoryEngine {
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
         let mut state = self.state();
         let log = state.logs.entry(message.room.clone()).or_default();
-        let id = log.last_id.unwrap_or_default().next_after(now_ms());
+        let now = now_ms();
+        if let Some(stored) = message.key.as_deref().and_then(|key| log.sent.find(key, now, self.key_window_ms)) {
+            return Ok(stored);
+        }
+        let id = log.last_id.unwrap_or_default().next_after(now);
         log.last_id = Some(id);
+        if let Some(key) = message.key {
+            log.sent.remember(key, id, now);
+        }
         let stored = Message { room: message.room, id, user: message.user, body: message.body, trace: String::new() };
         log.messages.push_back(stored.clone());
         while log.messages.len() > self.history_len {

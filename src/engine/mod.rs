@@ -10,6 +10,7 @@
 //! show, written once as a test suite.
 
 pub mod contract;
+pub mod idempotency;
 mod memory;
 pub mod redis;
 
@@ -73,6 +74,9 @@ pub enum EngineError {
     /// The backing store cannot be reached or is overloaded; the call had no effect.
     #[error("engine unavailable: {0}")]
     Unavailable(String),
+    /// The call was sent but no answer came in time: it may or may not have taken effect.
+    #[error("no answer from the engine: {0}")]
+    NoAnswer(String),
     /// Anything else: a bug, or data the engine cannot understand.
     #[error("engine failure: {0}")]
     Internal(String),
@@ -86,6 +90,8 @@ pub struct NewMessage {
     pub body: String,
     /// The publish's W3C `traceparent` (empty when not traced).
     pub trace: String,
+    /// The client's idempotency key, if it gave one (see [`idempotency`]).
+    pub key: Option<String>,
 }
 
 /// What a session needs to (re)join a room.
@@ -103,7 +109,9 @@ pub struct Recovery {
 #[async_trait]
 pub trait Broker: Send + Sync {
     /// Stores `message` and returns its id once stored. Delivery to members goes through the
-    /// engine's [`Delivery`] on every node, this one included.
+    /// engine's [`Delivery`] on every node, this one included. A message whose key the room has
+    /// seen within the key window is not stored or delivered again: the call returns the id it
+    /// was stored with.
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError>;
 
     /// A page of retained history, in id order (see [`HistoryQuery`]).

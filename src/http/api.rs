@@ -18,7 +18,7 @@ use crate::{
     domain::{RoomName, UserName},
     engine::NewMessage,
     node::Node,
-    protocol::{HistoryQuery, MessageList},
+    protocol::{HistoryQuery, MessageList, idempotency_key},
 };
 
 /// Counts every API error answer by status.
@@ -91,7 +91,12 @@ pub async fn post_message(
     if post.body.len() > node.settings.max_body_bytes {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is over max_body_bytes"));
     }
-    let id = node.engine.publish(NewMessage { room, user, body: post.body, trace: String::new() }).await?;
+    let key = req.headers().get("Idempotency-Key").map(|value| value.to_str().map(str::to_owned));
+    let key = key
+        .transpose()
+        .map_err(|_| ApiError::bad_request("`Idempotency-Key` must be visible ASCII"))
+        .and_then(|key| idempotency_key(key).map_err(|e| ApiError::bad_request(format!("`Idempotency-Key` {e}"))))?;
+    let id = node.engine.publish(NewMessage { room, user, body: post.body, trace: String::new(), key }).await?;
     node.metrics.messages_published.inc();
     Ok(HttpResponse::Created().json(json!({ "id": id })))
 }

@@ -56,6 +56,12 @@ impl From<EngineError> for ApiError {
                 "unavailable",
                 "the message store is unavailable; nothing was done, try again",
             ),
+            EngineError::NoAnswer(_) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the message store did not answer in time: it may have been done; \
+                 a post retried with the same Idempotency-Key is stored once",
+            ),
             EngineError::Internal(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
         }
     }

@@ -6,7 +6,10 @@
 use serde_json::{Map, Value};
 
 use super::{DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, MAX_REF_LEN};
-use crate::domain::{MessageId, RoomName};
+use crate::{
+    domain::{MessageId, RoomName},
+    engine::idempotency::MAX_KEY_BYTES,
+};
 
 /// One parsed client frame with the fields every frame may carry.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,10 +24,23 @@ pub struct Request {
 /// What the client asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
-    Join { room: RoomName, since: Option<MessageId> },
-    Leave { room: RoomName },
-    Send { room: RoomName, body: String },
-    History { room: RoomName, query: HistoryQuery },
+    Join {
+        room: RoomName,
+        since: Option<MessageId>,
+    },
+    Leave {
+        room: RoomName,
+    },
+    /// `key`: the client's idempotency key, so a retry is stored once (see `engine::idempotency`).
+    Send {
+        room: RoomName,
+        body: String,
+        key: Option<String>,
+    },
+    History {
+        room: RoomName,
+        query: HistoryQuery,
+    },
     Ping,
 }
 
@@ -113,7 +129,11 @@ fn parse_frame(fields: &mut Map<String, Value>) -> Result<ClientFrame, String> {
     Ok(match kind.as_str() {
         "join" => ClientFrame::Join { room: room(fields)?, since: optional_id(fields, "since")? },
         "leave" => ClientFrame::Leave { room: room(fields)? },
-        "send" => ClientFrame::Send { room: room(fields)?, body: required_string(fields, "body")? },
+        "send" => ClientFrame::Send {
+            room: room(fields)?,
+            body: required_string(fields, "body")?,
+            key: idempotency_key(optional_string(fields, "key")?).map_err(|e| format!("`key` {e}"))?,
+        },
         "history" => ClientFrame::History {
             room: room(fields)?,
             query: HistoryQuery {
@@ -148,6 +168,15 @@ fn optional_string(fields: &mut Map<String, Value>, name: &str) -> Result<Option
     }
 }
 
+/// Checks a client's idempotency key: 1 to [`MAX_KEY_BYTES`] bytes. The error completes "`key` ..."
+/// or "`Idempotency-Key` ...".
+pub fn idempotency_key(key: Option<String>) -> Result<Option<String>, String> {
+    match key {
+        Some(key) if key.is_empty() || key.len() > MAX_KEY_BYTES => Err(format!("must be 1 to {MAX_KEY_BYTES} bytes")),
+        key => Ok(key),
+    }
+}
+
 fn optional_id(fields: &mut Map<String, Value>, name: &str) -> Result<Option<MessageId>, String> {
     optional_string(fields, name)?.map(|raw| raw.parse().map_err(|e| format!("`{name}`: {e}"))).transpose()
 }
@@ -170,6 +199,8 @@ mod tests {
         );
         assert_eq!(parse(r#"{"type":"leave","room":"a"}"#).unwrap().frame.kind(), "leave");
         assert_eq!(parse(r#"{"type":"send","room":"a","body":"hi"}"#).unwrap().frame.kind(), "send");
+        let keyed = parse(r#"{"type":"send","room":"a","body":"hi","key":"k-1"}"#).unwrap();
+        assert!(matches!(keyed.frame, ClientFrame::Send { key: Some(k), .. } if k == "k-1"));
         assert_eq!(parse(r#"{"type":"ping","extra":1}"#).unwrap().frame, ClientFrame::Ping);
         let history = parse(r#"{"type":"history","room":"a","after":"1-0","limit":500}"#).unwrap();
         assert_eq!(
@@ -202,6 +233,8 @@ mod tests {
             (r#"{"type":"nope","ref":"q"}"#, "unknown frame type `nope`"),
             (r#"{"room":"a","ref":"q"}"#, "missing field `type`"),
             (r#"{"type":"join","room":"a","since":"x","ref":"q"}"#, "`since`"),
+            (r#"{"type":"send","room":"a","body":"b","key":"","ref":"q"}"#, "`key` must be 1 to 64 bytes"),
+            (r#"{"type":"send","room":"a","body":"b","key":7,"ref":"q"}"#, "`key` must be a string"),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();
@@ -219,5 +252,7 @@ mod tests {
         assert!(parse(&long).unwrap_err().message.contains("`ref`"));
         let exact = format!(r#"{{"type":"ping","ref":"{}"}}"#, "r".repeat(64));
         assert!(parse(&exact).is_ok());
+        let long_key = format!(r#"{{"type":"send","room":"a","body":"b","key":"{}"}}"#, "k".repeat(65));
+        assert!(parse(&long_key).unwrap_err().message.contains("`key`"));
     }
 }

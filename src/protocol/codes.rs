@@ -20,12 +20,15 @@ pub enum ErrorCode {
     RoomLimit,
     /// The engine cannot store or read right now; nothing was published.
     Unavailable,
+    /// The engine was asked but did not answer in time: a `send` may have been stored. A retry
+    /// with the same `key` is stored once.
+    Timeout,
     /// A bug or an unexpected failure on the node.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         Self::BadRequest,
         Self::NotJoined,
         Self::Forbidden,
@@ -33,6 +36,7 @@ impl ErrorCode {
         Self::RateLimited,
         Self::RoomLimit,
         Self::Unavailable,
+        Self::Timeout,
         Self::Internal,
     ];
 
@@ -45,6 +49,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::RoomLimit => "room_limit",
             Self::Unavailable => "unavailable",
+            Self::Timeout => "timeout",
             Self::Internal => "internal",
         }
     }

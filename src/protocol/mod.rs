@@ -8,7 +8,7 @@ mod client;
 mod codes;
 mod server;
 
-pub use client::{ClientFrame, FrameError, HistoryQuery, Request, parse_client_frame};
+pub use client::{ClientFrame, FrameError, HistoryQuery, Request, idempotency_key, parse_client_frame};
 pub use codes::{CloseCode, ErrorCode};
 pub use server::{Limits, MessageList, ServerFrame, encode_message};
 

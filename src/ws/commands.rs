@@ -50,6 +50,7 @@ fn record_outcome<T>(span: &tracing::Span, result: &Result<T, EngineError>) {
 fn engine_error_code(error: &EngineError) -> ErrorCode {
     match error {
         EngineError::Unavailable(_) => ErrorCode::Unavailable,
+        EngineError::NoAnswer(_) => ErrorCode::Timeout,
         EngineError::Internal(_) => ErrorCode::Internal,
     }
 }
@@ -65,7 +66,7 @@ impl Session {
             }
             ClientFrame::Join { room, since } => self.join(reference, room, since, ctx),
             ClientFrame::Leave { room } => self.leave(reference, room, ctx),
-            ClientFrame::Send { room, body } => self.send(reference, room, body, ctx),
+            ClientFrame::Send { room, body, key } => self.send(reference, room, body, key, ctx),
             ClientFrame::History { room, query } => self.history(reference, room, query, ctx),
         }
     }
@@ -76,6 +77,9 @@ impl Session {
         let code = engine_error_code(error);
         let message = match code {
             ErrorCode::Unavailable => "the message store is unavailable; nothing was done, try again",
+            ErrorCode::Timeout => {
+                "the message store did not answer in time: it may have been done; a send retried with the same key is stored once"
+            }
             _ => "internal error",
         };
         self.error(ctx, reference, code, message);
@@ -222,7 +226,14 @@ impl Session {
         }))
     }
 
-    fn send(&mut self, reference: Option<String>, room: RoomName, body: String, ctx: &mut Context<Self>) -> Reply {
+    fn send(
+        &mut self,
+        reference: Option<String>,
+        room: RoomName,
+        body: String,
+        key: Option<String>,
+        ctx: &mut Context<Self>,
+    ) -> Reply {
         let reference_str = reference.as_deref();
         if !self.inbox.rooms().contains_key(&room) {
             self.error(ctx, reference_str, ErrorCode::NotJoined, "join the room before sending to it");
@@ -243,7 +254,7 @@ impl Session {
             // becomes its child.
             let span = engine_span("room.publish", engine.kind(), &target);
             span.record("otel.kind", "producer");
-            let message = NewMessage { trace: traces::traceparent(&span), room: target, user, body };
+            let message = NewMessage { trace: traces::traceparent(&span), room: target, user, body, key };
             let published = engine.publish(message).instrument(span.clone()).await;
             record_outcome(&span, &published);
             if let Ok(id) = &published {

@@ -1,6 +1,7 @@
 //! Integration tests: real nodes on free ports, driven by real WebSocket and HTTP clients.
 
 mod helpers;
+mod idempotency;
 
 mod api;
 mod auth;

@@ -67,6 +67,7 @@ fn message(room: &RoomName, body: &str) -> NewMessage {
         user: UserName::parse("alice").expect("user"),
         body: body.into(),
         trace: String::new(),
+        key: None,
     }
 }
 
@@ -199,6 +200,7 @@ mod cluster {
                 user: user.clone(),
                 body: n.to_string(),
                 trace: String::new(),
+                key: None,
             })
             .await
             .expect("publish");
@@ -246,6 +248,7 @@ mod cluster {
                     user: user.clone(),
                     body: n.to_string(),
                     trace: String::new(),
+                    key: None,
                 })
                 .await
                 .expect("publish");

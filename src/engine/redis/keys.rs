@@ -42,6 +42,16 @@ impl Keys {
         format!("rookery:{{s{}}}:members:{room}", self.shard(room))
     }
 
+    /// The room's idempotency keys: key -> the id stored with it.
+    pub fn sent(&self, room: &RoomName) -> String {
+        format!("rookery:{{s{}}}:sent:{room}", self.shard(room))
+    }
+
+    /// The room's idempotency keys by when they were stored (ms), to forget the old ones.
+    pub fn sent_at(&self, room: &RoomName) -> String {
+        format!("rookery:{{s{}}}:sent-at:{room}", self.shard(room))
+    }
+
     /// The nodes with sessions in the room, each with how many: the nodes its events go to.
     pub fn room_nodes(&self, room: &RoomName) -> String {
         format!("rookery:{{s{}}}:nodes:{room}", self.shard(room))
@@ -111,6 +121,8 @@ mod tests {
             keys.presence(&room),
             keys.members(&room),
             keys.room_nodes(&room),
+            keys.sent(&room),
+            keys.sent_at(&room),
         ] {
             assert_eq!(tag(&key), tag(&inbox), "{key}");
         }

@@ -361,18 +361,17 @@ pub(crate) async fn ensure_epoch(conn: &mut impl redis::aio::ConnectionLike) -> 
     Ok(previous.unwrap_or(candidate))
 }
 
-/// A Redis failure as the engine reports it: connection trouble is `Unavailable` (the caller
-/// may retry; nothing happened), anything else `Internal`.
+/// A Redis failure as the engine reports it: a call that timed out after it was sent is
+/// `NoAnswer` (it may have taken effect: a retry needs the same idempotency key); other connection
+/// trouble is `Unavailable` (the caller may retry); anything else `Internal`.
 pub(crate) fn engine_error(error: &redis::RedisError) -> EngineError {
+    if error.is_timeout() {
+        return EngineError::NoAnswer(error.to_string());
+    }
     // A Redis that came back empty has lost the functions until the bus consumer reconnects and
     // loads them again: retryable too.
     let functions_lost = error.to_string().contains("Function not found");
-    if functions_lost
-        || error.is_io_error()
-        || error.is_connection_refusal()
-        || error.is_timeout()
-        || error.is_connection_dropped()
-    {
+    if functions_lost || error.is_io_error() || error.is_connection_refusal() || error.is_connection_dropped() {
         EngineError::Unavailable(error.to_string())
     } else {
         EngineError::Internal(error.to_string())

@@ -3,7 +3,7 @@
 use super::{Keys, RedisConnection, engine_error, field};
 use crate::{
     domain::{Message, MessageId, RoomName, UserName},
-    engine::{EngineError, NewMessage, Recovery},
+    engine::{EngineError, NewMessage, Recovery, idempotency::KEYS_PER_ROOM},
     protocol::HistoryQuery,
 };
 
@@ -34,10 +34,12 @@ impl MessageStore {
         let mut conn = self.redis.clone();
         let id: String = redis::cmd("FCALL")
             .arg("rookery_v1_publish")
-            .arg(3)
+            .arg(5)
             .arg(self.keys.history(&message.room))
             .arg(self.keys.trimmed(&message.room))
             .arg(self.keys.room_nodes(&message.room))
+            .arg(self.keys.sent(&message.room))
+            .arg(self.keys.sent_at(&message.room))
             .arg(message.room.as_str())
             .arg(message.user.as_str())
             .arg(&message.body)
@@ -45,6 +47,10 @@ impl MessageStore {
             .arg(self.bus_retention_ms)
             .arg(&message.trace)
             .arg(self.keys.inbox_prefix(&message.room))
+            .arg(message.key.as_deref().unwrap_or_default())
+            // Keys are remembered at least as long as the inboxes keep entries.
+            .arg(self.bus_retention_ms)
+            .arg(KEYS_PER_ROOM)
             .query_async(&mut conn)
             .await
             .map_err(|e| engine_error(&e))?;
