@@ -11,6 +11,7 @@ use actix::Addr;
 use crate::{
     auth::Authenticator,
     engine::Engine,
+    http::PendingRequests,
     protocol::Limits,
     rooms::{Registry, RoomDirectory},
     settings::Settings,
@@ -29,6 +30,8 @@ pub struct Node {
     pub metrics: Metrics,
     /// Set when the node drains; every session closes with 1012 (see `shutdown`).
     pub shutdown: ShutdownSignal,
+    /// HTTP connections that have not finished their request (see `http::pending`).
+    pub pending: PendingRequests,
     connections: Arc<AtomicUsize>,
 }
 
@@ -43,6 +46,7 @@ impl Node {
     ) -> Self {
         Self {
             limits: settings.limits(),
+            pending: PendingRequests::new(settings.max_pending_requests, settings.request_timeout, metrics.clone()),
             settings,
             engine,
             registry,

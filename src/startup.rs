@@ -7,13 +7,16 @@
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix::{Actor, Arbiter};
-use actix_http::HttpService;
-use actix_service::{ServiceFactoryExt, map_config};
+use actix_http::{HttpService, Protocol, error::DispatchError};
+use actix_service::{ServiceFactoryExt, fn_service, map_config};
 use actix_web::{
     App,
     dev::{AppConfig, Server},
+    middleware::from_fn,
     web,
 };
+use futures_util::future::ready;
+use tokio::net::TcpStream;
 
 use crate::{
     auth::Authenticator,
@@ -21,7 +24,7 @@ use crate::{
         Delivery, Engine, MemoryEngine,
         redis::{RedisConfig, RedisEngine},
     },
-    http,
+    http::{self, GuardedStream},
     node::Node,
     rooms::{LocalMembers, Registry, RoomDirectory},
     settings::Settings,
@@ -29,9 +32,9 @@ use crate::{
     telemetry::Metrics,
 };
 
-/// Time a client has to finish its HTTP request head; generous, because a connection storm of
-/// thousands of upgrades on a small machine queues heads for a while.
-const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections over the sessions and the pending requests that the server still accepts:
+/// requests being answered, and refused handshakes lingering for their client to close.
+const CONNECTION_MARGIN: usize = 1024;
 
 /// How long a closing HTTP connection may take to flush its last answer.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -114,7 +117,13 @@ impl Application {
         };
 
         let workers = settings.workers;
-        let max_connections = settings.max_connections.saturating_add(1024);
+        // Sessions and pending requests have bounds of their own (`ROOKERY_MAX_CONNECTIONS`,
+        // `ROOKERY_MAX_PENDING_REQUESTS`), enforced without ever stopping the accept loop: at
+        // this one (per worker) the server stops accepting, and everyone is locked out.
+        let max_connections =
+            settings.max_connections.saturating_add(settings.max_pending_requests).saturating_add(CONNECTION_MARGIN);
+        // The head's own deadline; `http::pending` holds every request (head and body) to it.
+        let request_timeout = settings.request_timeout;
         let echo = settings.echo_endpoint;
         tracing::info!(node = %settings.node_id, engine = engine.kind(), port, "node starting");
         let node = web::Data::new(Node::new(settings, engine, registry, directory, auth, metrics));
@@ -131,14 +140,29 @@ impl Application {
             // Called once on each worker's thread, where its sessions will run.
             .listen("rookery-http", listener, move || {
                 let worker = LocalMembers::start(app_node.metrics.clone());
-                let app = App::new().app_data(app_node.clone()).configure(http::routes(echo));
-                HttpService::build()
-                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-                    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-                    .local_addr(local_addr)
-                    .upgrade(crate::ws::upgrade_service(app_node.clone(), worker))
-                    .finish(map_config(app, |_| AppConfig::default()).map_err(|e: actix_web::Error| e.error_response()))
-                    .tcp()
+                let app = App::new()
+                    .app_data(app_node.clone())
+                    .wrap(from_fn(http::track_pending))
+                    .configure(http::routes(echo));
+                let pending = app_node.pending.clone();
+                // Every connection is guarded from accept on (`http::pending`).
+                fn_service(move |io: TcpStream| {
+                    let peer = io.peer_addr().ok();
+                    ready(Ok::<_, DispatchError>((pending.accept(io), Protocol::Http1, peer)))
+                })
+                .and_then(
+                    HttpService::build()
+                        .client_request_timeout(request_timeout)
+                        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                        .local_addr(local_addr)
+                        .on_connect_ext(|io: &GuardedStream, data| {
+                            data.insert(io.handle());
+                        })
+                        .upgrade(crate::ws::upgrade_service(app_node.clone(), worker))
+                        .finish(
+                            map_config(app, |_| AppConfig::default()).map_err(|e: actix_web::Error| e.error_response()),
+                        ),
+                )
             })?
             .run();
         Ok(Self { port, server, node, rooms_arbiter })

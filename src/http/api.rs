@@ -72,6 +72,9 @@ struct PostMessage {
     body: String,
 }
 
+/// The largest request body the API reads (a JSON post of a `max_body_bytes` body fits).
+const MAX_REQUEST_BYTES: usize = 256 << 10;
+
 fn system_user() -> String {
     "system".to_owned()
 }
@@ -80,11 +83,13 @@ fn system_user() -> String {
 pub async fn post_message(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     node: NodeData,
 ) -> Result<HttpResponse, ApiError> {
+    // From the head alone, before reading a byte of the body.
     authorize(&req, &node)?;
     let room = room_of(&path)?;
+    let body = super::pending::read_body(&req, payload, MAX_REQUEST_BYTES).await?;
     let post: PostMessage = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"user\":\"...\",\"body\":\"...\"}}: {e}")))?;
     let user = UserName::parse(&post.user).map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -7,10 +7,12 @@ mod error;
 mod health;
 mod metrics;
 mod page;
+mod pending;
 
 use actix_web::{middleware::from_fn, web};
 
 pub use error::ApiError;
+pub use pending::{ConnHandle, GuardedStream, PendingRequests, track as track_pending};
 
 use crate::{node::Node, ws};
 
