@@ -144,7 +144,7 @@ impl Application {
                     .app_data(app_node.clone())
                     .wrap(from_fn(http::track_pending))
                     .configure(http::routes(echo));
-                let pending = app_node.pending.clone();
+                let (pending, metrics) = (app_node.pending.clone(), app_node.metrics.clone());
                 // Every connection is guarded from accept on (`http::pending`).
                 fn_service(move |io: TcpStream| {
                     let peer = io.peer_addr().ok();
@@ -163,6 +163,7 @@ impl Application {
                             map_config(app, |_| AppConfig::default()).map_err(|e: actix_web::Error| e.error_response()),
                         ),
                 )
+                .map_err(move |error| connection_error(&metrics, &error))
             })?
             .run();
         Ok(Self { port, server, node, rooms_arbiter })
@@ -184,4 +185,23 @@ impl Application {
         self.rooms_arbiter.stop();
         result
     }
+}
+
+/// How an HTTP connection ended in error: nearly always the client's doing (a malformed or
+/// oversized request, a vanished peer), so logged at debug and counted, not raised as an alarm.
+fn connection_error(metrics: &Metrics, error: &DispatchError) {
+    use actix_http::error::ParseError;
+    let kind = match error {
+        DispatchError::Parse(ParseError::TooLarge) => "head_too_large",
+        DispatchError::Parse(ParseError::Io(_)) | DispatchError::Io(_) => "io",
+        DispatchError::Parse(_) => "malformed",
+        DispatchError::SlowRequestTimeout => "request_timeout",
+        DispatchError::DisconnectTimeout => "disconnect_timeout",
+        _ => {
+            tracing::warn!(%error, "HTTP connection failed");
+            "other"
+        }
+    };
+    metrics.http_client_error(kind);
+    tracing::debug!(%error, kind, "HTTP connection ended on a client error");
 }

@@ -43,12 +43,7 @@ fn authorize(req: &HttpRequest, node: &Node) -> Result<(), ApiError> {
             "the server API is off: set ROOKERY_API_KEY on the node to enable it",
         ));
     };
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = super::bearer_token(req.headers());
     if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), key.as_bytes())) {
         Ok(())
     } else {
@@ -77,6 +72,14 @@ const MAX_REQUEST_BYTES: usize = 256 << 10;
 
 fn system_user() -> String {
     "system".to_owned()
+}
+
+/// A known API path with a method it does not serve: 405, with the methods it does.
+pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, allow)).json(json!({
+        "code": "method_not_allowed",
+        "message": format!("this path answers {allow}"),
+    }))
 }
 
 /// `POST /api/v1/rooms/{room}/messages` `{"user":"system","body":"..."}` -> 201 `{"id":"..."}`.

@@ -24,7 +24,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
@@ -35,6 +35,7 @@ use actix_web::{
     middleware::Next,
     web::{self, Bytes, BytesMut},
 };
+use bytes::Buf;
 use futures_util::{StreamExt, task::AtomicWaker};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -108,7 +109,12 @@ impl PendingRequests {
             self.0.insert(&mut waiting, &conn);
         }
         let deadline = Instant::now() + self.0.timeout;
-        GuardedStream { io, conn: Registration(ConnHandle(conn)), timer: Box::pin(tokio::time::sleep_until(deadline)) }
+        GuardedStream {
+            io,
+            conn: Registration(ConnHandle(conn)),
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            replacement: None,
+        }
     }
 
     /// Connections pending now.
@@ -193,6 +199,8 @@ pub struct GuardedStream {
     io: TcpStream,
     conn: Registration,
     timer: Pin<Box<Sleep>>,
+    /// What goes out instead of an error answer actix-http wrote with an empty body.
+    replacement: Option<Bytes>,
 }
 
 /// Leaves the pending connections when the stream goes.
@@ -248,30 +256,80 @@ impl AsyncRead for GuardedStream {
     }
 }
 
+impl GuardedStream {
+    /// Writes what is left of a replaced error answer.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(rest) = self.replacement.as_mut() {
+            if rest.is_empty() {
+                self.replacement = None;
+                break;
+            }
+            match Pin::new(&mut self.io).poll_write(cx, rest) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => rest.advance(n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl AsyncWrite for GuardedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        match this.poll_replacement(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other.map(|r| r.map(|()| 0)),
+        }
+        if let Some(replacement) = json_error_answer(buf) {
+            // The dispatcher's bytes are taken whole; flush and shutdown write what is left.
+            this.replacement = Some(replacement);
+            if let Poll::Ready(Err(e)) = this.poll_replacement(cx) {
+                return Poll::Ready(Err(e));
+            }
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        // One buffer at a time, so every answer head passes `poll_write` whole.
+        false
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.poll_replacement(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
+}
+
+/// actix-http answers a request it cannot parse (400), a head over its buffer (431) and a head
+/// that came too late (408) itself, with an empty body; every error of a node is JSON
+/// (`{"code","message"}`), so such an answer is rewritten on its way out. The app's own answers
+/// always have a body, so an empty one of these statuses is actix-http's.
+fn json_error_answer(buf: &[u8]) -> Option<Bytes> {
+    let head = std::str::from_utf8(buf).ok()?;
+    let status = head.strip_prefix("HTTP/1.1 ")?.get(..3)?;
+    if !head.ends_with("\r\n\r\n") || !head.contains("\r\ncontent-length: 0\r\n") {
+        return None;
+    }
+    let (code, message) = match status {
+        "400" => ("bad_request", "the request is not valid HTTP/1.1"),
+        "408" => ("request_timeout", "the request did not arrive in time"),
+        "431" => ("headers_too_large", "the request head is too large"),
+        _ => return None,
+    };
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    let length = format!("\r\ncontent-length: {}\r\ncontent-type: application/json\r\n", body.len());
+    Some(Bytes::from(head.replacen("\r\ncontent-length: 0\r\n", &length, 1) + &body))
 }
 
 /// Middleware around the whole app: a request without a body is complete as it arrives (one

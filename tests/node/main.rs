@@ -13,6 +13,7 @@ mod drain;
 mod engine_contract;
 mod engine_faults;
 mod failover;
+mod http_conformance;
 mod http_guard;
 mod kubernetes;
 mod limits;
