@@ -15,6 +15,10 @@ use crate::{
     settings::{AuthSettings, SettingsError},
 };
 
+/// The shortest HS256 secret accepted: RFC 7518 (3.2) asks for a key at least as long as the
+/// hash, and a shorter one can be guessed offline from any token.
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
 /// Why a handshake was refused. Each maps to an HTTP status and a JSON body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -99,6 +103,14 @@ impl Authenticator {
             return Ok(Self::Anonymous);
         };
         let (key, algorithms) = match (secret, public_key_file) {
+            (Some(secret), _) if secret.len() < MIN_HS256_SECRET_BYTES => {
+                return Err(SettingsError {
+                    variable: "ROOKERY_JWT_SECRET",
+                    // Never the secret itself: this ends up in logs.
+                    value: format!("<{} bytes>", secret.len()),
+                    accepts: format!("an HS256 secret of at least {MIN_HS256_SECRET_BYTES} bytes"),
+                });
+            }
             (Some(secret), _) => (DecodingKey::from_secret(secret.as_bytes()), vec![Algorithm::HS256]),
             (None, Some(path)) => {
                 let invalid = |accepts: String| SettingsError {
@@ -126,6 +138,8 @@ impl Authenticator {
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // `nbf` when present, with the same leeway as `exp`.
+        validation.validate_nbf = true;
         validation.leeway = *leeway_secs;
         Ok(Self::Jwt { key, validation: Box::new(validation), leeway: Duration::from_secs(*leeway_secs) })
     }
@@ -149,11 +163,12 @@ impl Authenticator {
                     })?
                     .claims;
                 let user = UserName::parse(&claims.sub).map_err(|e| AuthError::InvalidToken(format!("`sub`: {e}")))?;
-                Ok(Identity {
-                    user,
-                    rooms: RoomGrants::from_claim(claims.rooms),
-                    expires_at: Some(UNIX_EPOCH + Duration::from_secs(claims.exp) + *leeway),
-                })
+                // An `exp` far in the future (u64::MAX as "never") is past what a SystemTime holds.
+                let expires_at = UNIX_EPOCH
+                    .checked_add(Duration::from_secs(claims.exp))
+                    .and_then(|exp| exp.checked_add(*leeway))
+                    .ok_or_else(|| AuthError::InvalidToken("`exp` is out of range".into()))?;
+                Ok(Identity { user, rooms: RoomGrants::from_claim(claims.rooms), expires_at: Some(expires_at) })
             }
         }
     }
@@ -181,6 +196,49 @@ mod tests {
         assert!(!grants.allows(&room("lobby2")) && !grants.allows(&room("team")));
         assert!(RoomGrants::from_claim(None).allows(&room("anything")));
         assert!(!RoomGrants::from_claim(Some(vec![])).allows(&room("lobby")));
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn hs256(claims: serde_json::Value) -> String {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    }
+
+    fn jwt(secret: &str) -> Result<Authenticator, SettingsError> {
+        Authenticator::from_settings(&AuthSettings::Jwt {
+            secret: Some(secret.into()),
+            public_key_file: None,
+            leeway_secs: 30,
+        })
+    }
+
+    #[test]
+    fn short_hs256_secrets_are_refused_without_being_shown() {
+        let error = jwt("x").err().unwrap();
+        assert_eq!(error.variable, "ROOKERY_JWT_SECRET");
+        assert!(error.to_string().contains("at least 32 bytes") && !error.to_string().contains("\"x\""), "{error}");
+        assert!(jwt(&SECRET[1..]).is_err() && jwt(SECRET).is_ok());
+    }
+
+    #[test]
+    fn exp_beyond_what_a_clock_holds_is_refused_not_a_panic() {
+        let auth = jwt(SECRET).unwrap();
+        for exp in [u64::MAX, (1 << 63) - 30, 1 << 63] {
+            let token = hs256(serde_json::json!({"sub": "alice", "exp": exp}));
+            assert!(matches!(auth.authenticate(None, Some(&token)), Err(AuthError::InvalidToken(_))), "{exp}");
+        }
+    }
+
+    #[test]
+    fn nbf_is_checked_with_the_leeway() {
+        let auth = jwt(SECRET).unwrap();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let token = |nbf: u64| hs256(serde_json::json!({"sub": "alice", "exp": now + 600, "nbf": nbf}));
+        assert!(auth.authenticate(None, Some(&token(now + 86_400))).is_err());
+        assert!(auth.authenticate(None, Some(&token(now + 60))).is_err());
+        assert!(auth.authenticate(None, Some(&token(now + 10))).is_ok(), "within the leeway");
+        assert!(auth.authenticate(None, Some(&token(now - 10))).is_ok());
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::sync::{
 };
 
 use crate::{
-    auth::Authenticator, engine::Engine, protocol::Limits, rooms::RoomDirectory, settings::Settings,
-    shutdown::ShutdownSignal, telemetry::Metrics,
+    auth::Authenticator, engine::Engine, http::PendingRequests, protocol::Limits, rooms::RoomDirectory,
+    settings::Settings, shutdown::ShutdownSignal, telemetry::Metrics,
 };
 
 /// The node's shared state, handed to routes as `web::Data<Node>`.
@@ -21,6 +21,8 @@ pub struct Node {
     pub metrics: Metrics,
     /// Set when the node drains; every session closes with 1012 (see `shutdown`).
     pub shutdown: ShutdownSignal,
+    /// HTTP connections that have not finished their request (see `http::pending`).
+    pub pending: PendingRequests,
     connections: Arc<AtomicUsize>,
 }
 
@@ -34,6 +36,7 @@ impl Node {
     ) -> Self {
         Self {
             limits: settings.limits(),
+            pending: PendingRequests::new(settings.max_pending_requests, settings.request_timeout, metrics.clone()),
             settings,
             engine,
             directory,

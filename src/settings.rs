@@ -47,6 +47,10 @@ pub struct Settings {
     /// Rooms with more users have no presence events and list no members on join.
     pub presence_max_users: u64,
     pub max_connections: usize,
+    /// HTTP connections that have not finished their request; past it the oldest is closed.
+    pub max_pending_requests: usize,
+    /// Time a connection has for each request's head and body.
+    pub request_timeout: Duration,
     pub auth: AuthSettings,
     pub allowed_origins: Option<Vec<String>>,
     pub api_key: Option<String>,
@@ -122,6 +126,8 @@ impl Settings {
                 0..=1_000_000,
             )?,
             max_connections: env.number("ROOKERY_MAX_CONNECTIONS", 100_000, 1..=10_000_000)?,
+            max_pending_requests: env.number("ROOKERY_MAX_PENDING_REQUESTS", 1024, 1..=1_000_000)?,
+            request_timeout: Duration::from_millis(env.number("ROOKERY_REQUEST_TIMEOUT_MS", 30_000, 100..=600_000)?),
             auth,
             allowed_origins: env.get("ROOKERY_ALLOWED_ORIGINS").map(|list| {
                 list.split(',')
@@ -231,6 +237,7 @@ mod tests {
         assert_eq!((s.outbound_queue_frames, s.outbound_queue_bytes), (1024, 4 << 20));
         assert_eq!((s.history_len, s.max_connections), (1000, 100_000));
         assert_eq!(s.presence_max_users, 100);
+        assert_eq!((s.max_pending_requests, s.request_timeout), (1024, Duration::from_secs(30)));
         assert_eq!(s.heartbeat, Duration::from_secs(20));
         assert_eq!(s.auth, AuthSettings::Anonymous);
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());

@@ -6,13 +6,16 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_http::HttpService;
-use actix_service::{ServiceFactoryExt, map_config};
+use actix_http::{HttpService, Protocol, error::DispatchError};
+use actix_service::{ServiceFactoryExt, fn_service, map_config};
 use actix_web::{
     App,
     dev::{AppConfig, Server},
+    middleware::from_fn,
     web,
 };
+use futures_util::future::ready;
+use tokio::net::TcpStream;
 
 use crate::{
     auth::Authenticator,
@@ -20,7 +23,7 @@ use crate::{
         Delivery, Engine, MemoryEngine,
         redis::{RedisConfig, RedisEngine},
     },
-    http,
+    http::{self, GuardedStream},
     node::Node,
     rooms::{LocalMembers, RoomDirectory},
     settings::Settings,
@@ -28,9 +31,9 @@ use crate::{
     telemetry::Metrics,
 };
 
-/// Time a client has to finish its HTTP request head; generous, because a connection storm of
-/// thousands of upgrades on a small machine queues heads for a while.
-const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections over the sessions and the pending requests that the server still accepts:
+/// requests being answered, and refused handshakes lingering for their client to close.
+const CONNECTION_MARGIN: usize = 1024;
 
 /// How long a closing HTTP connection may take to flush its last answer.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -107,7 +110,13 @@ impl Application {
         let auth = Authenticator::from_settings(&settings.auth)?;
 
         let workers = settings.workers;
-        let max_connections = settings.max_connections.saturating_add(1024);
+        // Sessions and pending requests have bounds of their own (`ROOKERY_MAX_CONNECTIONS`,
+        // `ROOKERY_MAX_PENDING_REQUESTS`), enforced without ever stopping the accept loop: at
+        // this one (per worker) the server stops accepting, and everyone is locked out.
+        let max_connections =
+            settings.max_connections.saturating_add(settings.max_pending_requests).saturating_add(CONNECTION_MARGIN);
+        // The head's own deadline; `http::pending` holds every request (head and body) to it.
+        let request_timeout = settings.request_timeout;
         let echo = settings.echo_endpoint;
         tracing::info!(node = %settings.node_id, engine = engine.kind(), port, "node starting");
         let node = web::Data::new(Node::new(settings, engine, directory, auth, metrics));
@@ -124,14 +133,30 @@ impl Application {
             // Called once on each worker's thread, where its sessions will run.
             .listen("rookery-http", listener, move || {
                 let worker = LocalMembers::start(app_node.metrics.clone());
-                let app = App::new().app_data(app_node.clone()).configure(http::routes(echo));
-                HttpService::build()
-                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
-                    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-                    .local_addr(local_addr)
-                    .upgrade(crate::ws::upgrade_service(app_node.clone(), worker))
-                    .finish(map_config(app, |_| AppConfig::default()).map_err(|e: actix_web::Error| e.error_response()))
-                    .tcp()
+                let app = App::new()
+                    .app_data(app_node.clone())
+                    .wrap(from_fn(http::track_pending))
+                    .configure(http::routes(echo));
+                let (pending, metrics) = (app_node.pending.clone(), app_node.metrics.clone());
+                // Every connection is guarded from accept on (`http::pending`).
+                fn_service(move |io: TcpStream| {
+                    let peer = io.peer_addr().ok();
+                    ready(Ok::<_, DispatchError>((pending.accept(io), Protocol::Http1, peer)))
+                })
+                .and_then(
+                    HttpService::build()
+                        .client_request_timeout(request_timeout)
+                        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                        .local_addr(local_addr)
+                        .on_connect_ext(|io: &GuardedStream, data| {
+                            data.insert(io.handle());
+                        })
+                        .upgrade(crate::ws::upgrade_service(app_node.clone(), worker))
+                        .finish(
+                            map_config(app, |_| AppConfig::default()).map_err(|e: actix_web::Error| e.error_response()),
+                        ),
+                )
+                .map_err(move |error| connection_error(&metrics, &error))
             })?
             .run();
         Ok(Self { port, server, node })
@@ -151,4 +176,23 @@ impl Application {
         actix_web::rt::spawn(shutdown::stop_on_signal(self.node.clone(), self.server.handle()));
         self.server.await
     }
+}
+
+/// How an HTTP connection ended in error: nearly always the client's doing (a malformed or
+/// oversized request, a vanished peer), so logged at debug and counted, not raised as an alarm.
+fn connection_error(metrics: &Metrics, error: &DispatchError) {
+    use actix_http::error::ParseError;
+    let kind = match error {
+        DispatchError::Parse(ParseError::TooLarge) => "head_too_large",
+        DispatchError::Parse(ParseError::Io(_)) | DispatchError::Io(_) => "io",
+        DispatchError::Parse(_) => "malformed",
+        DispatchError::SlowRequestTimeout => "request_timeout",
+        DispatchError::DisconnectTimeout => "disconnect_timeout",
+        _ => {
+            tracing::warn!(%error, "HTTP connection failed");
+            "other"
+        }
+    };
+    metrics.http_client_error(kind);
+    tracing::debug!(%error, kind, "HTTP connection ended on a client error");
 }

@@ -262,6 +262,35 @@ pub async fn recover_replays_after_since(h: &Harness) {
     assert!(edge.expect("recover").recovered, "since at the oldest retained id loses nothing");
 }
 
+/// The ends of the id space are ordinary bounds: nothing is after the last id or before `0-0`,
+/// and a join resuming from the last id replays nothing.
+pub async fn history_and_recover_take_the_extreme_ids(h: &Harness) {
+    let room = unique_room("extremes");
+    let id = h.publish(&room, "alice", "only").await;
+    let (first, last) = (MessageId::new(0, 0), MessageId::new(u64::MAX, u64::MAX));
+    let page = |after: Option<MessageId>, before: Option<MessageId>| {
+        let (engine, room) = (h.engine.clone(), room.clone());
+        async move {
+            let query = HistoryQuery { after, before, limit: 500 };
+            engine.history(&room, query).await.expect("history").iter().map(|m| m.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(Some(last), None).await, vec![]);
+    assert_eq!(page(None, Some(first)).await, vec![]);
+    assert_eq!(page(Some(last), Some(first)).await, vec![]);
+    assert_eq!(page(Some(first), Some(last)).await, vec![id]);
+    assert_eq!(page(Some(first), None).await, vec![id]);
+    assert_eq!(page(None, Some(last)).await, vec![id]);
+    let recovery = h.engine.recover(&room, Some(last)).await.expect("recover");
+    assert_eq!((recovery.messages.len(), recovery.last_id, recovery.recovered), (0, Some(id), true));
+    let recovery = h.engine.recover(&room, Some(first)).await.expect("recover");
+    assert_eq!(recovery.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id]);
+    let session = SessionId::random();
+    let (_, joined) = h.engine.join_and_recover(&room, &user_name("bob"), session, Some(last)).await.expect("join");
+    assert_eq!((joined.messages.len(), joined.last_id), (0, Some(id)));
+    h.engine.leave(&room, &user_name("bob"), session).await.expect("leave");
+}
+
 /// Presence counts sessions per user and announces a user once in, once out.
 pub async fn presence_counts_sessions_and_announces_once(h: &Harness) {
     let room = unique_room("presence");
@@ -441,6 +470,7 @@ macro_rules! engine_contract_tests {
             history_pages_in_id_order,
             history_is_bounded,
             recover_replays_after_since,
+            history_and_recover_take_the_extreme_ids,
             presence_counts_sessions_and_announces_once,
             presence_is_ordered_with_messages,
             rooms_over_the_presence_limit_announce_nothing,

@@ -43,12 +43,7 @@ fn authorize(req: &HttpRequest, node: &Node) -> Result<(), ApiError> {
             "the server API is off: set ROOKERY_API_KEY on the node to enable it",
         ));
     };
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = super::bearer_token(req.headers());
     if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), key.as_bytes())) {
         Ok(())
     } else {
@@ -72,19 +67,32 @@ struct PostMessage {
     body: String,
 }
 
+/// The largest request body the API reads (a JSON post of a `max_body_bytes` body fits).
+const MAX_REQUEST_BYTES: usize = 256 << 10;
+
 fn system_user() -> String {
     "system".to_owned()
+}
+
+/// A known API path with a method it does not serve: 405, with the methods it does.
+pub async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, allow)).json(json!({
+        "code": "method_not_allowed",
+        "message": format!("this path answers {allow}"),
+    }))
 }
 
 /// `POST /api/v1/rooms/{room}/messages` `{"user":"system","body":"..."}` -> 201 `{"id":"..."}`.
 pub async fn post_message(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
     node: NodeData,
 ) -> Result<HttpResponse, ApiError> {
+    // From the head alone, before reading a byte of the body.
     authorize(&req, &node)?;
     let room = room_of(&path)?;
+    let body = super::pending::read_body(&req, payload, MAX_REQUEST_BYTES).await?;
     let post: PostMessage = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"user\":\"...\",\"body\":\"...\"}}: {e}")))?;
     let user = UserName::parse(&post.user).map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -7,10 +7,12 @@ mod error;
 mod health;
 mod metrics;
 mod page;
+mod pending;
 
 use actix_web::{middleware::from_fn, web};
 
 pub use error::ApiError;
+pub use pending::{ConnHandle, GuardedStream, PendingRequests, track as track_pending};
 
 use crate::{node::Node, ws};
 
@@ -26,15 +28,30 @@ pub fn routes(echo_endpoint: bool) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(
                 web::scope("/api/v1")
                     .wrap(from_fn(api::count_errors))
-                    .route("/rooms/{room}/messages", web::post().to(api::post_message))
-                    .route("/rooms/{room}/messages", web::get().to(api::list_messages))
-                    .route("/rooms/{room}/members", web::get().to(api::list_members)),
+                    .service(
+                        web::resource("/rooms/{room}/messages")
+                            .route(web::post().to(api::post_message))
+                            .route(web::get().to(api::list_messages))
+                            .default_service(web::to(|| api::method_not_allowed("GET, POST"))),
+                    )
+                    .service(
+                        web::resource("/rooms/{room}/members")
+                            .route(web::get().to(api::list_members))
+                            .default_service(web::to(|| api::method_not_allowed("GET"))),
+                    ),
             );
         if echo_endpoint {
             cfg.route("/ws/echo", web::get().to(ws::not_upgraded));
         }
         cfg.default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::not_found()) }));
     }
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110).
+pub fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    let value = headers.get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The node, as every handler receives it.

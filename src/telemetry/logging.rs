@@ -42,8 +42,16 @@ pub fn init_telemetry(format: LogFormat, node: &str) -> Result<TelemetryGuard, T
     let provider = traces::provider_from_env(node)?;
     let log_filter = || {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        // Per-delivery spans are for traces only.
-        FilterExt::and(filter, filter_fn(|metadata| metadata.target() != DELIVERY_TARGET))
+        // Per-delivery spans are for traces only. actix-http logs a client's malformed request at
+        // ERROR, which is no operator's alarm: each such error ends its connection, and
+        // `startup` logs it at debug and counts it (`rookery_http_client_errors_total`).
+        FilterExt::and(
+            filter,
+            filter_fn(|metadata| {
+                metadata.target() != DELIVERY_TARGET
+                    && !(*metadata.level() == tracing::Level::ERROR && metadata.target().starts_with("actix_http::h1"))
+            }),
+        )
     };
     let logs = match format {
         LogFormat::Json => {

@@ -65,6 +65,11 @@ pub struct MetricSet {
     /// Connections reset because the peer took none of their last frames for a heartbeat.
     pub connections_reset: Counter,
     api_errors: Labeled<u16>,
+    /// HTTP connections that have not finished their request (head or body), or wait for the
+    /// next one on a kept-alive connection (`http::pending`).
+    pub pending_requests: Gauge,
+    pending_closed: Labeled<&'static str>,
+    http_client_errors: Labeled<&'static str>,
     delivery_latency: Histogram,
     redis_commands: HistogramFamily,
     bus_events: Labeled<&'static str>,
@@ -125,6 +130,24 @@ impl MetricSet {
                 Counter::default(),
             ),
             api_errors: register(r, "api_errors", "Server API errors by HTTP status", Labeled::default()),
+            pending_requests: register(
+                r,
+                "http_pending_requests",
+                "HTTP connections that have not finished their request",
+                Gauge::default(),
+            ),
+            pending_closed: register(
+                r,
+                "http_pending_closed",
+                "HTTP connections closed before finishing their request, by reason",
+                Labeled::default(),
+            ),
+            http_client_errors: register(
+                r,
+                "http_client_errors",
+                "HTTP connections that ended on a client's mistake, by kind",
+                Labeled::default(),
+            ),
             delivery_latency: register(
                 r,
                 "delivery_latency_seconds",
@@ -183,6 +206,18 @@ impl MetricSet {
 
     pub fn api_error(&self, status: u16) {
         self.api_errors.get_or_create(&[("status", status)]).inc();
+    }
+
+    /// A connection was closed before it finished its request: `timeout` (its request took
+    /// longer than `ROOKERY_REQUEST_TIMEOUT_MS`) or `evicted` (the oldest one when a new
+    /// connection found `ROOKERY_MAX_PENDING_REQUESTS` pending).
+    pub fn pending_closed(&self, reason: &'static str) {
+        self.pending_closed.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// A connection ended on a client's mistake (malformed request, head too large, ...).
+    pub fn http_client_error(&self, kind: &'static str) {
+        self.http_client_errors.get_or_create(&[("kind", kind)]).inc();
     }
 
     /// A message written to a session `age` after it was published.

@@ -113,6 +113,15 @@ pub async fn not_upgraded(req: HttpRequest, node: web::Data<Node>) -> Result<Htt
 
 /// The origin check and a connection slot.
 fn admit(head: &RequestHead, node: &Node) -> Result<ConnectionSlot, ApiError> {
+    // Two `Origin`s would let a browser-forbidden one pass behind an allowed one.
+    if head.headers.get_all(header::ORIGIN).count() > 1 {
+        node.metrics.connection_opened("forbidden_origin");
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "a request has at most one Origin",
+        ));
+    }
     if let (Some(allowed), Some(origin)) = (&node.settings.allowed_origins, head.headers.get(header::ORIGIN)) {
         let origin = origin.to_str().unwrap_or_default().trim_end_matches('/').to_ascii_lowercase();
         if !allowed.contains(&origin) {
@@ -131,14 +140,19 @@ fn admit(head: &RequestHead, node: &Node) -> Result<ConnectionSlot, ApiError> {
 }
 
 fn bearer_token(head: &RequestHead) -> Option<&str> {
-    let value = head.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    crate::http::bearer_token(&head.headers)
 }
 
 /// The 101 answer to a valid handshake.
 fn switching_protocols(head: &RequestHead) -> Result<Response<()>, ApiError> {
     let not_a_handshake =
         |error: &dyn std::fmt::Display| ApiError::bad_request(format!("not a WebSocket handshake: {error}"));
+    // RFC 6455 4.1: HTTP/1.1 or higher, and exactly one key (actix-http reads the first).
+    if head.version < actix_http::Version::HTTP_11 {
+        return Err(not_a_handshake(&"an upgrade needs HTTP/1.1"));
+    }
+    if head.headers.get_all(header::SEC_WEBSOCKET_KEY).count() != 1 {
+        return Err(not_a_handshake(&"exactly one Sec-WebSocket-Key is required"));
+    }
     actix_http::ws::handshake(head).map_err(|e| not_a_handshake(&e))?.message_body(()).map_err(|e| not_a_handshake(&e))
 }

@@ -32,13 +32,17 @@ use super::{
     session::{Session, SessionStart},
     socket,
 };
-use crate::{http::ApiError, node::Node, rooms::LocalMembers};
+use crate::{
+    http::{ApiError, GuardedStream},
+    node::Node,
+    rooms::LocalMembers,
+};
 
 /// How long a refused handshake waits for the client to close after reading the answer.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// What the dispatcher hands over: the request and its connection.
-pub type UpgradeRequest = (Request, Framed<TcpStream, h1::Codec>);
+pub type UpgradeRequest = (Request, Framed<GuardedStream, h1::Codec>);
 
 /// The upgrade service of one HTTP worker of a node; `worker` is that worker thread's local
 /// room members, which its sessions join rooms in.
@@ -55,7 +59,12 @@ pub fn service(
     })
 }
 
-async fn upgrade(request: Request, framed: Framed<TcpStream, h1::Codec>, node: web::Data<Node>, worker: LocalMembers) {
+async fn upgrade(
+    request: Request,
+    framed: Framed<GuardedStream, h1::Codec>,
+    node: web::Data<Node>,
+    worker: LocalMembers,
+) {
     let Some((switched, admitted)) = handshake(request, framed, &node).await else { return };
     let settings = &node.settings;
     let (outbound, body) = Outbound::new(settings.outbound_queue_frames, settings.outbound_queue_bytes);
@@ -94,10 +103,12 @@ struct Switched {
 /// connection keeps none of them.
 async fn handshake(
     request: Request,
-    framed: Framed<TcpStream, h1::Codec>,
+    framed: Framed<GuardedStream, h1::Codec>,
     node: &Node,
 ) -> Option<(Switched, Admitted)> {
-    let FramedParts { io: stream, mut codec, read_buf, .. } = framed.into_parts();
+    let FramedParts { io, mut codec, read_buf, .. } = framed.into_parts();
+    // The request is complete: the connection is no longer pending, whatever the answer.
+    let stream = io.into_inner();
     // Frames go out as they are written: Nagle's wait for the previous segment's ACK only adds
     // latency to a stream of small frames (BENCHMARKS.md, change 10). Failing to set it is harmless.
     let _ = stream.set_nodelay(true);

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http::Head
 
 use crate::helpers::{Client, Endpoint, TestApp, spawn_app};
 
-const SECRET: &str = "test-secret";
+const SECRET: &str = "test-secret-of-at-least-32-bytes";
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()
@@ -141,4 +141,18 @@ async fn connections_over_the_limit_get_503_until_one_closes() {
     app.eventually("a slot to free up", |node| node.connection_count() < 2).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     app.client("c").await;
+}
+
+#[actix_web::test]
+async fn a_never_expiring_exp_and_a_future_nbf_get_401() {
+    // The default leeway (30 s), which `exp` plus leeway overflowed with.
+    let app = spawn_app(&[("ROOKERY_AUTH", "jwt"), ("ROOKERY_JWT_SECRET", SECRET)]).await;
+    for claims in [
+        json!({"sub":"alice","exp":u64::MAX}),
+        json!({"sub":"alice","exp":(1u64 << 63) - 30}),
+        json!({"sub":"alice","exp":now() + 600,"nbf":now() + 86_400}),
+    ] {
+        let (status, body) = refused(request(&app.ws_url(&format!("?token={}", hs256(claims.clone()))))).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "{claims}");
+    }
 }

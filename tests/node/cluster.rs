@@ -204,3 +204,28 @@ async fn metrics_show_redis_latency_bus_outcomes_and_delivery_latency_on_every_n
     a.eventually("pending gauges", |node| node.metrics.render().contains(&last_shard)).await;
     assert!(on_a.contains("rookery_bus_lag_milliseconds{shard=\"0\"} 0"), "{on_a}");
 }
+
+#[actix_web::test]
+async fn ids_at_the_ends_of_the_id_space_are_answered_as_the_memory_engine_does() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "node-a").await;
+    let (mut alice, mut bob) = (a.client("alice").await, a.client("bob").await);
+    alice.join("edge").await;
+    alice.say("edge", "one").await;
+    let last = "18446744073709551615-18446744073709551615";
+    let joined = bob.request(json!({"type":"join","room":"edge","since":last})).await;
+    assert_eq!((joined["type"].as_str(), joined["recovered"].as_bool()), (Some("joined"), Some(true)), "{joined}");
+    for query in [json!({"after": last}), json!({"before": "0-0"})] {
+        let mut frame = json!({"type":"history","room":"edge"});
+        frame.as_object_mut().expect("object").extend(query.as_object().expect("object").clone());
+        let page = bob.request(frame).await;
+        assert_eq!((page["type"].as_str(), page["messages"].as_array().map(Vec::len)), (Some("history"), Some(0)));
+    }
+    let (status, page) =
+        http(&a, "GET", "/api/v1/rooms/edge/messages?before=0-0", &[("Authorization", "Bearer k")], None).await;
+    assert_eq!((status, page["messages"].as_array().map(Vec::len)), (200, Some(0)), "{page}");
+    // Alice saw bob join, and nothing else: no leave of a join that failed.
+    let (presence, _) = alice.recv_until("presence").await;
+    assert_eq!((presence["event"].as_str(), presence["user"].as_str()), (Some("join"), Some("bob")));
+    alice.expect_silence(std::time::Duration::from_millis(300)).await;
+}

@@ -14,6 +14,8 @@ mod drain;
 mod engine_contract;
 mod engine_faults;
 mod failover;
+mod http_conformance;
+mod http_guard;
 mod kubernetes;
 mod limits;
 mod node_process;

@@ -19,6 +19,10 @@ fn bad_data(what: &str) -> EngineError {
     EngineError::Internal(format!("unexpected data in Redis: {what}"))
 }
 
+/// The largest id. Redis refuses an exclusive bound past either end of the id space ("invalid
+/// start/end ID"), where the answer is plain: nothing is after the last id or before `0-0`.
+const LAST_ID: MessageId = MessageId::new(u64::MAX, u64::MAX);
+
 fn message_id(raw: &str) -> Result<MessageId, EngineError> {
     raw.parse().map_err(|_| bad_data(&format!("message id {raw:?}")))
 }
@@ -59,6 +63,9 @@ impl MessageStore {
 
     /// A page of the room's history, in id order.
     pub async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
+        if query.after == Some(LAST_ID) || query.before == Some(MessageId::default()) {
+            return Ok(Vec::new());
+        }
         let mut conn = self.redis.clone();
         let exclusive = |id: Option<MessageId>, open: &str| id.map_or(open.to_owned(), |id| format!("({id}"));
         let (command, first, second) = match query.after {
@@ -109,7 +116,13 @@ impl MessageStore {
             .arg(2)
             .arg(self.keys.history(room))
             .arg(self.keys.trimmed(room))
-            .arg(since.map(|id| id.to_string()).unwrap_or_default());
+            // Nothing follows the last id; one before it reads the same (and `recovery_reply` drops
+            // what is not after `since`), where Redis would refuse `(` on the last id itself.
+            .arg(
+                since
+                    .map(|id| if id == LAST_ID { MessageId::new(u64::MAX, u64::MAX - 1) } else { id }.to_string())
+                    .unwrap_or_default(),
+            );
         cmd
     }
 }
@@ -121,7 +134,7 @@ pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String
     };
     let deleted = message_id(deleted)?;
     let last_id = if newest.is_empty() { None } else { Some(message_id(newest)?) };
-    let messages = entries
+    let mut messages = entries
         .chunks_exact(3)
         .map(|entry| {
             Ok(Message {
@@ -133,6 +146,7 @@ pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String
             })
         })
         .collect::<Result<Vec<_>, EngineError>>()?;
+    messages.retain(|m| since.is_none_or(|since| m.id > since));
     Ok(Recovery {
         messages,
         last_id,
