@@ -26,7 +26,7 @@ redis_port="${BENCH_REDIS_PORT:-16392}"
 node_bin="${ROOKERY_BIN:-target/release/rookery}"
 bench_bin="${ROOKERY_BENCH_BIN:-target/release/rookery-bench}"
 if [[ -z "${ROOKERY_BIN:-}" || -z "${ROOKERY_BENCH_BIN:-}" ]]; then
-  cargo build --release --quiet --bin rookery --bin rookery-bench
+  cargo build --release --quiet -p rookery -p rookery-bench
 fi
 work="$(mktemp -d)"
 pids=()

@@ -16,14 +16,12 @@
 //! - `http`: health, readiness, the server API, metrics, the chat page, JSON errors.
 //! - `auth`: anonymous and JWT identities and room grants.
 //! - `telemetry`: logs, traces and Prometheus metrics.
-//! - `bench`: `rookery-bench`, the load generator that checks every delivery.
 //! - `healthcheck`: `rookery healthcheck`, the container health probe.
 //! - `chat`: `rookery chat`, the terminal client.
 //! - `settings`, `node`, `startup`, `shutdown`: configuration, shared node state, building,
 //!   running and stopping.
 
 pub mod auth;
-pub mod bench;
 pub mod chat;
 pub mod domain;
 pub mod engine;
