@@ -9,7 +9,7 @@
 //! - `protocol`: wire protocol v1, pure (no I/O): client frame parsing, server frame encoding,
 //!   error and close codes.
 //! - `engine`: the cluster seam (`Broker`, `PresenceStore`, `Engine`), the in-memory engine and
-//!   the contract every engine passes.
+//!   the Redis engine (the contract every engine passes is test code: `tests/node/contract.rs`).
 //! - `rooms`: the `Registry` and `Room` actors and the directory the engine delivers through.
 //! - `ws`: `GET /ws` admission and upgrade, the `Session` actor and its commands, the bounded
 //!   outbound queue, frame guard and reader, and the conformance echo endpoint.

@@ -8,6 +8,7 @@ mod bench;
 mod chat;
 mod churn;
 mod cluster;
+mod contract;
 mod deploy;
 mod drain;
 mod engine_contract;

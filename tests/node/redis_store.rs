@@ -139,11 +139,13 @@ mod cluster {
 
     use rookery::engine::{
         Broker, BusEvent, Engine, NewMessage,
-        contract::{Recorder, unique_room},
         redis::{Keys, RedisConfig, RedisEngine, migrate},
     };
 
-    use crate::redis_server::RedisServer;
+    use crate::{
+        contract::{Recorder, unique_room},
+        redis_server::RedisServer,
+    };
 
     fn config(server: &RedisServer, node: &str) -> RedisConfig {
         RedisConfig {
