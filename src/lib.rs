@@ -18,11 +18,13 @@
 //! - `telemetry`: logs, traces and Prometheus metrics.
 //! - `healthcheck`: `rookery healthcheck`, the container health probe.
 //! - `chat`: `rookery chat`, the terminal client.
+//! - `cli`: the `rookery` command line.
 //! - `settings`, `node`, `startup`, `shutdown`: configuration, shared node state, building,
 //!   running and stopping.
 
 pub mod auth;
 pub mod chat;
+pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod healthcheck;

@@ -16,7 +16,7 @@ use crate::{
 /// The load generator. It is a crate of its own, so cargo does not build it for the node's
 /// tests: build it here, with the cargo and profile that built this test and into the same
 /// target directory (a no-op when it is up to date). `ROOKERY_BENCH_BIN` runs another build.
-fn bench_bin() -> PathBuf {
+pub fn bench_bin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {

@@ -8,6 +8,7 @@ mod bench;
 mod chat;
 mod churn;
 mod cluster;
+mod command_line;
 mod contract;
 mod deploy;
 mod drain;

@@ -1,148 +1,116 @@
-//! `rookery-bench`'s command line: `--name value` options and node URLs.
+//! `rookery-bench`'s command line: `--name value` options and node URLs, parsed by clap, then
+//! checked as a whole (a run that cannot do what it was asked is refused before it starts).
 
 use std::{net::IpAddr, time::Duration};
 
-/// What to run.
-#[derive(Debug, Clone, PartialEq)]
+use clap::{CommandFactory, Parser, error::ErrorKind};
+
+/// A load generator for rookery nodes that checks every delivery.
+///
+/// Exits 0 when every delivery arrived once and in order, 1 when deliveries were lost,
+/// duplicated or out of order, connections failed or were dropped, or the nodes answered with
+/// errors, and 2 when the run could not start.
+#[derive(Debug, Clone, PartialEq, Parser)]
+#[command(name = "rookery-bench", version)]
 pub struct BenchArgs {
-    /// Node WebSocket URLs (`ws://host:port/ws`); connections go round-robin over them.
+    /// Node WebSocket URLs, e.g. ws://127.0.0.1:8080/ws; connections go round-robin over them
+    #[arg(value_name = "URL", required = true, value_parser = websocket_url)]
     pub urls: Vec<String>,
+    /// Connections to open
+    #[arg(long, value_name = "C", default_value_t = 100, value_parser = at_least_one)]
     pub connections: usize,
+    /// Rooms to spread them over
+    #[arg(long, value_name = "R", default_value_t = 10, value_parser = at_least_one)]
     pub rooms: usize,
+    /// Connections that send (spread over the rooms)
+    #[arg(long, value_name = "S", default_value_t = 10)]
     pub senders: usize,
-    /// Messages per second per sender.
+    /// Messages per second per sender
+    #[arg(long, value_name = "P", default_value_t = 10.0, value_parser = rate)]
     pub rate: f64,
+    /// Seconds of sending, or of holding with --idle
+    #[arg(long, value_name = "T", default_value = "10", value_parser = seconds)]
     pub duration: Duration,
+    /// Message body size, at least 40 (the body carries a timestamp)
+    #[arg(long, value_name = "B", default_value_t = 64, value_parser = body_bytes)]
     pub body_bytes: usize,
-    /// New connections per second.
+    /// New connections per second
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub ramp: u32,
-    /// Connect, join and hold; send nothing.
+    /// Connect, join and hold; send nothing
+    #[arg(long)]
     pub idle: bool,
-    /// Connect, join and disconnect at `--ramp` per second for `--duration`; nothing is held.
+    /// Connect, join and disconnect at --ramp per second for --duration; nothing is held
+    #[arg(long, conflicts_with = "idle")]
     pub churn: bool,
+    /// Print a JSON report instead of the summary
+    #[arg(long)]
     pub json: bool,
-    /// Node process ids to read RSS and CPU time from, before and after.
+    /// Node process ids: report their RSS and CPU seconds before and after
+    #[arg(long, value_name = "P1,P2", value_delimiter = ',')]
     pub pids: Vec<u32>,
-    /// Local addresses to connect from, round-robin (each has its own ephemeral ports).
+    /// Local addresses to connect from, round-robin (each has its own ephemeral ports)
+    #[arg(long, value_name = "A1,A2", value_delimiter = ',')]
     pub source_ips: Vec<IpAddr>,
-    /// How long to wait for deliveries after the last send.
+    /// Seconds to wait for deliveries after the last send
+    #[arg(long, value_name = "T", default_value = "5", value_parser = seconds)]
     pub drain: Duration,
-    /// Room names are `<prefix><n>`; user names `bench-<first connection>-<n>`.
+    /// Room names are <prefix><n>
+    #[arg(long, value_name = "X", default_value = "bench-")]
     pub room_prefix: String,
-    /// The index of this process's first connection, when several processes share a run.
+    /// Index of this process's first connection, when several processes share a run (user
+    /// names are bench-<index>)
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub first_connection: usize,
 }
 
-impl Default for BenchArgs {
-    fn default() -> Self {
-        Self {
-            urls: Vec::new(),
-            connections: 100,
-            rooms: 10,
-            senders: 10,
-            rate: 10.0,
-            duration: Duration::from_secs(10),
-            body_bytes: 64,
-            ramp: 1000,
-            idle: false,
-            churn: false,
-            json: false,
-            pids: Vec::new(),
-            source_ips: Vec::new(),
-            drain: Duration::from_secs(5),
-            room_prefix: "bench-".into(),
-            first_connection: 0,
-        }
+fn websocket_url(url: &str) -> Result<String, String> {
+    if url.starts_with("ws://") { Ok(url.to_owned()) } else { Err("expected a ws:// URL".to_owned()) }
+}
+
+fn at_least_one(raw: &str) -> Result<usize, String> {
+    match raw.parse() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected an integer of at least 1".to_owned()),
     }
 }
 
-/// The usage text.
-pub const USAGE: &str = "\
-usage: rookery-bench [options] URL [URL...]
-  URL                    a node's WebSocket URL, e.g. ws://127.0.0.1:8080/ws
-  --connections C        connections to open (default 100)
-  --rooms R              rooms to spread them over (default 10)
-  --senders S            connections that send (default 10; spread over the rooms)
-  --rate P               messages per second per sender (default 10)
-  --duration T           seconds of sending, or of holding with --idle (default 10)
-  --body-bytes B         message body size, at least 40 (default 64)
-  --ramp N               new connections per second (default 1000)
-  --idle                 connect, join and hold; send nothing
-  --churn                connect, join and disconnect at --ramp per second for --duration
-  --drain T              seconds to wait for deliveries after the last send (default 5)
-  --pids P1,P2           node pids: report their RSS and CPU seconds before and after
-  --source-ips A1,A2     local addresses to connect from (more ephemeral ports)
-  --room-prefix X        room name prefix (default bench-)
-  --first-connection N   index of this process's first connection (several processes, one run)
-  --json                 print a JSON report instead of the summary";
-
-/// A bad command line; the text says what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}\n\n{USAGE}")]
-pub struct ArgsError(String);
-
-fn value<T: std::str::FromStr>(name: &str, raw: Option<String>) -> Result<T, ArgsError> {
-    let raw = raw.ok_or_else(|| ArgsError(format!("{name} needs a value")))?;
-    raw.parse().map_err(|_| ArgsError(format!("{name}: cannot use {raw:?}")))
-}
-
-fn list<T: std::str::FromStr>(name: &str, raw: Option<String>) -> Result<Vec<T>, ArgsError> {
-    let raw: String = value(name, raw)?;
-    raw.split(',').filter(|s| !s.is_empty()).map(|item| value(name, Some(item.to_owned()))).collect()
-}
-
-fn seconds(name: &str, raw: Option<String>) -> Result<Duration, ArgsError> {
-    let seconds: f64 = value(name, raw)?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| ArgsError(format!("{name}: {seconds} is not a duration")))
-}
-
-/// Parses the arguments after the program name.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<BenchArgs, ArgsError> {
-    let mut parsed = BenchArgs::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--connections" => parsed.connections = value(&arg, args.next())?,
-            "--rooms" => parsed.rooms = value(&arg, args.next())?,
-            "--senders" => parsed.senders = value(&arg, args.next())?,
-            "--rate" => parsed.rate = value(&arg, args.next())?,
-            "--duration" => parsed.duration = seconds(&arg, args.next())?,
-            "--body-bytes" => parsed.body_bytes = value(&arg, args.next())?,
-            "--ramp" => parsed.ramp = value(&arg, args.next())?,
-            "--drain" => parsed.drain = seconds(&arg, args.next())?,
-            "--pids" => parsed.pids = list(&arg, args.next())?,
-            "--source-ips" => parsed.source_ips = list(&arg, args.next())?,
-            "--room-prefix" => parsed.room_prefix = value(&arg, args.next())?,
-            "--first-connection" => parsed.first_connection = value(&arg, args.next())?,
-            "--idle" => parsed.idle = true,
-            "--churn" => parsed.churn = true,
-            "--json" => parsed.json = true,
-            "-h" | "--help" => {
-                return Err(ArgsError("rookery-bench: a load generator that checks every delivery".into()));
-            }
-            url if url.starts_with("ws://") => parsed.urls.push(url.to_owned()),
-            other => return Err(ArgsError(format!("unknown argument {other:?}"))),
-        }
+fn rate(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err("expected a number above 0".to_owned()),
     }
+}
+
+fn body_bytes(raw: &str) -> Result<usize, String> {
+    match raw.parse() {
+        Ok(n) if n >= 40 => Ok(n),
+        _ => Err("expected an integer of at least 40 (the body carries a timestamp)".to_owned()),
+    }
+}
+
+fn seconds(raw: &str) -> Result<Duration, String> {
+    raw.parse::<f64>()
+        .ok()
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| "expected a number of seconds".to_owned())
+}
+
+/// Parses a whole command line (the program name first). `--help` and `--version` come back as
+/// errors of their own kinds, which print to stdout and exit 0.
+pub fn parse<I, T>(args: I) -> Result<BenchArgs, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut parsed = BenchArgs::try_parse_from(args)?;
     if parsed.churn {
         // Every connection of a churn run leaves after joining: --ramp x --duration of them.
         parsed.connections = (f64::from(parsed.ramp) * parsed.duration.as_secs_f64()).round().max(1.0) as usize;
         parsed.senders = 0;
     }
-    if parsed.urls.is_empty() {
-        return Err(ArgsError("give at least one ws:// URL".into()));
-    }
-    if parsed.connections == 0 || parsed.rooms == 0 || parsed.ramp == 0 {
-        return Err(ArgsError("--connections, --rooms and --ramp must be at least 1".into()));
-    }
     if parsed.senders > parsed.connections {
-        return Err(ArgsError("--senders cannot exceed --connections".into()));
-    }
-    if parsed.body_bytes < 40 {
-        return Err(ArgsError("--body-bytes must be at least 40 (the body carries a timestamp)".into()));
-    }
-    if !(parsed.rate > 0.0 && parsed.rate.is_finite()) {
-        return Err(ArgsError("--rate must be above 0".into()));
+        return Err(BenchArgs::command().error(ErrorKind::ArgumentConflict, "--senders cannot exceed --connections"));
     }
     Ok(parsed)
 }
@@ -151,8 +119,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<BenchArgs, ArgsEr
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Result<BenchArgs, ArgsError> {
-        parse(line.split_whitespace().map(str::to_owned))
+    fn args(line: &str) -> Result<BenchArgs, clap::Error> {
+        parse(std::iter::once("rookery-bench").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        BenchArgs::command().debug_assert();
     }
 
     #[test]
@@ -166,14 +139,30 @@ mod tests {
         assert_eq!((parsed.duration, parsed.body_bytes, parsed.ramp), (Duration::from_millis(1500), 100, 500));
         assert_eq!((parsed.pids, parsed.source_ips.len(), parsed.urls.len()), (vec![1, 2], 2, 2));
         assert!(parsed.json && !parsed.idle);
+        let defaults = args("ws://a/ws").unwrap();
+        assert_eq!((defaults.connections, defaults.rooms, defaults.senders), (100, 10, 10));
+        assert_eq!((defaults.duration, defaults.drain), (Duration::from_secs(10), Duration::from_secs(5)));
+        assert_eq!(args("--churn --ramp 100 --duration 2 ws://a").unwrap().connections, 200);
     }
 
     #[test]
-    fn refuses_what_cannot_run() {
-        assert!(args("--connections 10").unwrap_err().to_string().contains("ws:// URL"));
-        assert!(args("--senders 5 --connections 2 ws://a").is_err());
-        assert!(args("--body-bytes 10 ws://a").is_err());
-        assert!(args("--rate 0 ws://a").is_err());
-        assert!(args("--frobnicate ws://a").unwrap_err().to_string().contains("unknown argument"));
+    fn refuses_what_cannot_run_with_exit_code_2() {
+        for line in [
+            "--connections 10",
+            "--senders 5 --connections 2 ws://a",
+            "--body-bytes 10 ws://a",
+            "--rate 0 ws://a",
+            "--ramp 0 ws://a",
+            "--frobnicate ws://a",
+            "http://a",
+        ] {
+            let error = args(line).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{line}: {error}");
+            assert!(error.to_string().contains("try '--help'"), "{line}: {error}");
+        }
+        let unknown = args("--frobnicate ws://a").unwrap_err().to_string();
+        assert!(unknown.contains("unexpected argument") && unknown.contains("Usage: rookery-bench"), "{unknown}");
+        assert_eq!(args("--help").unwrap_err().kind(), ErrorKind::DisplayHelp);
+        assert_eq!(args("--version").unwrap_err().kind(), ErrorKind::DisplayVersion);
     }
 }

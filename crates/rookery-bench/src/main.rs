@@ -24,13 +24,8 @@ use args::BenchArgs;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help` and `--version` print and exit 0; a bad command line prints the usage and exits 2.
+    let args = args::parse(std::env::args_os()).unwrap_or_else(|error| error.exit());
     let report = match run::run(&args, |line| eprintln!("{line}")).await {
         Ok(report) => report,
         Err(error) => {
