@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, errors::ErrorKind};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::{
@@ -99,7 +100,7 @@ impl Authenticator {
             return Ok(Self::Anonymous);
         };
         let (key, algorithms) = match (secret, public_key_file) {
-            (Some(secret), _) => (DecodingKey::from_secret(secret.as_bytes()), vec![Algorithm::HS256]),
+            (Some(secret), _) => (DecodingKey::from_secret(secret.expose_secret().as_bytes()), vec![Algorithm::HS256]),
             (None, Some(path)) => {
                 let invalid = |accepts: String| SettingsError {
                     variable: "ROOKERY_JWT_PUBLIC_KEY_FILE",

@@ -7,6 +7,8 @@ mod variables;
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
+use secrecy::SecretString;
+
 pub use variables::{VARIABLES, Variable, VariableDefault, help_text, markdown_table};
 
 use crate::{protocol::Limits, telemetry::LogFormat};
@@ -26,16 +28,17 @@ pub struct SettingsError {
 }
 
 /// How `GET /ws` identifies users.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthSettings {
     /// The user names themself with `?user=`, else gets `anon-<8 hex>`.
     Anonymous,
     /// A JWT is required; exactly one of the two key sources is set.
-    Jwt { secret: Option<String>, public_key_file: Option<PathBuf>, leeway_secs: u64 },
+    Jwt { secret: Option<SecretString>, public_key_file: Option<PathBuf>, leeway_secs: u64 },
 }
 
-/// Everything a node is configured with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything a node is configured with. Its `Debug` shows no secret: the API key, the JWT
+/// secret and the Redis URL (which may carry a password) print as `[REDACTED]`.
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
     pub node_id: String,
@@ -54,11 +57,11 @@ pub struct Settings {
     pub max_connections: usize,
     pub auth: AuthSettings,
     pub allowed_origins: Option<Vec<String>>,
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretString>,
     pub echo_endpoint: bool,
     pub log_format: LogFormat,
     /// Set: the Redis engine (a cluster); unset: the in-memory engine (one node).
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
     pub bus_shards: u32,
     pub bus_retention_ms: u64,
     pub bus_read_count: usize,
@@ -81,7 +84,7 @@ impl Settings {
         let auth = match env.get_or_default("ROOKERY_AUTH") {
             "anonymous" => AuthSettings::Anonymous,
             "jwt" => {
-                let secret = env.get("ROOKERY_JWT_SECRET").map(str::to_owned);
+                let secret = env.get("ROOKERY_JWT_SECRET").map(SecretString::from);
                 let public_key_file = env.get("ROOKERY_JWT_PUBLIC_KEY_FILE").map(PathBuf::from);
                 if secret.is_some() == public_key_file.is_some() {
                     return Err(SettingsError {
@@ -130,12 +133,13 @@ impl Settings {
                     .filter(|o| !o.is_empty())
                     .collect()
             }),
-            api_key: env.get("ROOKERY_API_KEY").map(str::to_owned),
+            api_key: env.get("ROOKERY_API_KEY").map(SecretString::from),
             echo_endpoint: env.flag("ROOKERY_ECHO_ENDPOINT")?,
             log_format,
             redis_url: match env.get("ROOKERY_REDIS_URL") {
-                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.to_owned()),
-                Some(url) => return Err(env.invalid("ROOKERY_REDIS_URL", url, "a redis:// or rediss:// URL")),
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.into()),
+                // The value is not echoed: it may hold a password.
+                Some(_) => return Err(env.invalid("ROOKERY_REDIS_URL", "[REDACTED]", "a redis:// or rediss:// URL")),
                 None => None,
             },
             bus_shards: env.number("ROOKERY_BUS_SHARDS", 1..=1024)?,
@@ -266,9 +270,10 @@ mod tests {
         assert_eq!((s.history_len, s.max_connections), (1000, 100_000));
         assert_eq!(s.presence_max_users, 100);
         assert_eq!(s.heartbeat, Duration::from_secs(20));
-        assert_eq!(s.auth, AuthSettings::Anonymous);
+        assert!(matches!(s.auth, AuthSettings::Anonymous));
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());
-        assert_eq!((s.redis_url, s.bus_shards, s.bus_retention_ms), (None, 1, 600_000));
+        assert!(s.redis_url.is_none());
+        assert_eq!((s.bus_shards, s.bus_retention_ms), (1, 600_000));
         assert_eq!((s.node_ttl_ms, s.ready_max_lag_ms), (15_000, 10_000));
         assert_eq!((s.drain_delay_ms, s.drain_rate, s.shutdown_grace_ms), (5_000, 2_000, 25_000));
     }
@@ -293,6 +298,24 @@ mod tests {
         let presence = crate::engine::DEFAULT_PRESENCE_MAX_USERS;
         assert_eq!(default("ROOKERY_PRESENCE_MAX_USERS"), Some(presence.to_string()));
         assert_eq!(default("RUST_LOG").as_deref(), Some(crate::telemetry::DEFAULT_LOG_FILTER));
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let s = settings(&[
+            ("ROOKERY_API_KEY", "api-key-7f3a"),
+            ("ROOKERY_AUTH", "jwt"),
+            ("ROOKERY_JWT_SECRET", "jwt-secret-91c2"),
+            ("ROOKERY_REDIS_URL", "redis://rookery:redis-password-5d0e@cache:6379"),
+        ])
+        .unwrap();
+        let debug = format!("{s:?} {:?}", s.clone());
+        for secret in ["api-key-7f3a", "jwt-secret-91c2", "redis-password-5d0e"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("REDACTED"), "{debug}");
+        let bad = settings(&[("ROOKERY_REDIS_URL", "http://u:redis-password-5d0e@cache")]).unwrap_err();
+        assert!(!bad.to_string().contains("redis-password-5d0e"), "{bad}");
     }
 
     #[test]

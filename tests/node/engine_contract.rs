@@ -17,7 +17,7 @@ async fn memory_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> Arc<d
 async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<dyn Engine>, RedisServer) {
     let server = RedisServer::start();
     let config = RedisConfig {
-        url: server.url(),
+        url: server.url().into(),
         node_id: "contract-node".into(),
         bus_shards: 4,
         bus_retention_ms: 600_000,

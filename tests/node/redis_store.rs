@@ -149,7 +149,7 @@ mod cluster {
 
     fn config(server: &RedisServer, node: &str) -> RedisConfig {
         RedisConfig {
-            url: server.url(),
+            url: server.url().into(),
             node_id: node.into(),
             bus_shards: 4,
             bus_retention_ms: 600_000,
