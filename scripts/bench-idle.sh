@@ -85,5 +85,5 @@ after=$(rss_kib)
 held=$(gauge rookery_connections)
 echo "engine       $engine, $rooms rooms, ramp $ramp/s, heartbeat ${heartbeat_ms} ms, $processes bench processes"
 echo "connections  $held held"
-echo "node RSS     $(( before / 1024 )) -> $(( after / 1024 )) MiB"
+echo "node RSS     $(( before / 1024 )) -> $(( after / 1024 )) MiB ($before -> $after KiB)"
 awk -v b="$before" -v a="$after" -v n="$held" 'BEGIN { printf "per conn     %.1f KiB\n", (a - b) / n }'

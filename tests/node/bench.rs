@@ -68,7 +68,13 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     assert_eq!(report["deliveries_expected"].as_u64(), Some(acked * 10));
     assert_eq!(report["deliveries_received"], report["deliveries_expected"]);
     assert_eq!((report["lost"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(0)));
-    assert!(report["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0));
+    // Every delivery was timed, and the percentiles are ordered and within loopback's reach.
+    let latency = &report["latency_ms"];
+    assert_eq!(latency["count"], report["deliveries_received"], "{report}");
+    let quantiles: Vec<f64> = ["p50", "p90", "p99", "p999", "max"].iter().filter_map(|q| latency[q].as_f64()).collect();
+    assert_eq!(quantiles.len(), 5, "{latency}");
+    assert!(quantiles[0] > 0.0 && quantiles.windows(2).all(|pair| pair[0] <= pair[1]), "{latency}");
+    assert!(quantiles[2] < 2000.0, "p99 on loopback under 2 s: {latency}");
     assert_eq!(report["nodes_after"].as_array().map(Vec::len), Some(2));
     assert!(report["nodes_after"][0]["rss_bytes"].as_u64().is_some_and(|rss| rss > 1 << 20));
 }
@@ -123,9 +129,18 @@ fn the_idle_script_spreads_connections_over_processes_and_reports_memory_per_con
         "{stdout}"
     );
     assert!(stdout.contains("connections  40 held"), "{stdout}");
-    let per_connection =
-        stdout.lines().find_map(|line| line.strip_prefix("per conn")).map(|rest| rest.trim().trim_end_matches(" KiB"));
-    assert!(per_connection.and_then(|kib| kib.parse::<f64>().ok()).is_some(), "{stdout}");
+    // The figure is the node's RSS growth over the connections held, both read for real.
+    let line = |prefix: &str| stdout.lines().find_map(|line| line.strip_prefix(prefix)).map(str::trim);
+    let (before, after) = line("node RSS")
+        .and_then(|rss| rss.split_once('(')?.1.strip_suffix(" KiB)")?.split_once(" -> "))
+        .and_then(|(before, after)| Some((before.parse::<f64>().ok()?, after.parse::<f64>().ok()?)))
+        .unwrap_or_else(|| panic!("no node RSS in KiB: {stdout}"));
+    assert!(before > 1024.0 && after > 1024.0, "a node's RSS is over 1 MiB: {stdout}");
+    let per_connection = line("per conn")
+        .and_then(|kib| kib.strip_suffix(" KiB")?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no memory per connection: {stdout}"));
+    assert!((per_connection - (after - before) / 40.0).abs() <= 0.05, "(after - before) / 40: {stdout}");
+    assert!(per_connection.abs() < 1024.0, "an idle connection costs KiB, not MiB: {stdout}");
 }
 
 /// A run that does not do what was asked fails, and says why: connections that cannot be made,

@@ -111,24 +111,26 @@ async fn three_nodes_with_concurrent_senders_deliver_one_order_that_matches_hist
     }
 }
 
-/// The group names on every bus shard of the default layout.
+/// The group names on every bus shard of the default layout. Any error fails the test: the bus
+/// streams exist from the first node's start, so a failed `XINFO` (a renamed key, say) means
+/// the waits on these groups would check nothing.
 async fn bus_groups(redis: &RedisServer) -> Vec<String> {
     let mut conn = redis.connection().await;
     let mut groups = Vec::new();
     for shard in 0..rookery::settings::DEFAULT_BUS_SHARDS {
+        let key = format!("rookery:{{s{shard}}}:bus");
         let infos: Vec<redis::Value> = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg(format!("rookery:{{s{shard}}}:bus"))
+            .arg(&key)
             .query_async(&mut conn)
             .await
-            .unwrap_or_default();
+            .unwrap_or_else(|error| panic!("XINFO GROUPS {key}: {error}"));
         for info in infos {
-            let fields: Vec<(String, redis::Value)> = redis::from_redis_value(info).unwrap_or_default();
-            for (name, value) in fields {
-                if name == "name" {
-                    groups.push(redis::from_redis_value::<String>(value).unwrap_or_default());
-                }
-            }
+            let fields: Vec<(String, redis::Value)> =
+                redis::from_redis_value(info).unwrap_or_else(|error| panic!("XINFO GROUPS {key} entry: {error}"));
+            let name = fields.into_iter().find(|(field, _)| field == "name").map(|(_, value)| value);
+            let name = name.unwrap_or_else(|| panic!("XINFO GROUPS {key}: a group without a name"));
+            groups.push(redis::from_redis_value(name).unwrap_or_else(|error| panic!("a group name: {error}")));
         }
     }
     groups
@@ -153,6 +155,7 @@ async fn a_killed_nodes_clients_resume_elsewhere_and_survivors_announce_its_user
     let last_seen = ids(&seen).last().cloned().expect("alice saw messages");
 
     // Node A dies mid-conversation; Bob keeps sending.
+    assert!(bus_groups(&redis).await.iter().any(|g| g == "node-a"), "node-a has its groups before it dies");
     a.kill();
     let killed = Instant::now();
     acked.extend(send_burst(&mut bob, "lobby", "bob after", 5).await.0);
@@ -263,6 +266,7 @@ async fn a_node_paused_past_the_ttl_is_reaped_then_restores_its_sessions_and_cat
     let mut alice = in_lobby(&a, "alice").await;
     let mut bob = in_lobby(&b, "bob").await;
 
+    assert!(bus_groups(&redis).await.iter().any(|g| g == "node-a"), "node-a has its groups before it pauses");
     a.pause();
     let (leave, _) = bob.recv_until("presence").await;
     assert_eq!((leave["event"].as_str(), leave["user"].as_str()), (Some("leave"), Some("alice")));
