@@ -25,7 +25,7 @@ pub struct ChatArgs {
     /// The node's WebSocket URL, e.g. ws://localhost:8080/ws
     #[arg(value_name = "URL", value_parser = websocket_url)]
     pub url: String,
-    /// The user to connect as (anonymous mode; the node picks an anon-<hex> name without it)
+    /// The user to connect as (anonymous mode; without it the node picks a name like anon-1a2b3c4d)
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// A room to join; repeat it for more (what you type goes to the last one joined)

@@ -5,7 +5,7 @@
 //! away and a session joining it. The engine delivers through the [`RoomDirectory`], a shared
 //! read-mostly map from room name to actor, which costs a lookup and no actor hop per event.
 //! A room sends each event once to each HTTP worker thread with members in it, and that
-//! worker's [`WorkerRooms`] hands it to them (`worker`).
+//! worker's `WorkerRooms` hands it to them (`worker`).
 
 mod directory;
 mod messages;

@@ -1,5 +1,8 @@
 //! Integration tests: real nodes on free ports, driven by real WebSocket and HTTP clients.
 
+// A test fails by panicking: an unexpected error here is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 
 mod api;

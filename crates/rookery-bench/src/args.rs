@@ -55,11 +55,11 @@ pub struct BenchArgs {
     /// Seconds to wait for deliveries after the last send
     #[arg(long, value_name = "T", default_value = "5", value_parser = seconds)]
     pub drain: Duration,
-    /// Room names are <prefix><n>
+    /// Room names are this prefix and the room's number
     #[arg(long, value_name = "X", default_value = "bench-")]
     pub room_prefix: String,
     /// Index of this process's first connection, when several processes share a run (user
-    /// names are bench-<index>)
+    /// names are bench- and the connection's index)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub first_connection: usize,
 }

@@ -64,6 +64,7 @@ struct RoomTally {
 }
 
 /// 1 us to 10 minutes at 3 significant digits.
+#[expect(clippy::expect_used, reason = "the bounds are constants, valid once and for all")]
 fn histogram() -> Histogram<u64> {
     // Fails only for invalid bounds, and these are constants.
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")

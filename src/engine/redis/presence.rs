@@ -38,7 +38,7 @@ impl RedisPresence {
     }
 
     /// Adds the session; replies with the user count and, up to the limit, the users and their
-    /// session counts (see [`presence_reply`]).
+    /// session counts (see `presence_reply`).
     pub fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
         self.call("rookery_v1_join", room, user, session)
     }
