@@ -22,6 +22,7 @@ mod kubernetes;
 mod limits;
 mod node_process;
 mod protocol;
+mod readme;
 mod redis_server;
 mod redis_store;
 mod traces;
