@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the work a node does per message and per delivery, without the network:
 //! encoding a `message` frame, parsing a client `send` frame, and the room fan-out (the engine's
-//! hand-off to the room directory, the room actor's one encode, and one actix message to the
-//! members' worker thread, across threads as on a node) to members that only count what they get.
+//! hand-off to the room directory, its one encode, and one actix message to the members' worker
+//! thread, across threads as on a node) to members that only count what they get.
 //!
 //! ```sh
 //! cargo bench --bench hot_paths
@@ -20,12 +20,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Arbiter};
+use actix::Arbiter;
 use rookery::{
     domain::{Message, MessageId, RoomName, SessionId, UserName, now_ms},
     engine::{BusEvent, Delivery},
     protocol::{encode_message, parse_client_frame},
-    rooms::{JoinRoom, LocalMember, LocalMembers, Registry, RoomDirectory, RoomEvent},
+    rooms::{LocalMember, LocalMembers, RoomDirectory, RoomEvent},
     telemetry::Metrics,
 };
 
@@ -86,35 +86,31 @@ impl LocalMember for Counter {
 
 async fn fan_out(room: &RoomName, members: u64) {
     const MESSAGES: u64 = 2_000;
-    // The threads of a node: the engine hands off on this one, rooms run on an arbiter of their
-    // own, sessions (here, counters) on a worker's.
-    let (rooms_arbiter, members_arbiter) = (Arbiter::new(), Arbiter::new());
+    // The threads of a node: the engine hands off on this one, sessions (here, counters) live on
+    // a worker's.
+    let members_arbiter = Arbiter::new();
     let metrics = Metrics::new();
-    let directory = RoomDirectory::new(metrics.clone());
-    let registry = {
-        let (directory, metrics) = (directory.clone(), metrics.clone());
-        Registry::start_in_arbiter(&rooms_arbiter.handle(), move |_| Registry::new(directory, "bench", metrics))
-    };
+    let directory = RoomDirectory::new("bench", metrics.clone());
     let delivered = Arc::new(AtomicU64::new(0));
     // The members join on their worker's thread, as sessions do.
-    let (joins_tx, mut joins) = tokio::sync::mpsc::unbounded_channel();
+    let (joined_tx, joined) = tokio::sync::oneshot::channel();
     {
-        let (room, metrics, delivered) = (room.clone(), metrics.clone(), delivered.clone());
+        let (room, metrics, delivered, directory) =
+            (room.clone(), metrics.clone(), delivered.clone(), directory.clone());
         members_arbiter.spawn(async move {
             let worker = LocalMembers::start(metrics);
             for n in 0..members {
                 let user = UserName::parse(&format!("user-{n}")).unwrap_or_else(|_| unreachable!("a valid name"));
-                let session = SessionId::random();
-                worker.add(&room, session, Rc::new(Counter { user, delivered: delivered.clone() }));
-                let _ = joins_tx.send(JoinRoom { room: room.clone(), session, worker: worker.addr() });
+                worker.add(&room, SessionId::random(), Rc::new(Counter { user, delivered: delivered.clone() }));
+                directory.join(&room, &worker.addr());
             }
+            // The worker's actor keeps its members after this task ends.
+            let _ = joined_tx.send(());
         });
     }
-    while let Some(join) = joins.recv().await {
-        if registry.send(join).await.is_err() {
-            eprintln!("the registry stopped");
-            return;
-        }
+    if joined.await.is_err() {
+        eprintln!("the members did not join");
+        return;
     }
     let body = "x".repeat(100);
     let mut seq = 0;
@@ -130,7 +126,6 @@ async fn fan_out(room: &RoomName, members: u64) {
         }
         started.elapsed()
     });
-    rooms_arbiter.stop();
     members_arbiter.stop();
 }
 

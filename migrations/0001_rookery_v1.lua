@@ -2,19 +2,26 @@
 -- rookery schema v1: the functions every v1 node calls. A later schema ships as a library of its
 -- own (rookery_v2, ...), so loading it never changes what nodes of an older version call.
 --
--- Key layout (see docs/cluster.md): a room's history stream and its bus shard share the hash tag
+-- Key layout (see docs/cluster.md): a room's keys and the inboxes of its shard share the hash tag
 -- {s<shard>}, so one call touches a single Redis Cluster slot.
 --   rookery:{s<shard>}:history:<room>   stream: the room's messages (the entry id is the message id)
 --   rookery:{s<shard>}:trimmed:<room>   string: the newest id trimmed from that history
 --   rookery:{s<shard>}:presence:<room>  hash: user -> number of sessions in the room
 --   rookery:{s<shard>}:members:<room>   set: "<user>|<session>" of every session in the room
---   rookery:{s<shard>}:bus              stream: every event of the shard's rooms, for all nodes
+--   rookery:{s<shard>}:nodes:<room>     hash: node -> number of its sessions in the room
+--   rookery:{s<shard>}:inbox:<node>     stream: the events of the shard's rooms where the node has
+--                                       sessions, for that node alone
 --   rookery:{n<node>}:session:<session> hash: user, node, connected_at, last_seen, rooms (TTL)
 --   rookery:{n<node>}:sessions          hash: session -> "<user> <room> <room> ..." (no TTL; what
 --                                       the reaper removes from presence when the node dies)
 --   rookery:nodes                       sorted set: node -> its last heartbeat (ms, server clock)
 --   rookery:reaper                      string: the node reaping dead nodes (expires)
 --   rookery:epoch                       string: changes when Redis loses its data
+--
+-- Events reach only the nodes that serve the room: every function that puts an event out appends
+-- it to the inbox of each node in the room's node set. The inbox keys are built here from the
+-- prefix the caller passes rather than declared, because the set is only known inside the call;
+-- they carry the room's hash tag, so they live in the same Cluster slot as the declared keys.
 
 -- The server clock in milliseconds, as an integer string (never in exponent notation).
 local function now_ms()
@@ -22,10 +29,22 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Appends an event (a flat field, value, ... list) to the inbox of every node in the room's node
+-- set, each trimmed to the entries of the `retention_ms` before `now` (approximately).
+local function to_nodes(nodes_key, inbox_prefix, now, retention_ms, event)
+  local nodes = redis.call('HKEYS', nodes_key)
+  if #nodes == 0 then return end
+  local min_id = string.format('%d', now - tonumber(retention_ms))
+  for _, node in ipairs(nodes) do
+    redis.call('XADD', inbox_prefix .. node, 'MINID', '~', min_id, '*', unpack(event))
+  end
+end
+
 -- Appends a message to the room's history (exactly ARGV[4] entries kept, the newest trimmed id
--- recorded, because XINFO's max-deleted-entry-id ignores trimming) and to the bus shard (entries
--- older than ARGV[5] ms trimmed, approximately), in one step; returns the message id.
--- KEYS: history, trimmed, bus. ARGV: room, user, body, history_len, bus_retention_ms, trace.
+-- recorded, because XINFO's max-deleted-entry-id ignores trimming) and to the inbox of every node
+-- serving the room, in one step; returns the message id.
+-- KEYS: history, trimmed, room nodes. ARGV: room, user, body, history_len, retention_ms, trace,
+-- inbox prefix.
 local function publish(keys, args)
   local limit = tonumber(args[4])
   local length = redis.call('XLEN', keys[1])
@@ -34,9 +53,12 @@ local function publish(keys, args)
     redis.call('SET', keys[2], leaving[#leaving][1])
   end
   local id = redis.call('XADD', keys[1], 'MAXLEN', limit, '*', 'user', args[2], 'body', args[3])
-  local min_id = string.format('%d', now_ms() - tonumber(args[5]))
-  redis.call('XADD', keys[3], 'MINID', '~', min_id, '*',
-    'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3], 'trace', args[6])
+  local event = {'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3]}
+  if args[6] ~= '' then
+    table.insert(event, 'trace'); table.insert(event, args[6])
+  end
+  -- The id's milliseconds are the server's clock: no TIME call needed.
+  to_nodes(keys[3], args[7], tonumber(string.match(id, '^%d+')), args[5], event)
   return id
 end
 
@@ -59,16 +81,19 @@ local function recover(keys, args)
   return reply
 end
 
--- Adds a session to a room; the user's first session announces a join on the bus, ordered with
--- the room's messages, unless the room then has more than ARGV[4] users (a large room has no
--- presence events). Returns the number of users, and their session counts (flat: user, count,
--- ...) or false when there are more than ARGV[4] of them.
--- KEYS: presence, members, bus. ARGV: room, user, session, max users with presence.
+-- Adds a session of node ARGV[5] to a room, and the node to the room's node set, so the room's
+-- events reach the node from this call on; the user's first session announces a join to the
+-- room's nodes, ordered with the room's messages, unless the room then has more than ARGV[4]
+-- users (a large room has no presence events). Returns the number of users, and their session
+-- counts (flat: user, count, ...) or false when there are more than ARGV[4] of them.
+-- KEYS: presence, members, room nodes. ARGV: room, user, session, max users with presence, node,
+-- retention_ms, inbox prefix.
 local function join(keys, args)
   local max_users = tonumber(args[4])
   if redis.call('SADD', keys[2], args[2] .. '|' .. args[3]) == 1 then
+    redis.call('HINCRBY', keys[3], args[5], 1)
     if redis.call('HINCRBY', keys[1], args[2], 1) == 1 and redis.call('HLEN', keys[1]) <= max_users then
-      redis.call('XADD', keys[3], '*', 'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join')
+      to_nodes(keys[3], args[7], now_ms(), args[6], {'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join'})
     end
   end
   local users = redis.call('HLEN', keys[1])
@@ -76,16 +101,20 @@ local function join(keys, args)
   return {users, redis.call('HGETALL', keys[1])}
 end
 
--- Removes a session from a room; the user's last session announces a leave unless the room had
--- more than ARGV[4] users.
--- KEYS: presence, members, bus. ARGV: room, user, session, max users with presence.
+-- Removes a session of node ARGV[5] from a room, and the node from the room's node set with its
+-- last session there (its intake of the room stops); the user's last session announces a leave
+-- to the nodes still serving the room, unless the room had more than ARGV[4] users.
+-- KEYS: presence, members, room nodes. ARGV: as for join.
 local function leave(keys, args)
   if redis.call('SREM', keys[2], args[2] .. '|' .. args[3]) == 1 then
+    if redis.call('HINCRBY', keys[3], args[5], -1) <= 0 then
+      redis.call('HDEL', keys[3], args[5])
+    end
     if redis.call('HINCRBY', keys[1], args[2], -1) <= 0 then
       local users_before = redis.call('HLEN', keys[1])
       redis.call('HDEL', keys[1], args[2])
       if users_before <= tonumber(args[4]) then
-        redis.call('XADD', keys[3], '*', 'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave')
+        to_nodes(keys[3], args[7], now_ms(), args[6], {'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave'})
       end
     end
   end

@@ -2,8 +2,11 @@
 # Runs rookery-bench against a local cluster: one redis-server and NODES rookery nodes (release
 # builds) on loopback, then stops them all. Everything after the options goes to rookery-bench.
 #
-#   scripts/bench-cluster.sh [--nodes N] [--traces] [rookery-bench options...]
+#   scripts/bench-cluster.sh [--nodes N] [--idle-node C] [--traces] [rookery-bench options...]
 #
+# --idle-node C starts one more node that the bench does not send through, holding C idle
+# connections in rooms of their own (two per room), and reports its CPU: what a node pays for
+# traffic in rooms where it has no member.
 # --traces exports every trace to a local OTLP sink (scripts/otlp-sink.py). Node settings can be
 # given as ROOKERY_* variables in the environment; ROOKERY_BIN runs another build of the node
 # and ROOKERY_BENCH_BIN another build of the load generator (to compare two versions under the
@@ -13,10 +16,12 @@ cd "$(dirname "$0")/.."
 
 nodes=2
 traces=false
+idle_connections=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --nodes) nodes="$2"; shift 2 ;;
     --traces) traces=true; shift ;;
+    --idle-node) idle_connections="$2"; shift 2 ;;
     *) break ;;
   esac
 done
@@ -45,19 +50,27 @@ sleep 0.5
 
 urls=()
 node_pids=()
-for ((n = 1; n <= nodes; n++)); do
+every_node_pid=()
+all_nodes=$nodes
+if ((idle_connections > 0)); then all_nodes=$((nodes + 1)); fi
+for ((n = 1; n <= all_nodes; n++)); do
   port=$((18080 + n))
   ROOKERY_REDIS_URL=redis://127.0.0.1:16379 ROOKERY_NODE_ID="bench-node-$n" ROOKERY_BIND="127.0.0.1:$port" \
     ROOKERY_WORKERS="${ROOKERY_WORKERS:-1}" ROOKERY_RATE_PER_SEC="${ROOKERY_RATE_PER_SEC:-1000}" \
     ROOKERY_RATE_BURST="${ROOKERY_RATE_BURST:-1000}" RUST_LOG="${RUST_LOG:-warn}" \
     "${ROOKERY_BIN:-target/release/rookery}" >"$work/node-$n.log" 2>&1 &
   pids+=($!)
-  node_pids+=($!)
-  urls+=("ws://127.0.0.1:$port/ws")
+  every_node_pid+=($!)
+  if ((n <= nodes)); then
+    node_pids+=($!)
+    urls+=("ws://127.0.0.1:$port/ws")
+  else
+    idle_pid=$!
+  fi
 done
-for ((n = 1; n <= nodes; n++)); do
+for ((n = 1; n <= all_nodes; n++)); do
   until curl -sf "http://127.0.0.1:$((18080 + n))/readyz" >/dev/null; do
-    if ! kill -0 "${node_pids[n - 1]}" 2>/dev/null; then
+    if ! kill -0 "${every_node_pid[n - 1]}" 2>/dev/null; then
       echo "node $n exited before it was ready:" >&2
       tail -n 5 "$work/node-$n.log" >&2
       exit 1
@@ -66,13 +79,29 @@ for ((n = 1; n <= nodes; n++)); do
   done
 done
 
+if ((idle_connections > 0)); then
+  # Held for longer than any run; stopped when the run ends.
+  "${ROOKERY_BENCH_BIN:-target/release/rookery-bench}" --idle --connections "$idle_connections" \
+    --rooms $(((idle_connections + 1) / 2)) --room-prefix idle- --duration 3600 \
+    "ws://127.0.0.1:$((18080 + all_nodes))/ws" >"$work/idle-bench.log" 2>&1 &
+  pids+=($!)
+  until [[ $(curl -sf "http://127.0.0.1:$((18080 + all_nodes))/metrics" | awk '/^rookery_connections /{print $2}') == "$idle_connections" ]]; do
+    sleep 0.2
+  done
+  idle_cpu_before=$(awk '{print $14 + $15}' "/proc/$idle_pid/stat")
+fi
 redis_cpu_before=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
 status=0
 "${ROOKERY_BENCH_BIN:-target/release/rookery-bench}" --pids "$(IFS=,; echo "${node_pids[*]}")" "$@" "${urls[@]}" || status=$?
 redis_cpu_after=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
-for ((n = 1; n <= nodes; n++)); do
+if ((idle_connections > 0)); then
+  idle_cpu_after=$(awk '{print $14 + $15}' "/proc/$idle_pid/stat")
+  echo "idle node ($idle_connections connections in rooms of their own): CPU $(( (idle_cpu_after - idle_cpu_before) * 10 )) ms during the run," \
+    "bus entries read: $(curl -sf "http://127.0.0.1:$((18080 + all_nodes))/metrics" | awk '/^rookery_bus_events_total/{n += $2} END {print n + 0}')" >&2
+fi
+for ((n = 1; n <= all_nodes; n++)); do
   echo "node $n gauges: $(curl -sf "http://127.0.0.1:$((18080 + n))/metrics" | grep -E '^rookery_(connections|rooms) ' | tr '\n' ' ')" >&2
 done
 echo "redis-server CPU: $(( (redis_cpu_after - redis_cpu_before) * 10 )) ms; commands:" >&2
-redis-cli -p 16379 INFO commandstats | grep -E 'cmdstat_(fcall|xreadgroup|xack|evalsha|hset|xpending)' >&2 || true
+redis-cli -p 16379 INFO commandstats | grep -E 'cmdstat_(fcall|fcall_ro|xreadgroup|xack|evalsha|hset|xpending)' >&2 || true
 exit "$status"

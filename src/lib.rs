@@ -10,7 +10,7 @@
 //!   error and close codes.
 //! - `engine`: the cluster seam (`Broker`, `PresenceStore`, `Engine`), the in-memory engine and
 //!   the Redis engine (the contract every engine passes is test code: `tests/node/contract.rs`).
-//! - `rooms`: the `Registry` and `Room` actors and the directory the engine delivers through.
+//! - `rooms`: the room directory the engine delivers through, and each worker thread's rooms.
 //! - `ws`: `GET /ws` admission and upgrade, the `Session` actor and its commands, the bounded
 //!   outbound queue, frame guard and reader, and the conformance echo endpoint.
 //! - `http`: health, readiness, the server API, metrics, the chat page, JSON errors.

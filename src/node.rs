@@ -1,4 +1,4 @@
-//! What every route and session of a node shares: settings, the engine, the room registry,
+//! What every route and session of a node shares: settings, the engine, the room directory,
 //! the authenticator, metrics and the connection count.
 
 use std::sync::{
@@ -6,16 +6,9 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use actix::Addr;
-
 use crate::{
-    auth::Authenticator,
-    engine::Engine,
-    protocol::Limits,
-    rooms::{Registry, RoomDirectory},
-    settings::Settings,
-    shutdown::ShutdownSignal,
-    telemetry::Metrics,
+    auth::Authenticator, engine::Engine, protocol::Limits, rooms::RoomDirectory, settings::Settings,
+    shutdown::ShutdownSignal, telemetry::Metrics,
 };
 
 /// The node's shared state, handed to routes as `web::Data<Node>`.
@@ -23,7 +16,6 @@ pub struct Node {
     pub settings: Settings,
     pub limits: Limits,
     pub engine: Arc<dyn Engine>,
-    pub registry: Addr<Registry>,
     pub directory: RoomDirectory,
     pub auth: Authenticator,
     pub metrics: Metrics,
@@ -36,7 +28,6 @@ impl Node {
     pub fn new(
         settings: Settings,
         engine: Arc<dyn Engine>,
-        registry: Addr<Registry>,
         directory: RoomDirectory,
         auth: Authenticator,
         metrics: Metrics,
@@ -45,7 +36,6 @@ impl Node {
             limits: settings.limits(),
             settings,
             engine,
-            registry,
             directory,
             auth,
             metrics,

@@ -1,8 +1,8 @@
 //! Building and running a node: settings in, a listening HTTP server out, stopped by a signal
 //! (the drain itself is described in `shutdown`).
 //!
-//! [`Application::build`] binds, picks the engine, starts the room registry on its own arbiter
-//! and the HTTP workers; tests call [`Application::with_listener`] with a port-0 listener and
+//! [`Application::build`] binds, picks the engine, makes the room directory it delivers through,
+//! and starts the HTTP workers; tests call [`Application::with_listener`] with a port-0 listener and
 //! talk to the node like any client.
 
 use std::{
@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Arbiter};
 use actix_http::HttpService;
 use actix_service::{ServiceFactoryExt, map_config};
 use actix_web::{
@@ -28,7 +27,7 @@ use crate::{
     },
     http,
     node::Node,
-    rooms::{LocalMembers, Registry, RoomDirectory},
+    rooms::{LocalMembers, RoomDirectory},
     settings::Settings,
     telemetry::Metrics,
 };
@@ -48,7 +47,6 @@ pub struct Application {
     port: u16,
     server: Server,
     node: web::Data<Node>,
-    rooms_arbiter: Arbiter,
 }
 
 impl Application {
@@ -63,7 +61,7 @@ impl Application {
     /// settings ask for: Redis when `ROOKERY_REDIS_URL` is set, else in memory.
     pub async fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
-        let directory = RoomDirectory::new(metrics.clone());
+        let directory = RoomDirectory::new(&settings.node_id, metrics.clone());
         let delivery: Arc<dyn Delivery> = Arc::new(directory.clone());
         let engine: Arc<dyn Engine> = match &settings.redis_url {
             None => Arc::new(
@@ -95,7 +93,7 @@ impl Application {
         make_engine: impl FnOnce(&Settings, Arc<dyn Delivery>) -> Arc<dyn Engine>,
     ) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
-        let directory = RoomDirectory::new(metrics.clone());
+        let directory = RoomDirectory::new(&settings.node_id, metrics.clone());
         let engine = make_engine(&settings, Arc::new(directory.clone()));
         Self::assemble(settings, listener, directory, engine, metrics)
     }
@@ -110,18 +108,11 @@ impl Application {
         let port = listener.local_addr()?.port();
         let auth = Authenticator::from_settings(&settings.auth)?;
 
-        // Rooms run on an arbiter of their own, apart from the HTTP workers that run sessions.
-        let rooms_arbiter = Arbiter::new();
-        let registry = {
-            let (directory, node, metrics) = (directory.clone(), settings.node_id.clone(), metrics.clone());
-            Registry::start_in_arbiter(&rooms_arbiter.handle(), move |_| Registry::new(directory, &node, metrics))
-        };
-
         let workers = settings.workers;
         let max_connections = settings.max_connections.saturating_add(1024);
         let echo = settings.echo_endpoint;
         tracing::info!(node = %settings.node_id, engine = engine.kind(), port, "node starting");
-        let node = web::Data::new(Node::new(settings, engine, registry, directory, auth, metrics));
+        let node = web::Data::new(Node::new(settings, engine, directory, auth, metrics));
         let app_node = node.clone();
         let local_addr = listener.local_addr()?;
         // actix-web's `HttpServer`, but with an upgrade service: WebSocket handshakes get the
@@ -145,7 +136,7 @@ impl Application {
                     .tcp()
             })?
             .run();
-        Ok(Self { port, server, node, rooms_arbiter })
+        Ok(Self { port, server, node })
     }
 
     pub fn port(&self) -> u16 {
@@ -160,9 +151,7 @@ impl Application {
     /// Serves until SIGTERM, SIGINT or [`Node::request_shutdown`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         actix_web::rt::spawn(stop_on_signal(self.node.clone(), self.server.handle()));
-        let result = self.server.await;
-        self.rooms_arbiter.stop();
-        result
+        self.server.await
     }
 }
 

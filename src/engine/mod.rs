@@ -51,6 +51,10 @@ impl BusEvent {
 }
 
 /// Where an engine delivers events. Must not block: engines call it while keeping room order.
+///
+/// An engine delivers every event of each room where this node has sessions (joined through
+/// [`PresenceStore::join`]), from the join on; it may deliver other rooms' events too (the memory
+/// engine does), and the node drops those.
 pub trait Delivery: Send + Sync + 'static {
     fn deliver(&self, event: BusEvent);
 

@@ -1,5 +1,5 @@
 //! The node's HTTP surface besides the WebSocket upgrade: health and readiness, the server API,
-//! Prometheus metrics and the embedded chat page. [`routes`] wires every path; `/ws` here only
+//! Prometheus metrics and the embedded chat page and its scripts. [`routes`] wires every path; `/ws` here only
 //! refuses plain HTTP requests, as upgrades go to `ws::upgrade_service`.
 
 mod api;
@@ -18,6 +18,7 @@ use crate::{node::Node, ws};
 pub fn routes(echo_endpoint: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.route("/", web::get().to(page::index))
+            .route("/js/{path:.+}", web::get().to(page::script))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(metrics::metrics))

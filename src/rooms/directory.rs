@@ -1,19 +1,25 @@
-//! The room directory: which rooms have an actor on this node. The engine's [`Delivery`].
+//! The room directory: the node's one record of which rooms have members here, on which worker
+//! threads; the engine's [`Delivery`].
 //!
-//! Only the registry adds and removes rooms; the engine reads the directory for every event,
-//! from whatever thread it delivers on. An event for a room with no local members is dropped
-//! right here. Per room it keeps the newest message id handed to the room: a message at or
-//! below it is dropped (a cluster engine may deliver an entry twice, from the bus and from a
-//! catch-up read of the history), and it is where a catch-up starts.
+//! Sessions join and leave through it on their own thread (after adding themselves to their
+//! worker's [`LocalMembers`](super::LocalMembers), and after removing themselves); the engine
+//! delivers every event through it from whatever thread it reads on. An event is encoded once
+//! (`event`) and sent once to each worker thread with members in the room, whose
+//! [`WorkerRooms`](super::worker) hands it to them: no actor of its own per room, so a delivery
+//! costs one hop to the members' thread. An event for a room with no local members is dropped
+//! right here. Per room it keeps the newest message id delivered: a message at or below it is
+//! dropped (a cluster engine may deliver an entry twice, from its inbox and from a catch-up read
+//! of the history), and it is where a catch-up starts.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, RwLock},
 };
 
-use actix::Addr;
-
-use super::Room;
+use super::{
+    event,
+    worker::{Fanout, WorkerAddr},
+};
 use crate::{
     domain::{MessageId, RoomName, now_ms},
     engine::{BusEvent, Delivery},
@@ -24,32 +30,58 @@ use crate::{
 /// covers clock skew between this node and Redis. Sessions drop what they already have.
 const CREATION_MARGIN_MS: u64 = 5_000;
 
-/// Shared map from room name to the room's actor on this node.
+/// Shared map from room name to the room's local members, by worker thread.
 #[derive(Clone)]
 pub struct RoomDirectory {
     rooms: Arc<RwLock<HashMap<RoomName, LocalRoom>>>,
+    /// This node's id, for the delivery spans.
+    node: Arc<str>,
     metrics: Metrics,
 }
 
 struct LocalRoom {
-    addr: Addr<Room>,
     /// The newest message id delivered to the room.
-    delivered: Mutex<MessageId>,
+    delivered: std::sync::Mutex<MessageId>,
+    /// The workers with members here, each with how many.
+    workers: Vec<(WorkerAddr, usize)>,
+    /// All local members (sessions) of the room.
+    members: usize,
 }
 
 impl RoomDirectory {
-    pub fn new(metrics: Metrics) -> Self {
-        Self { rooms: Arc::default(), metrics }
+    pub fn new(node: &str, metrics: Metrics) -> Self {
+        Self { rooms: Arc::default(), node: Arc::from(node), metrics }
     }
 
-    pub(super) fn insert(&self, room: RoomName, addr: Addr<Room>) {
-        let start = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
-        let local = LocalRoom { addr, delivered: Mutex::new(start) };
-        self.rooms.write().unwrap_or_else(|p| p.into_inner()).insert(room, local);
+    /// Adds a member on `worker` to `room`; the room's events reach that worker from now on.
+    pub fn join(&self, room: &RoomName, worker: &WorkerAddr) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+        let local = rooms.entry(room.clone()).or_insert_with(|| {
+            self.metrics.rooms.inc();
+            let start = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
+            LocalRoom { delivered: std::sync::Mutex::new(start), workers: Vec::new(), members: 0 }
+        });
+        local.members += 1;
+        match local.workers.iter_mut().find(|(known, _)| known.id == worker.id) {
+            Some((_, members)) => *members += 1,
+            None => local.workers.push((worker.clone(), 1)),
+        }
     }
 
-    pub(super) fn remove(&self, room: &RoomName) {
-        self.rooms.write().unwrap_or_else(|p| p.into_inner()).remove(room);
+    /// Removes a member on `worker` from `room`; the room goes with its last local member.
+    pub fn leave(&self, room: &RoomName, worker: &WorkerAddr) {
+        let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
+        let Some(local) = rooms.get_mut(room) else { return };
+        let Some(index) = local.workers.iter().position(|(known, _)| known.id == worker.id) else { return };
+        local.members -= 1;
+        local.workers[index].1 -= 1;
+        if local.workers[index].1 == 0 {
+            local.workers.swap_remove(index);
+        }
+        if local.members == 0 {
+            rooms.remove(room);
+            self.metrics.rooms.dec();
+        }
     }
 
     /// How many rooms have local members.
@@ -69,16 +101,26 @@ impl Delivery for RoomDirectory {
             self.metrics.bus_event("no_local_members");
             return;
         };
-        if let BusEvent::Message(message) = &event {
-            let mut delivered = room.delivered.lock().unwrap_or_else(|p| p.into_inner());
-            if message.id <= *delivered {
-                self.metrics.bus_event("duplicate");
-                return;
+        match &event {
+            BusEvent::Message(message) => {
+                let mut delivered = room.delivered.lock().unwrap_or_else(|p| p.into_inner());
+                if message.id <= *delivered {
+                    self.metrics.bus_event("duplicate");
+                    return;
+                }
+                *delivered = message.id;
             }
-            *delivered = message.id;
+            BusEvent::Gap { .. } => {
+                self.metrics.gaps.inc();
+            }
+            BusEvent::Presence(_) => {}
         }
         self.metrics.bus_event("delivered");
-        room.addr.do_send(event);
+        let outgoing = event::outgoing(&event, &self.node, room.members);
+        let _entered: Vec<_> = outgoing.spans.iter().map(tracing::Span::enter).collect();
+        for (worker, _) in &room.workers {
+            worker.addr.do_send(Fanout { event: outgoing.event.clone(), skip_user: outgoing.skip_user.clone() });
+        }
     }
 
     fn catch_up_positions(&self) -> Vec<(RoomName, MessageId)> {
@@ -87,5 +129,66 @@ impl Delivery for RoomDirectory {
             .iter()
             .map(|(name, room)| (name.clone(), *room.delivered.lock().unwrap_or_else(|p| p.into_inner())))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::Cell, rc::Rc, sync::Arc};
+
+    use super::*;
+    use crate::{
+        domain::{Message, SessionId},
+        rooms::{
+            LocalMembers,
+            worker::tests::{Counting, name},
+        },
+    };
+
+    fn message(room: &RoomName, seq: u64) -> BusEvent {
+        let id = MessageId::new(now_ms(), seq);
+        BusEvent::Message(Arc::new(Message {
+            room: room.clone(),
+            id,
+            user: name("bob"),
+            body: "hi".into(),
+            trace: String::new(),
+        }))
+    }
+
+    /// Lets the worker's actor handle what was sent to it.
+    async fn settle() {
+        for _ in 0..10 {
+            actix_web::rt::task::yield_now().await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn delivers_each_message_once_to_the_rooms_workers_until_the_last_member_leaves() {
+        let metrics = Metrics::new();
+        let directory = RoomDirectory::new("node", metrics.clone());
+        let local = LocalMembers::start(metrics);
+        let room = RoomName::parse("lobby").unwrap_or_else(|_| unreachable!("a valid name"));
+        let alice = Rc::new(Counting { user: name("alice"), got: Cell::new(0) });
+        let (first, second) = (SessionId::random(), SessionId::random());
+        local.add(&room, first, alice.clone());
+        directory.join(&room, &local.addr());
+        local.add(&room, second, alice.clone());
+        directory.join(&room, &local.addr());
+        directory.deliver(message(&room, 2));
+        directory.deliver(message(&room, 1));
+        directory.deliver(message(&room, 2));
+        settle().await;
+        assert_eq!(alice.got.get(), 2, "one message, once per session: the older and repeated ids were dropped");
+
+        local.remove(&room, first);
+        directory.leave(&room, &local.addr());
+        assert_eq!(directory.len(), 1, "one member is left");
+        local.remove(&room, second);
+        directory.leave(&room, &local.addr());
+        assert!(directory.is_empty(), "the room went with its last member");
+        directory.deliver(message(&room, 3));
+        settle().await;
+        assert_eq!(alice.got.get(), 2);
     }
 }

@@ -1,20 +1,16 @@
-//! The node's live rooms: one [`Room`] actor per room that has members on this node.
+//! The node's live rooms: which rooms have members on this node, and the fan-out of their
+//! events to those members.
 //!
-//! Sessions join and leave through the [`Registry`] actor, which creates a room's actor with its
-//! first local member and stops it with its last, so there is never a race between a room going
-//! away and a session joining it. The engine delivers through the [`RoomDirectory`], a shared
-//! read-mostly map from room name to actor, which costs a lookup and no actor hop per event.
-//! A room sends each event once to each HTTP worker thread with members in it, and that
-//! worker's `WorkerRooms` hands it to them (`worker`).
+//! The [`RoomDirectory`] is the node's one record of its rooms: sessions join and leave through
+//! it, and the engine delivers every event through it. It encodes each event once (`event`) and
+//! sends it once to each HTTP worker thread with members in the room, whose `WorkerRooms`
+//! actor hands it to them by a plain call on their own thread (`worker`).
 
 mod directory;
+mod event;
 mod messages;
-mod registry;
-mod room;
 mod worker;
 
 pub use directory::RoomDirectory;
-pub use messages::{JoinRoom, LeaveRoom, RoomEvent};
-pub use registry::Registry;
-pub use room::Room;
+pub use messages::RoomEvent;
 pub use worker::{LocalMember, LocalMembers, WorkerAddr};

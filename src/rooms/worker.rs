@@ -1,15 +1,15 @@
 //! The last hop of a room's fan-out: one [`WorkerRooms`] actor per HTTP worker thread.
 //!
-//! A session lives on the worker thread that accepted its connection, and a room's actor runs
-//! on the rooms' arbiter. Rather than one actor message per member, which crosses threads and
-//! wakes the member's actor for every delivery, a room sends each event once to every worker
-//! that has members of it; the worker's actor then hands it to each of its members in that
-//! room by a plain call, on the thread they live on (BENCHMARKS.md, change 13).
+//! A session lives on the worker thread that accepted its connection, and the engine delivers
+//! from the thread it reads on. Rather than one actor message per member, which crosses threads
+//! and wakes the member's actor for every delivery, the room directory sends each event once to
+//! every worker that has members of the room; the worker's actor then hands it to each of its
+//! members in that room by a plain call, on the thread they live on (BENCHMARKS.md, change 13).
 //!
-//! A session adds itself to its worker's [`LocalMembers`] before it asks the registry to join
-//! the room, and removes itself when it leaves, both synchronously on its own thread: once the
-//! room knows the worker, every event it sends there reaches the session, and none reaches it
-//! after it left.
+//! A session adds itself to its worker's [`LocalMembers`] before it joins the room in the
+//! directory, and removes itself before it leaves there, both synchronously on its own thread:
+//! once the directory knows the worker, every event it sends there reaches the session, and none
+//! reaches it after it left.
 
 use std::{
     cell::RefCell,
@@ -125,16 +125,17 @@ impl Handler<Fanout> for WorkerRooms {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::cell::Cell;
 
     use bytestring::ByteString;
 
     use super::*;
 
-    struct Counting {
-        user: UserName,
-        got: Cell<usize>,
+    /// A member that counts what it is handed (the room tests' stand-in for a session).
+    pub(in crate::rooms) struct Counting {
+        pub user: UserName,
+        pub got: Cell<usize>,
     }
 
     impl LocalMember for Counting {
@@ -147,7 +148,7 @@ mod tests {
         }
     }
 
-    fn name(text: &str) -> UserName {
+    pub(in crate::rooms) fn name(text: &str) -> UserName {
         UserName::parse(text).unwrap_or_else(|_| unreachable!("a valid name"))
     }
 

@@ -136,13 +136,13 @@ impl Session {
         }
         if !rejoin {
             self.inbox.rooms().insert(room.clone(), Membership { last_delivered: None, held: Some(Vec::new()) });
+            // Before the engine's join: what it delivers after the presence change reaches the
+            // inbox (held there until the replay is written).
+            self.join_locally(&room);
         }
-        let join = self.join_locally(&room);
-        let (registry, engine, user, session) =
-            (self.node.registry.clone(), self.node.engine.clone(), self.identity.user.clone(), self.id);
+        let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
         let target = room.clone();
         let work = async move {
-            registry.send(join).await.map_err(|_| EngineError::Internal("the room registry has stopped".into()))?;
             let span = engine_span("room.join", engine.kind(), &target);
             let joined = engine.join_and_recover(&target, &user, session, since).instrument(span.clone()).await;
             record_outcome(&span, &joined);

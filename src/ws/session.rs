@@ -29,7 +29,7 @@ use crate::{
     domain::{RoomName, SessionId},
     node::{ConnectionSlot, Node},
     protocol::{CloseCode, ErrorCode, ServerFrame, parse_client_frame},
-    rooms::{JoinRoom, LeaveRoom, LocalMembers},
+    rooms::LocalMembers,
 };
 
 /// `bad_request` answers that close the connection with 1008 when they fall within a minute.
@@ -132,17 +132,17 @@ impl Session {
         self.run(request, ctx)
     }
 
-    /// Adds the session to `room` on its worker thread, and returns the request that adds the
-    /// worker to the room's actor: live events reach the inbox once the registry answered it.
-    pub(super) fn join_locally(&self, room: &RoomName) -> JoinRoom {
+    /// Adds the session to `room` on this node, its worker thread first: every event the engine
+    /// delivers from now on reaches the inbox.
+    pub(super) fn join_locally(&self, room: &RoomName) {
         self.worker.add(room, self.id, self.inbox.clone());
-        JoinRoom { room: room.clone(), session: self.id, worker: self.worker.addr() }
+        self.node.directory.join(room, &self.worker.addr());
     }
 
     /// Removes the session from `room` on this node: nothing of the room reaches it after this.
     pub(super) fn leave_locally(&self, room: &RoomName) {
         self.worker.remove(room, self.id);
-        self.node.registry.do_send(LeaveRoom { room: room.clone(), session: self.id });
+        self.node.directory.leave(room, &self.worker.addr());
     }
 
     /// Leaves every room on this node and in the engine, then ends the session in the engine.

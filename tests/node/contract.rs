@@ -4,6 +4,11 @@
 //! engine is built with [`HISTORY_LEN`], [`PRESENCE_MAX_USERS`] and a [`Recorder`] as its delivery, and each check uses
 //! rooms of its own, so the suite also runs against a shared backing store. It is test code:
 //! a check fails by panicking, hence the `expect`s.
+//!
+//! An engine owes a node the events of the rooms where the node has sessions (a cluster engine
+//! sends a room's events only to the nodes serving it), so a check that watches a room's events
+//! first joins a [`LISTENER`] session there; the [`Recorder`] leaves out the listener's own
+//! presence changes.
 
 use std::{
     any::Any,
@@ -26,6 +31,8 @@ pub const HISTORY_LEN: usize = 20;
 /// The presence limit engines under test are built with.
 pub const PRESENCE_MAX_USERS: u64 = 3;
 const WAIT: Duration = Duration::from_secs(10);
+/// The user whose session keeps a room served while a check watches its events.
+pub const LISTENER: &str = "listener";
 
 /// A [`Delivery`] that keeps every event for inspection.
 #[derive(Default)]
@@ -42,9 +49,11 @@ impl Delivery for Recorder {
 }
 
 impl Recorder {
+    /// The room's events, but the listener's own joins and leaves.
     fn of_room(&self, room: &RoomName) -> Vec<BusEvent> {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        events.iter().filter(|e| e.room() == room).cloned().collect()
+        let listener = |e: &BusEvent| matches!(e, BusEvent::Presence(c) if c.user.as_str() == LISTENER);
+        events.iter().filter(|e| e.room() == room && !listener(e)).cloned().collect()
     }
 
     /// Waits until `room` has at least `count` events, and returns them all.
@@ -101,6 +110,11 @@ impl Harness {
         Self { engine: made.engine, events, _guard: made.guard }
     }
 
+    /// Joins a listener session to `room`, so this node is owed the room's events from now on.
+    pub async fn listen(&self, room: &RoomName) {
+        self.engine.join(room, &user_name(LISTENER), SessionId::random()).await.expect("listener join");
+    }
+
     async fn publish(&self, room: &RoomName, user: &str, body: &str) -> MessageId {
         let message = NewMessage { room: room.clone(), user: user_name(user), body: body.into(), trace: String::new() };
         self.engine.publish(message).await.expect("publish")
@@ -130,6 +144,7 @@ fn message_ids(events: &[BusEvent]) -> Vec<MessageId> {
 /// the order it published them, and ids are the acked ones.
 pub async fn publish_delivers_every_message_once_in_id_order(h: &Harness) {
     let room = unique_room("order");
+    h.listen(&room).await;
     let publishers = (0..3).map(|p| {
         let room = room.clone();
         async move {
@@ -161,6 +176,8 @@ pub async fn publish_delivers_every_message_once_in_id_order(h: &Harness) {
 /// Rooms are independent, and history returns exactly what was delivered, in the same order.
 pub async fn history_matches_delivery_per_room(h: &Harness) {
     let (a, b) = (unique_room("a"), unique_room("b"));
+    h.listen(&a).await;
+    h.listen(&b).await;
     for n in 0..6 {
         h.publish(if n % 2 == 0 { &a } else { &b }, "alice", &n.to_string()).await;
     }
@@ -244,23 +261,34 @@ pub async fn presence_counts_sessions_and_announces_once(h: &Harness) {
     let room = unique_room("presence");
     let (alice, bob) = (user_name("alice"), user_name("bob"));
     let (a1, a2, b1) = (SessionId::random(), SessionId::random(), SessionId::random());
+    h.listen(&room).await;
     let p = &h.engine;
     p.join(&room, &alice, a1).await.expect("join");
     let presence = p.join(&room, &alice, a2).await.expect("join");
+    let listener = Member { user: user_name(LISTENER), sessions: 1 };
     assert_eq!(
         presence,
-        RoomPresence { user_count: 1, members: Some(vec![Member { user: alice.clone(), sessions: 2 }]) }
+        RoomPresence {
+            user_count: 2,
+            members: Some(vec![Member { user: alice.clone(), sessions: 2 }, listener.clone()])
+        }
     );
     let presence = p.join(&room, &bob, b1).await.expect("join");
     let members = presence.members.expect("a small room lists its members");
-    assert_eq!(members.iter().map(|m| (m.user.as_str(), m.sessions)).collect::<Vec<_>>(), [("alice", 2), ("bob", 1)]);
+    assert_eq!(
+        members.iter().map(|m| (m.user.as_str(), m.sessions)).collect::<Vec<_>>(),
+        [("alice", 2), ("bob", 1), (LISTENER, 1)]
+    );
     p.join(&room, &bob, b1).await.expect("joining twice is a no-op");
     p.leave(&room, &alice, a1).await.expect("leave");
     p.leave(&room, &bob, b1).await.expect("leave");
     p.leave(&room, &bob, b1).await.expect("leaving twice is a no-op");
-    assert_eq!(p.members(&room).await.expect("members"), vec![Member { user: alice.clone(), sessions: 1 }]);
+    assert_eq!(
+        p.members(&room).await.expect("members"),
+        vec![Member { user: alice.clone(), sessions: 1 }, listener.clone()]
+    );
     p.leave(&room, &alice, a2).await.expect("leave");
-    assert!(p.members(&room).await.expect("members").is_empty());
+    assert_eq!(p.members(&room).await.expect("members"), vec![listener]);
 
     let events = h.events.wait_for(&room, 4).await;
     let changes: Vec<(String, PresenceKind)> = events
@@ -318,11 +346,13 @@ pub async fn rooms_over_the_presence_limit_announce_nothing(h: &Harness) {
 pub async fn a_sessions_join_recovers_and_its_disconnect_leaves_every_room(h: &Harness) {
     let (first_room, second_room) = (unique_room("visit"), unique_room("visit"));
     let (dave, session) = (user_name("dave"), SessionId::random());
+    h.listen(&first_room).await;
+    h.listen(&second_room).await;
     let first = h.publish(&first_room, "erin", "one").await;
     let second = h.publish(&first_room, "erin", "two").await;
     h.engine.connect(session, &dave).await.expect("connect");
     let (presence, recovery) = h.engine.join_and_recover(&first_room, &dave, session, Some(first)).await.expect("join");
-    assert_eq!(presence.user_count, 1);
+    assert_eq!(presence.user_count, 2, "dave and the listener");
     assert_eq!(recovery.messages.iter().map(|m| m.id).collect::<Vec<_>>(), [second]);
     assert_eq!((recovery.last_id, recovery.recovered), (Some(second), true));
     let (_, empty) = h.engine.join_and_recover(&second_room, &dave, session, None).await.expect("join");
@@ -331,7 +361,8 @@ pub async fn a_sessions_join_recovers_and_its_disconnect_leaves_every_room(h: &H
     h.engine.disconnect(session, &dave, &[first_room.clone(), second_room.clone()]).await.expect("disconnect");
     // Two messages, then dave's join and leave; in the second room only the presence events.
     for (room, events) in [(&first_room, 4), (&second_room, 2)] {
-        assert!(h.engine.members(room).await.expect("members").is_empty(), "{room} still has dave");
+        let members = h.engine.members(room).await.expect("members");
+        assert!(members.iter().all(|m| m.user.as_str() == LISTENER), "{room} still has dave: {members:?}");
         let announced: Vec<PresenceKind> = h
             .events
             .wait_for(room, events)
@@ -351,6 +382,7 @@ pub async fn presence_is_ordered_with_messages(h: &Harness) {
     let room = unique_room("mixed");
     let carol = user_name("carol");
     let session = SessionId::random();
+    h.listen(&room).await;
     h.engine.join(&room, &carol, session).await.expect("join");
     let id = h.publish(&room, "carol", "hello").await;
     h.engine.leave(&room, &carol, session).await.expect("leave");

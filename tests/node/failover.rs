@@ -111,26 +111,25 @@ async fn three_nodes_with_concurrent_senders_deliver_one_order_that_matches_hist
     }
 }
 
-/// The group names on every bus shard of the default layout. Any error fails the test: the bus
-/// streams exist from the first node's start, so a failed `XINFO` (a renamed key, say) means
-/// the waits on these groups would check nothing.
+/// The nodes with an inbox (and so a consumer group) on any shard: a reaped node has none.
 async fn bus_groups(redis: &RedisServer) -> Vec<String> {
     let mut conn = redis.connection().await;
     let mut groups = Vec::new();
     for shard in 0..rookery::settings::DEFAULT_BUS_SHARDS {
-        let key = format!("rookery:{{s{shard}}}:bus");
-        let infos: Vec<redis::Value> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_else(|error| panic!("XINFO GROUPS {key}: {error}"));
-        for info in infos {
-            let fields: Vec<(String, redis::Value)> =
-                redis::from_redis_value(info).unwrap_or_else(|error| panic!("XINFO GROUPS {key} entry: {error}"));
-            let name = fields.into_iter().find(|(field, _)| field == "name").map(|(_, value)| value);
-            let name = name.unwrap_or_else(|| panic!("XINFO GROUPS {key}: a group without a name"));
-            groups.push(redis::from_redis_value(name).unwrap_or_else(|error| panic!("a group name: {error}")));
+        let prefix = format!("rookery:{{s{shard}}}:inbox:");
+        let inboxes: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.expect("KEYS");
+        for inbox in inboxes {
+            let infos: Vec<redis::Value> =
+                match redis::cmd("XINFO").arg("GROUPS").arg(&inbox).query_async(&mut conn).await {
+                    Ok(infos) => infos,
+                    // Reaped between KEYS and XINFO.
+                    Err(error) if error.to_string().contains("no such key") => continue,
+                    Err(error) => panic!("XINFO GROUPS {inbox}: {error}"),
+                };
+            let node = inbox.trim_start_matches(&prefix);
+            assert_eq!(infos.len(), 1, "{node}'s inbox has exactly its own group");
+            groups.push(node.to_owned());
         }
     }
     groups
@@ -447,20 +446,23 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
     let room = "backlog";
     let shard = rookery::engine::redis::Keys::new(rookery::settings::DEFAULT_BUS_SHARDS)
         .shard(&rookery::domain::RoomName::parse(room).expect("room"));
+    // As if node-a served the room: its events go to node-a's inbox.
     let mut pipe = redis::pipe();
+    pipe.cmd("HSET").arg(format!("rookery:{{s{shard}}}:nodes:{room}")).arg("node-a").arg(1).ignore();
     for n in 0..3000 {
         pipe.cmd("FCALL")
             .arg("rookery_v1_publish")
             .arg(3)
             .arg(format!("rookery:{{s{shard}}}:history:{room}"))
             .arg(format!("rookery:{{s{shard}}}:trimmed:{room}"))
-            .arg(format!("rookery:{{s{shard}}}:bus"))
+            .arg(format!("rookery:{{s{shard}}}:nodes:{room}"))
             .arg(room)
             .arg("loader")
             .arg(format!("entry {n}"))
             .arg(10)
             .arg(600_000)
             .arg("")
+            .arg(format!("rookery:{{s{shard}}}:inbox:"))
             .ignore();
     }
     let () = pipe.query_async(&mut conn).await.expect("publish the backlog");

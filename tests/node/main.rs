@@ -25,5 +25,6 @@ mod protocol;
 mod readme;
 mod redis_server;
 mod redis_store;
+mod routing;
 mod traces;
 mod websocket;

@@ -104,13 +104,14 @@ impl RedisServer {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// Bus entries `group` has read but not acknowledged, over the shards of the default layout.
+    /// Inbox entries node `group` has read but not acknowledged, over the shards of the default
+    /// layout.
     pub async fn pending(&self, group: &str) -> i64 {
         let mut conn = self.connection().await;
         let mut total = 0;
         for shard in 0..rookery::settings::DEFAULT_BUS_SHARDS {
             let (count, ..): (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-                .arg(format!("rookery:{{s{shard}}}:bus"))
+                .arg(format!("rookery:{{s{shard}}}:inbox:{group}"))
                 .arg(group)
                 .query_async(&mut conn)
                 .await

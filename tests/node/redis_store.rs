@@ -71,10 +71,13 @@ fn message(room: &RoomName, body: &str) -> NewMessage {
 }
 
 #[tokio::test]
-async fn publish_keeps_exactly_history_len_and_feeds_the_bus() {
+async fn publish_keeps_exactly_history_len_and_feeds_the_inboxes_of_the_rooms_nodes() {
     let redis = RedisServer::start();
     let (store, pool) = store(&redis, 20).await;
     let room = RoomName::parse("lobby").expect("room");
+    let keys = Keys::new(16);
+    let _: i64 =
+        query(&pool, redis::cmd("HSET").arg(keys.room_nodes(&room)).arg("node-a").arg(1).arg("node-b").arg(2)).await;
     let mut ids = Vec::new();
     for n in 0..25 {
         ids.push(store.publish(&message(&room, &n.to_string())).await.expect("publish"));
@@ -84,9 +87,13 @@ async fn publish_keeps_exactly_history_len_and_feeds_the_bus() {
     assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids[5..].to_vec(), "exactly the newest 20");
     assert_eq!((all[0].user.as_str(), all[0].body.as_str()), ("alice", "5"));
 
-    let keys = Keys::new(16);
-    let bus_len: usize = query(&pool, redis::cmd("XLEN").arg(keys.bus(keys.shard(&room)))).await;
-    assert_eq!(bus_len, 25, "every message is on the room's bus shard");
+    let shard = keys.shard(&room);
+    for node in ["node-a", "node-b"] {
+        let inbox_len: usize = query(&pool, redis::cmd("XLEN").arg(keys.inbox(shard, node))).await;
+        assert_eq!(inbox_len, 25, "every message is in the inbox of {node}, which serves the room");
+    }
+    let elsewhere: usize = query(&pool, redis::cmd("XLEN").arg(keys.inbox(shard, "node-c"))).await;
+    assert_eq!(elsewhere, 0, "a node that does not serve the room gets nothing of it");
 
     let page = |after: Option<usize>, before: Option<usize>, limit| HistoryQuery {
         after: after.map(|i| ids[i]),
@@ -138,7 +145,7 @@ mod cluster {
     use std::sync::Arc;
 
     use rookery::engine::{
-        Broker, BusEvent, Engine, NewMessage,
+        Broker, BusEvent, Engine, NewMessage, PresenceStore,
         redis::{Keys, RedisConfig, RedisEngine, migrate},
     };
 
@@ -172,7 +179,7 @@ mod cluster {
     }
 
     #[tokio::test]
-    async fn every_node_receives_every_event_in_the_same_order() {
+    async fn every_node_serving_a_room_receives_its_events_in_the_same_order() {
         let server = RedisServer::start();
         let (seen_a, seen_b) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
         let a = RedisEngine::connect(config(&server, "node-a"), seen_a.clone(), rookery::telemetry::Metrics::new())
@@ -183,6 +190,10 @@ mod cluster {
             .expect("node b");
         let room = unique_room("shared");
         let user = rookery::domain::UserName::parse("alice").expect("user");
+        let listener = rookery::domain::UserName::parse(crate::contract::LISTENER).expect("user");
+        for node in [&a, &b] {
+            node.join(&room, &listener, rookery::domain::SessionId::random()).await.expect("join");
+        }
         for n in 0..10 {
             let via: &dyn Engine = if n % 2 == 0 { &a } else { &b };
             via.publish(NewMessage {
@@ -212,6 +223,16 @@ mod cluster {
         .expect("first run");
         drop(first);
         let room = unique_room("pending");
+        let keys = Keys::new(4);
+        // node-x serves the room (as if a session of its own were in it).
+        let mut conn = server.connection().await;
+        let () = redis::cmd("HSET")
+            .arg(keys.room_nodes(&room))
+            .arg("node-x")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .expect("HSET");
         let publisher = RedisEngine::connect(
             config(&server, "publisher"),
             Arc::new(Recorder::default()),
@@ -232,10 +253,8 @@ mod cluster {
                 .expect("publish");
         }
         // node-x "crashes" after reading the entries and before acknowledging them.
-        let mut conn = server.connection().await;
         migrate(&mut conn).await.expect("migrate");
-        let keys = Keys::new(4);
-        let bus = keys.bus(keys.shard(&room));
+        let bus = keys.inbox(keys.shard(&room), "node-x");
         let _: redis::Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg("node-x")

@@ -1,14 +1,17 @@
-//! The bus consumer: every node reads every bus shard through a consumer group of its own (the
-//! group is named after the node), hands each entry to the node's [`Delivery`] in shard order,
-//! and acknowledges it after the handoff. On start it first re-reads the entries it had been
-//! handed but not acknowledged (a restart with the same node id), so none is lost; the room
-//! directory and the sessions drop what they already delivered, so none is shown twice.
+//! The bus consumer: each node reads its own inboxes (one stream per shard, holding the events of
+//! the shard's rooms where the node has sessions; see `presence`) through a consumer group, hands
+//! each entry to the node's [`Delivery`] in inbox order, and acknowledges it after the handoff.
+//! A node with no session in a room reads nothing of it. On start it first re-reads the entries
+//! it had been handed but not acknowledged (a restart with the same node id), so none is lost;
+//! the room directory and the sessions drop what they already delivered, so none is shown twice.
 //!
 //! It never skips silently. When it may have missed entries, it catches up every room with
 //! local members from the room's history, starting after the newest message it delivered, and
 //! reports a `gap` for what the history no longer holds. It may have missed entries when:
-//! - a shard was not drained for half the bus retention (entries may have been trimmed unread);
+//! - an inbox was not drained for half the bus retention (entries may have been trimmed unread);
 //! - its groups had to be created again (it was reaped, or Redis lost its data);
+//! - its registrations were written back after it was reaped (its rooms' events went to no
+//!   inbox of its in the meantime);
 //! - Redis lost its data (a new epoch): then every local room gets a `gap`, and the node writes
 //!   its sessions and presence back.
 
@@ -21,7 +24,7 @@ use std::{
 use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection};
 use tracing::Instrument;
 
-use super::{Keys, Shared, field};
+use super::{Keys, Shared, acks::Acks, field};
 use crate::{
     domain::{Message, MessageId, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
     engine::{BusEvent, Delivery, EngineError},
@@ -29,6 +32,11 @@ use crate::{
 
 /// How long one blocking read waits for entries.
 pub const BLOCK: Duration = Duration::from_millis(1000);
+/// Reads that come back with less than a full batch start at most this often. Under a trickle of
+/// small-room traffic a read returned one or two entries, so every entry cost a read of its own
+/// (a round trip, and Redis's work per call); waiting a moment lets a read take what arrived
+/// meanwhile, at the price of at most this much latency, and only while the node is busy.
+pub const READ_INTERVAL: Duration = Duration::from_millis(2);
 /// The pause before reconnecting grows from the first to the last, and starts over once a
 /// read succeeds.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -41,11 +49,14 @@ pub struct BusConsumer {
     client: Client,
     shared: Arc<Shared>,
     delivery: Arc<dyn Delivery>,
+    /// This node's inboxes, one per shard.
     buses: Vec<String>,
     shard_of: HashMap<String, usize>,
     /// Per shard, when a read last found no more entries than it took (ms since the epoch).
     drained_at: Vec<u64>,
     pending_work: PendingWork,
+    /// Entries handed over and not yet acknowledged (see `acks`).
+    acks: Acks,
 }
 
 /// Work a reconnect found necessary, kept until it succeeds.
@@ -57,18 +68,18 @@ struct PendingWork {
     catch_up: bool,
 }
 
-/// Creates this node's group on every shard, starting at the newest entry; an existing group
-/// (same node id, restarted) keeps its position and pending entries. Returns how many groups
-/// had to be created.
+/// Creates this node's inbox on every shard with its group (named after the node), starting at
+/// the newest entry; an existing group (same node id, restarted) keeps its position and pending
+/// entries. Returns how many groups had to be created.
 pub async fn create_groups(
     conn: &mut impl redis::aio::ConnectionLike,
     keys: &Keys,
-    group: &str,
+    node: &str,
 ) -> redis::RedisResult<usize> {
     let mut created = 0;
-    for bus in keys.all_buses() {
+    for inbox in keys.inboxes(node) {
         let reply: redis::RedisResult<String> =
-            redis::cmd("XGROUP").arg("CREATE").arg(&bus).arg(group).arg("$").arg("MKSTREAM").query_async(conn).await;
+            redis::cmd("XGROUP").arg("CREATE").arg(&inbox).arg(node).arg("$").arg("MKSTREAM").query_async(conn).await;
         match reply {
             Err(error) if error.code() == Some("BUSYGROUP") => {}
             other => {
@@ -93,10 +104,11 @@ fn from_engine(error: EngineError) -> redis::RedisError {
 
 impl BusConsumer {
     pub fn new(client: Client, shared: Arc<Shared>, delivery: Arc<dyn Delivery>) -> Self {
-        let buses = shared.keys.all_buses();
+        let buses = shared.keys.inboxes(&shared.config.node_id);
         let shard_of = buses.iter().enumerate().map(|(shard, bus)| (bus.clone(), shard)).collect();
         let drained_at = vec![now_ms(); buses.len()];
-        Self { client, shared, delivery, buses, shard_of, drained_at, pending_work: PendingWork::default() }
+        let acks = Acks::new(buses.len());
+        Self { client, shared, delivery, buses, shard_of, drained_at, pending_work: PendingWork::default(), acks }
     }
 
     /// Reads until the node drains (or the task is dropped), reconnecting after failures.
@@ -119,6 +131,8 @@ impl BusConsumer {
         // Blocking reads get a connection of their own with no response timeout.
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
         let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        // What a failed connection read and did not acknowledge is pending: read again below.
+        self.acks.clear();
         // Redis may have come back empty: groups and functions are recreated on every connect,
         // groups first, so no publish (which needs the functions) can precede this node's group.
         let created = create_groups(&mut conn, &self.shared.keys, &self.shared.config.node_id).await?;
@@ -146,7 +160,19 @@ impl BusConsumer {
         while self.read(&mut conn, "0").await? > 0 {}
         while !self.stopping() {
             self.catch_up_if_needed().await?;
-            self.read(&mut conn, ">").await?;
+            let started = tokio::time::Instant::now();
+            let read = self.read(&mut conn, ">").await?;
+            if read > 0 && read < self.shared.config.read_batch {
+                tokio::time::sleep_until(started + READ_INTERVAL).await;
+            }
+        }
+        self.acknowledge(&mut conn).await
+    }
+
+    /// Acknowledges every entry handed over so far, in one round trip.
+    async fn acknowledge(&mut self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        if let Some(pipe) = self.acks.take_pipeline(&self.buses, &self.shared.config.node_id) {
+            let () = self.shared.timed("bus_ack", pipe.query_async(conn)).await?;
         }
         Ok(())
     }
@@ -164,6 +190,9 @@ impl BusConsumer {
         let oldest_drain = self.drained_at.iter().copied().min().unwrap_or(started);
         if started.saturating_sub(oldest_drain) > self.shared.config.bus_retention_ms / 2 {
             tracing::warn!("the bus was not drained for half its retention; catching up from history");
+            self.pending_work.catch_up = true;
+        }
+        if self.shared.catch_up_requested.swap(false, Ordering::AcqRel) {
             self.pending_work.catch_up = true;
         }
         if self.pending_work.restore {
@@ -217,7 +246,7 @@ impl BusConsumer {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP").arg(group).arg(group).arg("COUNT").arg(batch);
         if from == ">" {
-            cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
+            cmd.arg("BLOCK").arg(self.acks.block_for(BLOCK).as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(&self.buses);
         for _ in &self.buses {
@@ -243,19 +272,20 @@ impl BusConsumer {
                     lags[shard] = newest.map_or(0, |id| finished.saturating_sub(id.millis()));
                 }
             }
-            let mut ack = redis::cmd("XACK");
-            ack.arg(&bus).arg(group);
-            for (id, fields) in &entries {
+            let inbox = self.shard_of.get(&bus).copied().unwrap_or(usize::MAX);
+            for (id, fields) in entries {
                 // A pending entry trimmed from the stream comes back without fields.
                 match fields.as_deref().map(decode) {
                     Some(Some(event)) => self.delivery.deliver(event),
                     Some(None) => self.shared.metrics.bus_event("undecodable"),
                     None => self.shared.metrics.bus_event("trimmed"),
                 }
-                ack.arg(id);
+                self.acks.add(inbox, id);
                 delivered += 1;
             }
-            let _: i64 = self.shared.timed("bus_ack", ack.query_async(conn)).await?;
+        }
+        if delivered == 0 || self.acks.due(batch) {
+            self.acknowledge(conn).await?;
         }
         for (shard, lag) in lags.iter().enumerate() {
             self.shared.metrics.set_bus_lag(shard as u32, Duration::from_millis(*lag));

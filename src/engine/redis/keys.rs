@@ -1,6 +1,7 @@
-//! Redis key names. A room's keys carry the hash tag of its bus shard, so a publish (history and
-//! bus) touches one Redis Cluster slot; a node's session keys carry the node's tag, so recording a
-//! session touches one slot too.
+//! Redis key names. A room's keys carry the hash tag of its shard, and so do the inboxes of that
+//! shard's nodes, so a publish (history and the inboxes of the room's nodes) touches one Redis
+//! Cluster slot; a node's session keys carry the node's tag, so recording a session touches one
+//! slot too.
 
 use crate::domain::RoomName;
 
@@ -41,13 +42,24 @@ impl Keys {
         format!("rookery:{{s{}}}:members:{room}", self.shard(room))
     }
 
-    /// Every bus shard key, in shard order.
-    pub fn all_buses(&self) -> Vec<String> {
-        (0..self.shards).map(|shard| self.bus(shard)).collect()
+    /// The nodes with sessions in the room, each with how many: the nodes its events go to.
+    pub fn room_nodes(&self, room: &RoomName) -> String {
+        format!("rookery:{{s{}}}:nodes:{room}", self.shard(room))
     }
 
-    pub fn bus(&self, shard: u32) -> String {
-        format!("rookery:{{s{shard}}}:bus")
+    /// What a node's inbox key on the room's shard starts with; the functions add the node id.
+    pub fn inbox_prefix(&self, room: &RoomName) -> String {
+        format!("rookery:{{s{}}}:inbox:", self.shard(room))
+    }
+
+    /// The node's inbox on `shard`: the events of that shard's rooms where the node has sessions.
+    pub fn inbox(&self, shard: u32, node: &str) -> String {
+        format!("rookery:{{s{shard}}}:inbox:{node}")
+    }
+
+    /// Every inbox of the node, in shard order.
+    pub fn inboxes(&self, node: &str) -> Vec<String> {
+        (0..self.shards).map(|shard| self.inbox(shard, node)).collect()
     }
 
     /// A session's metadata: user, node, connected_at, last_seen, rooms.
@@ -86,14 +98,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_room_and_its_bus_shard_share_a_hash_tag() {
+    fn a_room_and_the_inboxes_of_its_shard_share_a_hash_tag() {
         let keys = Keys::new(16);
         let room = RoomName::parse("lobby").unwrap();
         let shard = keys.shard(&room);
         assert!(shard < 16);
         let tag = |key: &str| key[key.find('{').unwrap()..=key.find('}').unwrap()].to_owned();
-        assert_eq!(tag(&keys.history(&room)), tag(&keys.bus(shard)));
-        assert_eq!(tag(&keys.trimmed(&room)), tag(&keys.bus(shard)));
+        let inbox = keys.inbox(shard, "node-a");
+        for key in [
+            keys.history(&room),
+            keys.trimmed(&room),
+            keys.presence(&room),
+            keys.members(&room),
+            keys.room_nodes(&room),
+        ] {
+            assert_eq!(tag(&key), tag(&inbox), "{key}");
+        }
+        assert_eq!(format!("{}node-a", keys.inbox_prefix(&room)), inbox);
         // Pinned: the shard of a room must never change between versions.
         assert_eq!((shard, Keys::new(7).shard(&room)), (3, 6));
     }

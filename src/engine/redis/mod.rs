@@ -3,14 +3,16 @@
 //! - `connection`: the one multiplexed connection every call but the bus's reads goes over;
 //! - `keys`: the key layout; `migrate`: the versioned Redis Functions applied at start;
 //! - `store`: publish, history and recover, one round trip each;
-//! - `presence`: who is in which room, with join and leave events put on the bus;
+//! - `presence`: who is in which room and which nodes serve it, with join and leave events put
+//!   in those nodes' inboxes;
 //! - `sessions`: each session's record, written at connect and with every join and leave;
-//! - `bus`: the consumer that delivers every shard's entries to this node, and catches up from
-//!   the rooms' history when it may have missed some;
+//! - `bus`: the consumer that reads this node's inboxes (the events of the rooms it serves) and
+//!   delivers them, and catches up from the rooms' history when it may have missed some;
 //! - `nodes`: the heartbeat and the reaper of silent nodes.
 //!
 //! `docs/cluster.md` describes the design and its guarantees.
 
+mod acks;
 mod bus;
 mod connection;
 mod keys;
@@ -47,12 +49,12 @@ use tracing::Instrument;
 pub struct RedisConfig {
     /// May carry a password: `Debug` prints it as `[REDACTED]`.
     pub url: secrecy::SecretString,
-    /// The node's id: its consumer group on every bus shard and its entry in the registry.
+    /// The node's id: its inboxes, their consumer group, and its entry in the registry.
     pub node_id: String,
     pub bus_shards: u32,
     pub bus_retention_ms: u64,
     pub history_len: usize,
-    /// Entries read per shard per bus read.
+    /// Entries read per inbox per bus read.
     pub read_batch: usize,
     /// A node silent this long has its users removed from presence (see `nodes`).
     pub node_ttl_ms: u64,
@@ -91,6 +93,9 @@ pub(crate) struct Shared {
     metrics: Metrics,
     /// Set when the node drains: the bus consumer stops after its current read.
     stopping: AtomicBool,
+    /// Set when this node's registrations were written back after it was reaped: events of its
+    /// rooms went to no inbox of its meanwhile, so the bus consumer catches up from history.
+    catch_up_requested: AtomicBool,
 }
 
 impl Shared {
@@ -148,8 +153,8 @@ pub struct RedisEngine {
 const STALE_READS: u32 = 3;
 
 impl RedisEngine {
-    /// Migrates Redis, clears what a previous run of this node id left, joins the bus with this
-    /// node's groups, and starts delivering to `delivery` and heartbeating.
+    /// Migrates Redis, clears what a previous run of this node id left, creates this node's
+    /// inboxes, and starts delivering to `delivery` and heartbeating.
     pub async fn connect(
         config: RedisConfig,
         delivery: Arc<dyn Delivery>,
@@ -166,13 +171,20 @@ impl RedisEngine {
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {
             store: MessageStore::new(redis.clone(), keys.clone(), config.history_len, config.bus_retention_ms),
-            presence: RedisPresence::new(redis.clone(), keys.clone(), config.presence_max_users),
+            presence: RedisPresence::new(
+                redis.clone(),
+                keys.clone(),
+                config.node_id.clone(),
+                config.presence_max_users,
+                config.bus_retention_ms,
+            ),
             sessions: SessionTable::new(config.node_id.clone(), config.node_ttl_ms.saturating_mul(3)),
             last_read: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
             epoch: Mutex::default(),
             metrics,
             stopping: AtomicBool::new(false),
+            catch_up_requested: AtomicBool::new(false),
             keys,
             redis,
             config,

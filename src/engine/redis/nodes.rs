@@ -6,10 +6,11 @@
 //! silent for `3T/5` counts as dead; every node looks for dead ones at each heartbeat. So the
 //! dead node's users leave their rooms within about `4T/5` of its last heartbeat, inside `T`.
 //! One reaper works at a time (a lock that expires after `T`). Reaping a node removes its
-//! sessions from presence (which announces the leaves), deletes their records and destroys its
-//! consumer groups. A node that was reaped while alive (paused longer than that) notices at its
-//! next heartbeat and writes its sessions and presence back once the reaper is done; its bus
-//! consumer recreates its groups and catches up from the rooms' history.
+//! sessions from presence (which announces the leaves and takes the node out of every room's
+//! node set), deletes their records and its inboxes. A node that was reaped while alive (paused longer than that) notices at its
+//! next heartbeat and writes its sessions and presence back once the reaper is done (which puts
+//! it back in its rooms' node sets); its bus consumer recreates its inboxes and catches up from
+//! the rooms' history, once when it finds its inboxes gone and again after the restore.
 
 use std::{sync::Arc, time::Duration};
 
@@ -108,7 +109,11 @@ async fn restore_after_reaping(shared: &Shared) -> Result<(), EngineError> {
     tracing::warn!(node = %shared.config.node_id, "this node was reaped while alive; restoring its sessions");
     let mut conn = shared.redis.clone();
     wait_for_reaper(&mut conn, shared.config.node_ttl_ms).await?;
-    shared.restore_registrations().await
+    shared.restore_registrations().await?;
+    // Until now this node was in no room's node set: what was published meanwhile is only in
+    // the rooms' history.
+    shared.catch_up_requested.store(true, std::sync::atomic::Ordering::Release);
+    Ok(())
 }
 
 /// Waits (at most one TTL, when the lock expires anyway) until no reaper is at work.
@@ -182,7 +187,7 @@ async fn reap_silent_nodes(shared: &Shared) -> Result<(), EngineError> {
     outcome
 }
 
-/// Reaps a claimed node: its sessions leave their rooms, its groups go. Traced as `node.reap`.
+/// Reaps a claimed node: its sessions leave their rooms, its inboxes go. Traced as `node.reap`.
 async fn reap(conn: &mut impl ConnectionLike, shared: &Shared, dead: &str) -> Result<(), EngineError> {
     let span = tracing::info_span!(
         "node.reap",
@@ -194,7 +199,7 @@ async fn reap(conn: &mut impl ConnectionLike, shared: &Shared, dead: &str) -> Re
     let reaped = async {
         let sessions = remove_sessions(conn, shared, dead).await?;
         span.record("rookery.sessions", sessions);
-        destroy_groups(conn, shared, dead).await?;
+        delete_inboxes(conn, shared, dead).await?;
         shared.metrics.reaped_nodes.inc();
         tracing::info!(reaped = %dead, sessions, "reaped a silent node");
         Ok(())
@@ -208,7 +213,8 @@ async fn reap(conn: &mut impl ConnectionLike, shared: &Shared, dead: &str) -> Re
 }
 
 /// Takes `node`'s session index and removes each session from the rooms it was in (announcing
-/// leaves where it was the user's last session) and deletes its record. Returns the count.
+/// leaves where it was the user's last session, and taking `node` out of the room's node set
+/// with its last session there) and deletes its record. Returns the count.
 pub async fn remove_sessions(
     conn: &mut impl ConnectionLike,
     shared: &Shared,
@@ -230,7 +236,7 @@ pub async fn remove_sessions(
                 continue;
             };
             for room in rooms {
-                pipe.add_command(shared.presence.leave(&room, &user, id)).ignore();
+                pipe.add_command(shared.presence.leave_of(node, &room, &user, id)).ignore();
             }
             pipe.cmd("DEL").arg(Keys::session(node, session)).ignore();
         }
@@ -239,11 +245,11 @@ pub async fn remove_sessions(
     Ok(index.len())
 }
 
-/// Sets the pending-count gauge of every shard from `XPENDING` on this node's groups.
+/// Sets the pending-count gauge of every shard from `XPENDING` on this node's inboxes.
 async fn record_pending(shared: &Shared) -> Result<(), EngineError> {
     let mut pipe = redis::pipe();
-    for bus in shared.keys.all_buses() {
-        pipe.cmd("XPENDING").arg(bus).arg(&shared.config.node_id);
+    for inbox in shared.keys.inboxes(&shared.config.node_id) {
+        pipe.cmd("XPENDING").arg(inbox).arg(&shared.config.node_id);
     }
     let mut conn = shared.redis.clone();
     let summaries: Vec<(i64, redis::Value, redis::Value, redis::Value)> =
@@ -254,10 +260,13 @@ async fn record_pending(shared: &Shared) -> Result<(), EngineError> {
     Ok(())
 }
 
-async fn destroy_groups(conn: &mut impl ConnectionLike, shared: &Shared, node: &str) -> Result<(), EngineError> {
+/// Deletes a reaped node's inboxes (and with them its groups): its sessions have left every
+/// room, so no function adds to them any more.
+async fn delete_inboxes(conn: &mut impl ConnectionLike, shared: &Shared, node: &str) -> Result<(), EngineError> {
     let mut pipe = redis::pipe();
-    for bus in shared.keys.all_buses() {
-        pipe.cmd("XGROUP").arg("DESTROY").arg(bus).arg(node).ignore();
+    for inbox in shared.keys.inboxes(node) {
+        // One key per command: the inboxes of different shards live in different Cluster slots.
+        pipe.cmd("DEL").arg(inbox).ignore();
     }
     let () = pipe.query_async(conn).await.map_err(|e| super::engine_error(&e))?;
     Ok(())

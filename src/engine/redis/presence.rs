@@ -1,5 +1,6 @@
 //! Presence in Redis: per room, users with their session counts, changed atomically by the
-//! schema's functions, which also put join and leave events on the room's bus shard.
+//! schema's functions, which also keep the room's node set (so the room's events reach exactly
+//! the nodes with sessions in it) and put join and leave events in those nodes' inboxes.
 //!
 //! Joins and leaves are built as commands, so the engine can send each in one round trip with
 //! the session record that covers it (see `sessions`).
@@ -14,38 +15,50 @@ use crate::{
 pub struct RedisPresence {
     redis: RedisConnection,
     keys: Keys,
+    /// This node's id: the sessions it joins and leaves are this node's.
+    node: String,
     /// Rooms with more users have no presence events (see `PresenceStore::join`).
     max_users: u64,
+    /// How long inbox entries are kept (`ROOKERY_BUS_RETENTION_MS`).
+    retention_ms: u64,
 }
 
 impl RedisPresence {
-    pub fn new(redis: RedisConnection, keys: Keys, max_users: u64) -> Self {
-        Self { redis, keys, max_users }
+    pub fn new(redis: RedisConnection, keys: Keys, node: String, max_users: u64, retention_ms: u64) -> Self {
+        Self { redis, keys, node, max_users, retention_ms }
     }
 
-    fn call(&self, function: &str, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
+    fn call(&self, function: &str, room: &RoomName, user: &UserName, session: SessionId, node: &str) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg(function)
             .arg(3)
             .arg(self.keys.presence(room))
             .arg(self.keys.members(room))
-            .arg(self.keys.bus(self.keys.shard(room)))
+            .arg(self.keys.room_nodes(room))
             .arg(room.as_str())
             .arg(user.as_str())
             .arg(session.to_string())
-            .arg(self.max_users);
+            .arg(self.max_users)
+            .arg(node)
+            .arg(self.retention_ms)
+            .arg(self.keys.inbox_prefix(room));
         cmd
     }
 
-    /// Adds the session; replies with the user count and, up to the limit, the users and their
-    /// session counts (see `presence_reply`).
+    /// Adds this node's session (and this node to the room's nodes); replies with the user count
+    /// and, up to the limit, the users and their session counts (see `presence_reply`).
     pub fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
-        self.call("rookery_v1_join", room, user, session)
+        self.call("rookery_v1_join", room, user, session, &self.node)
     }
 
-    /// Removes the session; a no-op for a session that is not in the room.
+    /// Removes this node's session; a no-op for a session that is not in the room.
     pub fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
-        self.call("rookery_v1_leave", room, user, session)
+        self.leave_of(&self.node, room, user, session)
+    }
+
+    /// Removes a session of `node` (a node being reaped, or this node's previous run).
+    pub fn leave_of(&self, node: &str, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
+        self.call("rookery_v1_leave", room, user, session, node)
     }
 
     pub async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {

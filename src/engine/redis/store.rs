@@ -28,22 +28,23 @@ impl MessageStore {
         Self { redis, keys, history_len, bus_retention_ms }
     }
 
-    /// Appends `message` to its room's history and bus shard; returns its id.
+    /// Appends `message` to its room's history and to the inbox of each node serving the room;
+    /// returns its id.
     pub async fn publish(&self, message: &NewMessage) -> Result<MessageId, EngineError> {
         let mut conn = self.redis.clone();
-        let shard = self.keys.shard(&message.room);
         let id: String = redis::cmd("FCALL")
             .arg("rookery_v1_publish")
             .arg(3)
             .arg(self.keys.history(&message.room))
             .arg(self.keys.trimmed(&message.room))
-            .arg(self.keys.bus(shard))
+            .arg(self.keys.room_nodes(&message.room))
             .arg(message.room.as_str())
             .arg(message.user.as_str())
             .arg(&message.body)
             .arg(self.history_len)
             .arg(self.bus_retention_ms)
             .arg(&message.trace)
+            .arg(self.keys.inbox_prefix(&message.room))
             .query_async(&mut conn)
             .await
             .map_err(|e| engine_error(&e))?;

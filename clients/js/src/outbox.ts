@@ -1,0 +1,113 @@
+// Sends waiting for their `ack`. A send survives reconnects: when the connection drops before the
+// ack, the same frame (same idempotency `key`) goes out again once its room is re-joined, so a
+// message the node already stored is not stored twice. The outbox is bounded, so an application
+// that keeps sending while offline learns it at once (`PendingLimitError`) instead of filling
+// memory.
+
+import { PendingLimitError, RookeryError } from "./errors.js";
+
+export interface Ack {
+  /** The stored message's id. */
+  id: string;
+}
+
+export interface PendingSend {
+  readonly key: string;
+  readonly room: string;
+  readonly body: string;
+  /** The ref of the frame on the current connection; none until it is (re)transmitted. */
+  ref: string | undefined;
+  resolve(ack: Ack): void;
+  reject(error: RookeryError): void;
+}
+
+export class Outbox {
+  // Insertion order is send order: resends keep the order the application sent in.
+  private readonly pending = new Map<string, PendingSend>();
+  private readonly byRef = new Map<string, PendingSend>();
+
+  constructor(private readonly limit: number) {}
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Queues a send; rejects at once when `limit` sends are already waiting. */
+  add(room: string, body: string, key: string): { entry: PendingSend; acked: Promise<Ack> } | PendingLimitError {
+    if (this.pending.size >= this.limit) return new PendingLimitError(this.limit);
+    let entry!: PendingSend;
+    const acked = new Promise<Ack>((resolve, reject) => {
+      entry = { key, room, body, ref: undefined, resolve, reject };
+    });
+    this.pending.set(key, entry);
+    return { entry, acked };
+  }
+
+  /** Records the ref a send went out with on this connection. */
+  sent(entry: PendingSend, ref: string): void {
+    if (entry.ref !== undefined) this.byRef.delete(entry.ref);
+    entry.ref = ref;
+    this.byRef.set(ref, entry);
+  }
+
+  /** The room's sends waiting for an ack, in send order. */
+  forRoom(room: string): PendingSend[] {
+    return [...this.pending.values()].filter((entry) => entry.room === room);
+  }
+
+  has(ref: string): boolean {
+    return this.byRef.has(ref);
+  }
+
+  ack(ref: string, id: string): boolean {
+    const entry = this.take(ref);
+    entry?.resolve({ id });
+    return entry !== undefined;
+  }
+
+  fail(ref: string, error: RookeryError): boolean {
+    const entry = this.take(ref);
+    entry?.reject(error);
+    return entry !== undefined;
+  }
+
+  /** The connection dropped: no ref is answered any more, every send waits for a resend. */
+  disconnected(): void {
+    for (const entry of this.pending.values()) entry.ref = undefined;
+    this.byRef.clear();
+  }
+
+  rejectRoom(room: string, error: RookeryError): void {
+    for (const entry of this.forRoom(room)) {
+      this.remove(entry);
+      entry.reject(error);
+    }
+  }
+
+  rejectAll(error: RookeryError): void {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    this.byRef.clear();
+    for (const entry of all) entry.reject(error);
+  }
+
+  private take(ref: string): PendingSend | undefined {
+    const entry = this.byRef.get(ref);
+    if (entry) this.remove(entry);
+    return entry;
+  }
+
+  private remove(entry: PendingSend): void {
+    this.pending.delete(entry.key);
+    if (entry.ref !== undefined) this.byRef.delete(entry.ref);
+  }
+}
+
+/** A fresh idempotency key: 128 random bits as hex (32 characters; the protocol allows 64). */
+export function newKey(): string {
+  const bytes = new Uint8Array(16);
+  const crypto = (globalThis as { crypto?: { getRandomValues(a: Uint8Array): Uint8Array } }).crypto;
+  if (crypto) crypto.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
