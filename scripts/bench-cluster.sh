@@ -26,7 +26,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-cargo build --release --quiet --bin rookery --bin rookery-bench
+cargo build --release --quiet -p rookery -p rookery-bench
 work="$(mktemp -d)"
 pids=()
 cleanup() {

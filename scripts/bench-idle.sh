@@ -26,7 +26,7 @@ redis_port="${BENCH_REDIS_PORT:-16392}"
 node_bin="${ROOKERY_BIN:-target/release/rookery}"
 bench_bin="${ROOKERY_BENCH_BIN:-target/release/rookery-bench}"
 if [[ -z "${ROOKERY_BIN:-}" || -z "${ROOKERY_BENCH_BIN:-}" ]]; then
-  cargo build --release --quiet --bin rookery --bin rookery-bench
+  cargo build --release --quiet -p rookery -p rookery-bench
 fi
 work="$(mktemp -d)"
 pids=()
@@ -85,5 +85,5 @@ after=$(rss_kib)
 held=$(gauge rookery_connections)
 echo "engine       $engine, $rooms rooms, ramp $ramp/s, heartbeat ${heartbeat_ms} ms, $processes bench processes"
 echo "connections  $held held"
-echo "node RSS     $(( before / 1024 )) -> $(( after / 1024 )) MiB"
+echo "node RSS     $(( before / 1024 )) -> $(( after / 1024 )) MiB ($before -> $after KiB)"
 awk -v b="$before" -v a="$after" -v n="$held" 'BEGIN { printf "per conn     %.1f KiB\n", (a - b) / n }'

@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, errors::ErrorKind};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::{
@@ -103,15 +104,15 @@ impl Authenticator {
             return Ok(Self::Anonymous);
         };
         let (key, algorithms) = match (secret, public_key_file) {
-            (Some(secret), _) if secret.len() < MIN_HS256_SECRET_BYTES => {
+            (Some(secret), _) if secret.expose_secret().len() < MIN_HS256_SECRET_BYTES => {
                 return Err(SettingsError {
                     variable: "ROOKERY_JWT_SECRET",
                     // Never the secret itself: this ends up in logs.
-                    value: format!("<{} bytes>", secret.len()),
+                    value: format!("<{} bytes>", secret.expose_secret().len()),
                     accepts: format!("an HS256 secret of at least {MIN_HS256_SECRET_BYTES} bytes"),
                 });
             }
-            (Some(secret), _) => (DecodingKey::from_secret(secret.as_bytes()), vec![Algorithm::HS256]),
+            (Some(secret), _) => (DecodingKey::from_secret(secret.expose_secret().as_bytes()), vec![Algorithm::HS256]),
             (None, Some(path)) => {
                 let invalid = |accepts: String| SettingsError {
                     variable: "ROOKERY_JWT_PUBLIC_KEY_FILE",

@@ -16,38 +16,32 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async, tungsten
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-const USAGE: &str = "usage: rookery chat URL [--user NAME] [--room ROOM]... [--token JWT]";
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
 
 /// What `rookery chat` was asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ChatArgs {
+    /// The node's WebSocket URL, e.g. ws://localhost:8080/ws
+    #[arg(value_name = "URL", value_parser = websocket_url)]
     pub url: String,
+    /// The user to connect as (anonymous mode; without it the node picks a name like anon-1a2b3c4d)
+    #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// A room to join; repeat it for more (what you type goes to the last one joined)
+    #[arg(long = "room", value_name = "ROOM", default_value = "lobby")]
     pub rooms: Vec<String>,
+    /// A JWT, for a node with ROOKERY_AUTH=jwt
+    #[arg(long, value_name = "JWT")]
     pub token: Option<String>,
 }
 
-/// Parses the arguments after `chat`.
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<ChatArgs, String> {
-    let mut args = args.into_iter();
-    let (mut url, mut user, mut rooms, mut token) = (None, None, Vec::new(), None);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
-        match arg.as_str() {
-            "--user" => user = Some(value("--user")?),
-            "--room" => rooms.push(value("--room")?),
-            "--token" => token = Some(value("--token")?),
-            other if other.starts_with("ws://") || other.starts_with("wss://") => url = Some(other.to_owned()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
+fn websocket_url(url: &str) -> Result<String, String> {
+    if url.starts_with("ws://") || url.starts_with("wss://") {
+        Ok(url.to_owned())
+    } else {
+        Err("expected a ws:// or wss:// URL".to_owned())
     }
-    let url = url.ok_or_else(|| format!("give the node's URL\n{USAGE}"))?;
-    if rooms.is_empty() {
-        rooms.push("lobby".into());
-    }
-    Ok(ChatArgs { url, user, rooms, token })
 }
 
 /// Runs the client until `/quit` or the end of stdin.
@@ -257,10 +251,18 @@ impl Chat {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
     use super::*;
 
-    fn args(line: &str) -> Result<ChatArgs, String> {
-        parse(line.split_whitespace().map(str::to_owned))
+    fn args(line: &str) -> Result<ChatArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["rookery", "chat"].into_iter().chain(line.split_whitespace()))?;
+        match cli.command {
+            Some(Command::Chat(args)) => Ok(args),
+            other => panic!("not chat: {other:?}"),
+        }
     }
 
     #[test]
@@ -269,7 +271,8 @@ mod tests {
         assert_eq!((parsed.url.as_str(), parsed.user.as_deref()), ("ws://h:8080/ws", Some("bob")));
         assert_eq!(parsed.rooms, ["a", "b"]);
         assert_eq!(args("ws://h/ws").unwrap().rooms, ["lobby"]);
-        assert!(args("--user bob").unwrap_err().contains("URL"));
-        assert!(args("ws://h/ws --what").is_err());
+        assert!(args("--user bob").unwrap_err().to_string().contains("<URL>"));
+        assert!(args("http://h/ws").unwrap_err().to_string().contains("ws:// or wss://"));
+        assert_eq!(args("ws://h/ws --what").unwrap_err().exit_code(), 2);
     }
 }

@@ -9,22 +9,22 @@
 //! - `protocol`: wire protocol v1, pure (no I/O): client frame parsing, server frame encoding,
 //!   error and close codes.
 //! - `engine`: the cluster seam (`Broker`, `PresenceStore`, `Engine`), the in-memory engine and
-//!   the contract every engine passes.
+//!   the Redis engine (the contract every engine passes is test code: `tests/node/contract.rs`).
 //! - `rooms`: the room directory the engine delivers through, and each worker thread's rooms.
 //! - `ws`: `GET /ws` admission and upgrade, the `Session` actor and its commands, the bounded
 //!   outbound queue, frame guard and reader, and the conformance echo endpoint.
 //! - `http`: health, readiness, the server API, metrics, the chat page, JSON errors.
 //! - `auth`: anonymous and JWT identities and room grants.
 //! - `telemetry`: logs, traces and Prometheus metrics.
-//! - `bench`: `rookery-bench`, the load generator that checks every delivery.
 //! - `healthcheck`: `rookery healthcheck`, the container health probe.
 //! - `chat`: `rookery chat`, the terminal client.
+//! - `cli`: the `rookery` command line.
 //! - `settings`, `node`, `startup`, `shutdown`: configuration, shared node state, building,
 //!   running and stopping.
 
 pub mod auth;
-pub mod bench;
 pub mod chat;
+pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod healthcheck;

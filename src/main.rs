@@ -1,4 +1,5 @@
-//! The `rookery` binary: read settings, set up logs and traces, run a node until it is stopped.
+//! The `rookery` binary: read the command line (`cli`); then, by default, read settings, set up
+//! logs and traces, and run a node until it is stopped.
 //!
 //! `rookery healthcheck` instead asks the node configured by the same environment for its
 //! `/healthz` and exits 0 when it answers 200, so a container image needs no curl or shell;
@@ -6,19 +7,23 @@
 
 use std::process::ExitCode;
 
-use rookery::{chat, healthcheck, settings::Settings, startup::Application, telemetry::init_telemetry};
+use clap::Parser;
+use rookery::{
+    chat,
+    cli::{Cli, Command},
+    healthcheck,
+    settings::Settings,
+    startup::Application,
+    telemetry::init_telemetry,
+};
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        Some("healthcheck") => healthcheck::run(),
-        Some("chat") => match chat::parse(std::env::args().skip(2)) {
-            Ok(args) => chat::run(args),
-            Err(usage) => {
-                eprintln!("rookery chat: {usage}");
-                ExitCode::from(2)
-            }
-        },
-        _ => serve(),
+    // `--help` and `--version` print and exit 0; a bad command line prints the usage and exits 2.
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::Chat(args) => chat::run(args),
+        Command::Healthcheck => healthcheck::run(),
     }
 }
 

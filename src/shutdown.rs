@@ -1,5 +1,7 @@
 //! Draining a node: on SIGTERM or SIGINT (or [`Node::request_shutdown`]) the node stops taking
-//! clients and hands the ones it has to the other nodes without losing a message.
+//! clients and hands the ones it has to the other nodes without losing a message. This module
+//! holds the drain's state, which sessions watch; `startup` listens for the signals and runs the
+//! drain.
 //!
 //! 1. At once: `/readyz` answers 503 and new upgrades get 503, so load balancers move on.
 //! 2. After `ROOKERY_DRAIN_DELAY_MS`: sessions close with 1012 ("server restarting"; clients
@@ -21,9 +23,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::dev::ServerHandle;
 use tokio::sync::watch;
 
+#[cfg(doc)]
 use crate::node::Node;
 
 /// Where the node is in its life.
@@ -61,7 +63,7 @@ impl ShutdownSignal {
         self.requested.send_replace(true);
     }
 
-    async fn requested(&self) {
+    pub(crate) async fn requested(&self) {
         let mut receiver = self.requested.subscribe();
         // An error means the node is gone: nothing left to wait for.
         let _ = receiver.wait_for(|requested| *requested).await;
@@ -96,63 +98,5 @@ impl ShutdownSignal {
                 _ => Instant::now(),
             }
         }
-    }
-}
-
-/// Waits for SIGTERM, SIGINT or a requested shutdown, drains the node and stops the server.
-pub async fn stop_on_signal(node: actix_web::web::Data<Node>, server: ServerHandle) {
-    let settings = &node.settings;
-    tokio::select! {
-        () = stop_signal() => tracing::info!("stop signal received; draining"),
-        () = node.shutdown.requested() => tracing::info!("shutdown requested; draining"),
-    }
-    let grace = Duration::from_millis(settings.shutdown_grace_ms);
-    let started = Instant::now();
-    node.shutdown.trigger(Duration::from_millis(settings.drain_delay_ms), settings.drain_rate);
-    let drain = async {
-        // Leave a little of the grace for the engine and the server to stop.
-        let sessions_deadline = started + grace.mul_f64(0.8);
-        while node.connection_count() > 0 && Instant::now() < sessions_deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        node.engine.shutdown().await;
-        server.stop(true).await;
-    };
-    // A second signal ends the process at once; so does the grace running out.
-    tokio::select! {
-        () = drain => tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained"),
-        () = stop_signal() => {
-            tracing::warn!("second stop signal; exiting now");
-            std::process::exit(1);
-        }
-        () = tokio::time::sleep(grace) => {
-            tracing::error!("the drain outlasted ROOKERY_SHUTDOWN_GRACE_MS; exiting now");
-            std::process::exit(1);
-        }
-    }
-}
-
-/// Resolves at the next SIGTERM or SIGINT.
-async fn stop_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        () = terminate => {}
-        () = interrupt => {}
     }
 }

@@ -1,16 +1,21 @@
-//! Building and running a node: settings in, a listening HTTP server out.
+//! Building and running a node: settings in, a listening HTTP server out, stopped by a signal
+//! (the drain itself is described in `shutdown`).
 //!
 //! [`Application::build`] binds, picks the engine, makes the room directory it delivers through,
 //! and starts the HTTP workers; tests call [`Application::with_listener`] with a port-0 listener and
 //! talk to the node like any client.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{
+    net::TcpListener,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use actix_http::{HttpService, Protocol, error::DispatchError};
 use actix_service::{ServiceFactoryExt, fn_service, map_config};
 use actix_web::{
     App,
-    dev::{AppConfig, Server},
+    dev::{AppConfig, Server, ServerHandle},
     middleware::from_fn,
     web,
 };
@@ -27,7 +32,6 @@ use crate::{
     node::Node,
     rooms::{LocalMembers, RoomDirectory},
     settings::Settings,
-    shutdown,
     telemetry::Metrics,
 };
 
@@ -173,7 +177,7 @@ impl Application {
 
     /// Serves until SIGTERM, SIGINT or [`Node::request_shutdown`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        actix_web::rt::spawn(shutdown::stop_on_signal(self.node.clone(), self.server.handle()));
+        actix_web::rt::spawn(stop_on_signal(self.node.clone(), self.server.handle()));
         self.server.await
     }
 }
@@ -195,4 +199,62 @@ fn connection_error(metrics: &Metrics, error: &DispatchError) {
     };
     metrics.http_client_error(kind);
     tracing::debug!(%error, kind, "HTTP connection ended on a client error");
+}
+
+/// Waits for SIGTERM, SIGINT or a requested shutdown, drains the node and stops the server.
+async fn stop_on_signal(node: actix_web::web::Data<Node>, server: ServerHandle) {
+    let settings = &node.settings;
+    tokio::select! {
+        () = stop_signal() => tracing::info!("stop signal received; draining"),
+        () = node.shutdown.requested() => tracing::info!("shutdown requested; draining"),
+    }
+    let grace = Duration::from_millis(settings.shutdown_grace_ms);
+    let started = Instant::now();
+    node.shutdown.trigger(Duration::from_millis(settings.drain_delay_ms), settings.drain_rate);
+    let drain = async {
+        // Leave a little of the grace for the engine and the server to stop.
+        let sessions_deadline = started + grace.mul_f64(0.8);
+        while node.connection_count() > 0 && Instant::now() < sessions_deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        node.engine.shutdown().await;
+        server.stop(true).await;
+    };
+    // A second signal ends the process at once; so does the grace running out.
+    tokio::select! {
+        () = drain => tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained"),
+        () = stop_signal() => {
+            tracing::warn!("second stop signal; exiting now");
+            std::process::exit(1);
+        }
+        () = tokio::time::sleep(grace) => {
+            tracing::error!("the drain outlasted ROOKERY_SHUTDOWN_GRACE_MS; exiting now");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Resolves at the next SIGTERM or SIGINT.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        () = interrupt => {}
+    }
 }

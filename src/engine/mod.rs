@@ -6,10 +6,9 @@
 //! comes back out through the node's [`Delivery`], on the node that published it as on every
 //! other, so single-node and cluster behaviour share one path.
 //!
-//! `memory` is the single-node engine (no Redis); `contract` is the behaviour every engine must
-//! show, written once as a test suite.
+//! `memory` is the single-node engine (no Redis). The behaviour every engine must show is written
+//! once as a test suite, `tests/node/contract.rs`.
 
-pub mod contract;
 pub mod idempotency;
 mod memory;
 pub mod redis;

@@ -10,8 +10,10 @@ use actix_web::{
     middleware::Next,
     web,
 };
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use super::{ApiError, NodeData};
 use crate::{
@@ -44,16 +46,13 @@ fn authorize(req: &HttpRequest, node: &Node) -> Result<(), ApiError> {
         ));
     };
     let presented = super::bearer_token(req.headers());
-    if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), key.as_bytes())) {
+    // Constant time over the bytes, so response timing does not reveal how much of the key a
+    // guess got right (only a length mismatch answers early, and the length is no secret).
+    if presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(key.expose_secret().as_bytes()))) {
         Ok(())
     } else {
         Err(ApiError::unauthorized("send `Authorization: Bearer <ROOKERY_API_KEY>`"))
     }
-}
-
-/// Compares without an early exit, so response timing does not reveal the key prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn room_of(path: &web::Path<String>) -> Result<RoomName, ApiError> {

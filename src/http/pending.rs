@@ -333,17 +333,17 @@ fn json_error_answer(buf: &[u8]) -> Option<Bytes> {
 }
 
 /// Middleware around the whole app: a request without a body is complete as it arrives (one
-/// with a body completes in the handler that reads it, see [`read_body`]); once answered, the
+/// with a body completes in the handler that reads it, see `read_body`); once answered, the
 /// connection waits for its next request.
 pub async fn track(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let conn = req.conn_data::<ConnHandle>().cloned();
-    if let Some(conn) = &conn {
-        if matches!(req.parts_mut().1, Payload::None) {
-            conn.request_complete();
-        }
+    if let Some(conn) = &conn
+        && matches!(req.parts_mut().1, Payload::None)
+    {
+        conn.request_complete();
     }
     let response = next.call(req).await;
     if let Some(conn) = conn {

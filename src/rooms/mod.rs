@@ -3,10 +3,8 @@
 //!
 //! The [`RoomDirectory`] is the node's one record of its rooms: sessions join and leave through
 //! it, and the engine delivers every event through it. It encodes each event once (`event`) and
-//! sends it once to each HTTP worker thread with members in the room, whose [`WorkerRooms`]
+//! sends it once to each HTTP worker thread with members in the room, whose `WorkerRooms`
 //! actor hands it to them by a plain call on their own thread (`worker`).
-//!
-//! [`WorkerRooms`]: worker::WorkerRooms
 
 mod directory;
 mod event;

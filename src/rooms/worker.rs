@@ -42,7 +42,7 @@ type Members = HashMap<RoomName, HashMap<SessionId, Rc<dyn LocalMember>>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WorkerId(u64);
 
-/// One worker thread's local members and its [`WorkerRooms`] actor, for the sessions on that
+/// One worker thread's local members and its `WorkerRooms` actor, for the sessions on that
 /// thread. Not `Send`: it stays on its thread.
 #[derive(Clone)]
 pub struct LocalMembers {

@@ -15,6 +15,9 @@ use super::{
     traces::{self, CONTEXT_TARGET, DELIVERY_TARGET, TraceSetupError},
 };
 
+/// The log filter when `RUST_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -41,7 +44,7 @@ impl Drop for TelemetryGuard {
 pub fn init_telemetry(format: LogFormat, node: &str) -> Result<TelemetryGuard, TraceSetupError> {
     let provider = traces::provider_from_env(node)?;
     let log_filter = || {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
         // Per-delivery spans are for traces only. actix-http logs a client's malformed request at
         // ERROR, which is no operator's alarm: each such error ends its connection, and
         // `startup` logs it at debug and counts it (`rookery_http_client_errors_total`).

@@ -79,6 +79,8 @@ pub struct MetricSet {
     pub reaped_nodes: Counter,
     /// `gap` events delivered to rooms on this node.
     pub gaps: Counter,
+    /// Failed joins whose presence could not be undone, even after retries.
+    pub presence_undo_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -180,6 +182,12 @@ impl MetricSet {
             ),
             reaped_nodes: register(r, "reaped_nodes", "Silent nodes this node reaped", Counter::default()),
             gaps: register(r, "gaps", "Gap events delivered to rooms on this node", Counter::default()),
+            presence_undo_failures: register(
+                r,
+                "presence_undo_failures",
+                "Failed joins whose presence could not be undone after retries (the user may stay listed)",
+                Counter::default(),
+            ),
             registry: Registry::default(),
         };
         Self { registry: std::mem::take(r), ..metrics }

@@ -6,5 +6,5 @@ mod logging;
 mod metrics;
 pub mod traces;
 
-pub use logging::{LogFormat, TelemetryGuard, init_telemetry};
+pub use logging::{DEFAULT_LOG_FILTER, LogFormat, TelemetryGuard, init_telemetry};
 pub use metrics::{MetricSet, Metrics};

@@ -7,6 +7,8 @@
 //! Commands run inside the frame's `ws.receive` span; each engine call gets a span of its own
 //! (`room.publish`, `room.join`, `presence.leave`, `room.history`).
 
+use std::{sync::Arc, time::Duration};
+
 use actix::{ActorFutureExt, Context, WrapFuture};
 use tracing::{Instrument, field::Empty};
 
@@ -15,11 +17,35 @@ use super::{
     session::{Reply, Session, done},
 };
 use crate::{
-    domain::{MessageId, RoomName, RoomPresence},
-    engine::{EngineError, NewMessage, Recovery},
+    domain::{MessageId, RoomName, RoomPresence, SessionId, UserName},
+    engine::{Engine, EngineError, NewMessage, Recovery},
     protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageList, Request, ServerFrame, encode_message},
-    telemetry::traces,
+    telemetry::{Metrics, traces},
 };
+
+/// The pauses before each attempt to undo the presence of a join that failed after its presence
+/// change may have gone through. One failed leave would leave a ghost member listed in the room
+/// for as long as the session lasts; a blip of the store passes within these.
+const UNDO_JOIN_PAUSES: [Duration; 3] = [Duration::ZERO, Duration::from_millis(200), Duration::from_secs(1)];
+
+/// Undoes a failed join's presence, retrying; when every attempt fails, counts it and says so.
+async fn undo_join(engine: Arc<dyn Engine>, metrics: Metrics, room: RoomName, user: UserName, session: SessionId) {
+    let mut last_error = None;
+    for pause in UNDO_JOIN_PAUSES {
+        tokio::time::sleep(pause).await;
+        match engine.leave(&room, &user, session).await {
+            Ok(()) => return,
+            Err(error) => last_error = Some(error),
+        }
+    }
+    metrics.presence_undo_failures.inc();
+    if let Some(error) = last_error {
+        tracing::warn!(
+            %session, %room, %user, %error,
+            "a failed join's presence could not be undone; the user may stay listed in the room"
+        );
+    }
+}
 
 /// The span of one engine call made for a command (a child of the current `ws.receive`).
 fn engine_span(name: &'static str, engine: &'static str, room: &RoomName) -> tracing::Span {
@@ -136,11 +162,9 @@ impl Session {
                 if !rejoin {
                     act.inbox.rooms().remove(&room);
                     act.leave_locally(&room);
-                    let (engine, user, session) = (act.node.engine.clone(), act.identity.user.clone(), act.id);
-                    actix_web::rt::spawn(async move {
-                        // Undo a presence join that may have gone through before the failure.
-                        let _ = engine.leave(&room, &user, session).await;
-                    });
+                    // Undo a presence join that may have gone through before the failure.
+                    let (engine, metrics) = (act.node.engine.clone(), act.node.metrics.clone());
+                    actix_web::rt::spawn(undo_join(engine, metrics, room, act.identity.user.clone(), act.id));
                 }
                 act.engine_failed(ctx, reference.as_deref(), &error);
             }

@@ -1,6 +1,10 @@
 //! `rookery-bench` against two real nodes on a real Redis: every delivery checked.
 
-use std::process::Command;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
 
 use serde_json::Value;
 
@@ -8,6 +12,36 @@ use crate::{
     node_process::NodeProcess,
     redis_server::{RedisServer, free_port},
 };
+
+/// The load generator. It is a crate of its own, so cargo does not build it for the node's
+/// tests: build it here, with the cargo and profile that built this test and into the same
+/// target directory (a no-op when it is up to date). `ROOKERY_BENCH_BIN` runs another build.
+pub fn bench_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(bin) = std::env::var_os("ROOKERY_BENCH_BIN") {
+                return bin.into();
+            }
+            // This test is <target>/<profile>/deps/node-<hash>.
+            let exe = std::env::current_exe().expect("the test's own path");
+            let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>");
+            let target_dir = profile_dir.parent().expect("<target>");
+            let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+                Some("debug") | None => "dev",
+                Some(other) => other,
+            };
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--locked", "-p", "rookery-bench", "--profile", profile, "--target-dir"])
+                .arg(target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "cargo build -p rookery-bench failed");
+            profile_dir.join("rookery-bench")
+        })
+        .clone()
+}
 
 #[actix_web::test]
 async fn the_load_generator_checks_every_delivery_across_two_nodes() {
@@ -19,7 +53,7 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     let (url_a, url_b) = (format!("ws://127.0.0.1:{}/ws", a.port), format!("ws://127.0.0.1:{}/ws", b.port));
     let pids = format!("{},{}", a.pid(), b.pid());
     let args = ["--connections", "40", "--rooms", "4", "--senders", "4", "--rate", "20", "--duration", "1.5"];
-    let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+    let output = Command::new(bench_bin())
         .args(args)
         .args(["--drain", "5", "--json", "--pids", &pids, &url_a, &url_b])
         .output()
@@ -34,7 +68,13 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     assert_eq!(report["deliveries_expected"].as_u64(), Some(acked * 10));
     assert_eq!(report["deliveries_received"], report["deliveries_expected"]);
     assert_eq!((report["lost"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(0)));
-    assert!(report["latency_ms"]["p99"].as_f64().is_some_and(|p99| p99 > 0.0));
+    // Every delivery was timed, and the percentiles are ordered and within loopback's reach.
+    let latency = &report["latency_ms"];
+    assert_eq!(latency["count"], report["deliveries_received"], "{report}");
+    let quantiles: Vec<f64> = ["p50", "p90", "p99", "p999", "max"].iter().filter_map(|q| latency[q].as_f64()).collect();
+    assert_eq!(quantiles.len(), 5, "{latency}");
+    assert!(quantiles[0] > 0.0 && quantiles.windows(2).all(|pair| pair[0] <= pair[1]), "{latency}");
+    assert!(quantiles[2] < 2000.0, "p99 on loopback under 2 s: {latency}");
     assert_eq!(report["nodes_after"].as_array().map(Vec::len), Some(2));
     assert!(report["nodes_after"][0]["rss_bytes"].as_u64().is_some_and(|rss| rss > 1 << 20));
 }
@@ -45,7 +85,7 @@ async fn a_churn_run_connects_joins_and_leaves_and_the_node_returns_to_zero() {
 
     let node = NodeProcess::start(&[]).await;
     let url = format!("ws://127.0.0.1:{}/ws", node.port);
-    let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+    let output = Command::new(bench_bin())
         .args(["--churn", "--ramp", "100", "--duration", "1", "--rooms", "3", "--drain", "0.5", "--json", &url])
         .output()
         .expect("run rookery-bench");
@@ -75,7 +115,7 @@ fn the_idle_script_spreads_connections_over_processes_and_reports_memory_per_con
     let output = Command::new("bash")
         .args(["scripts/bench-idle.sh", "40", "4", "200"])
         .env("ROOKERY_BIN", env!("CARGO_BIN_EXE_rookery"))
-        .env("ROOKERY_BENCH_BIN", env!("CARGO_BIN_EXE_rookery-bench"))
+        .env("ROOKERY_BENCH_BIN", bench_bin())
         .env("BENCH_NODE_PORT", free_port().to_string())
         .env("BENCH_REDIS_PORT", free_port().to_string())
         .env("BENCH_PER_PROCESS", "25")
@@ -89,9 +129,18 @@ fn the_idle_script_spreads_connections_over_processes_and_reports_memory_per_con
         "{stdout}"
     );
     assert!(stdout.contains("connections  40 held"), "{stdout}");
-    let per_connection =
-        stdout.lines().find_map(|line| line.strip_prefix("per conn")).map(|rest| rest.trim().trim_end_matches(" KiB"));
-    assert!(per_connection.and_then(|kib| kib.parse::<f64>().ok()).is_some(), "{stdout}");
+    // The figure is the node's RSS growth over the connections held, both read for real.
+    let line = |prefix: &str| stdout.lines().find_map(|line| line.strip_prefix(prefix)).map(str::trim);
+    let (before, after) = line("node RSS")
+        .and_then(|rss| rss.split_once('(')?.1.strip_suffix(" KiB)")?.split_once(" -> "))
+        .and_then(|(before, after)| Some((before.parse::<f64>().ok()?, after.parse::<f64>().ok()?)))
+        .unwrap_or_else(|| panic!("no node RSS in KiB: {stdout}"));
+    assert!(before > 1024.0 && after > 1024.0, "a node's RSS is over 1 MiB: {stdout}");
+    let per_connection = line("per conn")
+        .and_then(|kib| kib.strip_suffix(" KiB")?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no memory per connection: {stdout}"));
+    assert!((per_connection - (after - before) / 40.0).abs() <= 0.05, "(after - before) / 40: {stdout}");
+    assert!(per_connection.abs() < 1024.0, "an idle connection costs KiB, not MiB: {stdout}");
 }
 
 /// A run that does not do what was asked fails, and says why: connections that cannot be made,
@@ -102,7 +151,7 @@ async fn runs_that_do_not_do_what_was_asked_fail_and_say_why() {
     let nowhere = format!("ws://127.0.0.1:{}/ws", free_port());
     let off_path = format!("ws://127.0.0.1:{}/elsewhere", node.port);
     for (url, reason) in [(nowhere.as_str(), "connect"), (off_path.as_str(), "handshake refused: HTTP/1.1 404")] {
-        let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+        let output = Command::new(bench_bin())
             .args(["--connections", "3", "--rooms", "1", "--senders", "1", "--duration", "0.2", "--drain", "0.2", url])
             .output()
             .expect("run rookery-bench");
@@ -116,7 +165,7 @@ async fn runs_that_do_not_do_what_was_asked_fail_and_say_why() {
 
     let url = format!("ws://127.0.0.1:{}/ws", node.port);
     let over_the_limit = "20000"; // ROOKERY_MAX_BODY_BYTES is 16,384 by default
-    let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+    let output = Command::new(bench_bin())
         .args(["--connections", "2", "--rooms", "1", "--senders", "1", "--rate", "10", "--duration", "0.5"])
         .args(["--drain", "1", "--body-bytes", over_the_limit, &url])
         .output()
@@ -134,7 +183,7 @@ async fn runs_that_do_not_do_what_was_asked_fail_and_say_why() {
 async fn idle_connections_answer_heartbeats_and_are_held_to_the_end() {
     let node = NodeProcess::start(&[("ROOKERY_HEARTBEAT_MS", "200")]).await;
     let url = format!("ws://127.0.0.1:{}/ws", node.port);
-    let output = Command::new(env!("CARGO_BIN_EXE_rookery-bench"))
+    let output = Command::new(bench_bin())
         .args(["--idle", "--connections", "10", "--rooms", "2", "--duration", "1.5", "--json", &url])
         .output()
         .expect("run rookery-bench");

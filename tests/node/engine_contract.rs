@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use rookery::engine::{
-    Delivery, Engine, MemoryEngine, contract,
+    Delivery, Engine, MemoryEngine,
     redis::{RedisConfig, RedisEngine},
 };
 
-use crate::redis_server::RedisServer;
+use crate::{contract, redis_server::RedisServer};
 
 async fn memory_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> Arc<dyn Engine> {
     Arc::new(MemoryEngine::new(history_len, delivery).with_presence_max_users(contract::PRESENCE_MAX_USERS))
@@ -17,7 +17,7 @@ async fn memory_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> Arc<d
 async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<dyn Engine>, RedisServer) {
     let server = RedisServer::start();
     let config = RedisConfig {
-        url: server.url(),
+        url: server.url().into(),
         node_id: "contract-node".into(),
         bus_shards: 4,
         bus_retention_ms: 600_000,
@@ -34,9 +34,9 @@ async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<d
 }
 
 mod memory {
-    rookery::engine_contract_tests!(super::memory_engine);
+    crate::engine_contract_tests!(super::memory_engine);
 }
 
 mod redis {
-    rookery::engine_contract_tests!(super::redis_engine);
+    crate::engine_contract_tests!(super::redis_engine);
 }

@@ -4,7 +4,13 @@
 //! The engine here is the real memory engine behind a switch that makes every call fail, the
 //! way a cluster engine fails when its store is unreachable.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use rookery::{
@@ -16,10 +22,14 @@ use serde_json::json;
 
 use crate::helpers::{Endpoint, TestApp, http, spawn_app_with};
 
-/// The memory engine, failing with `fault` while one is set.
+/// The memory engine, failing with `fault` while one is set; `recover` alone fails while
+/// `recover_fails` (a join whose presence change went through, then failed), and the next
+/// `leave_failures` leaves fail.
 struct Switched {
     inner: MemoryEngine,
     fault: Mutex<Option<EngineError>>,
+    recover_fails: Mutex<bool>,
+    leave_failures: AtomicU32,
 }
 
 impl Switched {
@@ -44,6 +54,9 @@ impl Broker for Switched {
     }
     async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
         self.check()?;
+        if *self.recover_fails.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(EngineError::Unavailable("recover failed".into()));
+        }
         self.inner.recover(room, since).await
     }
 }
@@ -56,6 +69,9 @@ impl PresenceStore for Switched {
     }
     async fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<(), EngineError> {
         self.check()?;
+        if self.leave_failures.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+            return Err(EngineError::Unavailable("leave failed".into()));
+        }
         self.inner.leave(room, user, session).await
     }
     async fn members(&self, room: &RoomName) -> Result<Vec<Member>, EngineError> {
@@ -78,8 +94,12 @@ async fn switched_app() -> (TestApp, Arc<Switched>) {
     let slot: Arc<Mutex<Option<Arc<Switched>>>> = Arc::default();
     let keep = slot.clone();
     let app = spawn_app_with(&[("ROOKERY_API_KEY", "k")], move |settings, delivery: Arc<dyn Delivery>| {
-        let engine =
-            Arc::new(Switched { inner: MemoryEngine::new(settings.history_len, delivery), fault: Mutex::new(None) });
+        let engine = Arc::new(Switched {
+            inner: MemoryEngine::new(settings.history_len, delivery),
+            fault: Mutex::new(None),
+            recover_fails: Mutex::new(false),
+            leave_failures: AtomicU32::new(0),
+        });
         *keep.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine.clone());
         engine
     })
@@ -132,4 +152,48 @@ async fn internal_engine_failures_answer_internal() {
     assert_eq!((status, body["code"].as_str()), (500, Some("internal")));
     engine.set(None);
     assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong", "the session survives");
+}
+
+/// Waits until `room`'s members in the engine are `expected`.
+async fn members_become(engine: &Switched, room: &str, expected: &[&str]) {
+    let room = RoomName::parse(room).expect("a room name");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let members = engine.inner.members(&room).await.expect("members");
+        let users: Vec<&str> = members.iter().map(|m| m.user.as_str()).collect();
+        if users == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{room}: {users:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A join whose presence change went through before it failed is undone, and a leave that fails
+/// on the way is tried again, so no ghost member stays listed.
+#[actix_web::test]
+async fn a_failed_joins_presence_is_undone_even_when_the_first_undo_fails() {
+    let (app, engine) = switched_app().await;
+    let mut alice = app.client("alice").await;
+    *engine.recover_fails.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    engine.leave_failures.store(1, Ordering::Release);
+    assert_eq!(alice.request(json!({"type":"join","room":"lobby"})).await["code"], "unavailable");
+    members_become(&engine, "lobby", &[]).await;
+    assert_eq!(engine.leave_failures.load(Ordering::Acquire), 0, "the first undo failed and was retried");
+    assert!(app.node.metrics.render().contains("rookery_presence_undo_failures_total 0"));
+}
+
+/// When every undo fails, the ghost is counted (and logged) rather than ignored.
+#[actix_web::test]
+async fn a_presence_that_cannot_be_undone_is_counted() {
+    let (app, engine) = switched_app().await;
+    let mut alice = app.client("alice").await;
+    *engine.recover_fails.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    engine.leave_failures.store(u32::MAX, Ordering::Release);
+    assert_eq!(alice.request(json!({"type":"join","room":"lobby"})).await["code"], "unavailable");
+    app.eventually("the failed undo counted", |node| {
+        node.metrics.render().contains("rookery_presence_undo_failures_total 1")
+    })
+    .await;
+    members_become(&engine, "lobby", &["alice"]).await;
 }

@@ -154,6 +154,7 @@ async fn a_killed_nodes_clients_resume_elsewhere_and_survivors_announce_its_user
     let last_seen = ids(&seen).last().cloned().expect("alice saw messages");
 
     // Node A dies mid-conversation; Bob keeps sending.
+    assert!(bus_groups(&redis).await.iter().any(|g| g == "node-a"), "node-a has its groups before it dies");
     a.kill();
     let killed = Instant::now();
     acked.extend(send_burst(&mut bob, "lobby", "bob after", 5).await.0);
@@ -264,6 +265,7 @@ async fn a_node_paused_past_the_ttl_is_reaped_then_restores_its_sessions_and_cat
     let mut alice = in_lobby(&a, "alice").await;
     let mut bob = in_lobby(&b, "bob").await;
 
+    assert!(bus_groups(&redis).await.iter().any(|g| g == "node-a"), "node-a has its groups before it pauses");
     a.pause();
     let (leave, _) = bob.recv_until("presence").await;
     assert_eq!((leave["event"].as_str(), leave["user"].as_str()), (Some("leave"), Some("alice")));

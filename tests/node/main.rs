@@ -1,5 +1,8 @@
 //! Integration tests: real nodes on free ports, driven by real WebSocket and HTTP clients.
 
+// A test fails by panicking: an unexpected error here is a failed test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 mod idempotency;
 
@@ -9,6 +12,8 @@ mod bench;
 mod chat;
 mod churn;
 mod cluster;
+mod command_line;
+mod contract;
 mod deploy;
 mod drain;
 mod engine_contract;
@@ -20,6 +25,7 @@ mod kubernetes;
 mod limits;
 mod node_process;
 mod protocol;
+mod readme;
 mod redis_server;
 mod redis_store;
 mod routing;

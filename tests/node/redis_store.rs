@@ -147,15 +147,17 @@ mod cluster {
 
     use rookery::engine::{
         Broker, BusEvent, Engine, NewMessage, PresenceStore,
-        contract::{Recorder, unique_room},
         redis::{Keys, RedisConfig, RedisEngine, migrate},
     };
 
-    use crate::redis_server::RedisServer;
+    use crate::{
+        contract::{Recorder, unique_room},
+        redis_server::RedisServer,
+    };
 
     fn config(server: &RedisServer, node: &str) -> RedisConfig {
         RedisConfig {
-            url: server.url(),
+            url: server.url().into(),
             node_id: node.into(),
             bus_shards: 4,
             bus_retention_ms: 600_000,
@@ -189,7 +191,7 @@ mod cluster {
             .expect("node b");
         let room = unique_room("shared");
         let user = rookery::domain::UserName::parse("alice").expect("user");
-        let listener = rookery::domain::UserName::parse(rookery::engine::contract::LISTENER).expect("user");
+        let listener = rookery::domain::UserName::parse(crate::contract::LISTENER).expect("user");
         for node in [&a, &b] {
             node.join(&room, &listener, rookery::domain::SessionId::random()).await.expect("join");
         }

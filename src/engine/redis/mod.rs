@@ -47,7 +47,8 @@ use tracing::Instrument;
 /// How a node reaches Redis and lays out its keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    pub url: String,
+    /// May carry a password: `Debug` prints it as `[REDACTED]`.
+    pub url: secrecy::SecretString,
     /// The node's id: its inboxes, their consumer group, and its entry in the registry.
     pub node_id: String,
     pub bus_shards: u32,
@@ -159,12 +160,13 @@ impl RedisEngine {
         delivery: Arc<dyn Delivery>,
         metrics: Metrics,
     ) -> Result<Self, ConnectError> {
-        if config.url.starts_with("rediss://") {
+        let url = secrecy::ExposeSecret::expose_secret(&config.url);
+        if url.starts_with("rediss://") {
             // `rediss://` runs on rustls, which needs a process-wide crypto provider; an error
             // only means one is installed already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| ConnectError::Url(e.to_string()))?;
+        let client = redis::Client::open(url).map_err(|e| ConnectError::Url(e.to_string()))?;
         let redis = RedisConnection::connect(client.clone()).await.map_err(|e| ConnectError::Redis(e.to_string()))?;
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {

@@ -46,7 +46,7 @@ impl RedisPresence {
     }
 
     /// Adds this node's session (and this node to the room's nodes); replies with the user count
-    /// and, up to the limit, the users and their session counts (see [`presence_reply`]).
+    /// and, up to the limit, the users and their session counts (see `presence_reply`).
     pub fn join(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
         self.call("rookery_v1_join", room, user, session, &self.node)
     }

@@ -109,7 +109,7 @@ impl MessageStore {
     }
 
     /// The command behind [`recover`](Self::recover), to send with others; its reply goes to
-    /// [`recovery_reply`].
+    /// `recovery_reply`.
     pub fn recover_cmd(&self, room: &RoomName, since: Option<MessageId>) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL_RO");
         cmd.arg("rookery_v1_recover")

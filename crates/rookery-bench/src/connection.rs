@@ -16,11 +16,18 @@ use tokio::{
     sync::watch,
 };
 
-use super::{
-    run::{Phase, Tally},
+use crate::{
+    tally::{Phase, Tally},
     wire::{self, ClientReader, ClientWriter, Received, WireError},
 };
-use crate::domain::MessageId;
+
+/// A message id, `<ms>-<seq>`, as the pair it is ordered by.
+type MessageId = (u64, u64);
+
+fn parse_id(id: &str) -> Option<MessageId> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
 
 /// What one connection is asked to do.
 pub struct Plan {
@@ -215,7 +222,7 @@ impl Checker {
     }
 
     fn message(&mut self, frame: &Frame, plan: &Plan, tally: &Tally) {
-        let id: Option<MessageId> = frame.id.as_deref().and_then(|id| id.parse().ok());
+        let id: Option<MessageId> = frame.id.as_deref().and_then(parse_id);
         let Some((sent_us, sender, sequence)) = frame.body.as_deref().and_then(parse_body) else { return };
         let last = self.last_sequence.entry(sender).or_insert(0);
         if sequence <= *last {

@@ -1,8 +1,15 @@
 //! Typed settings from `ROOKERY_*` environment variables, with defaults that make a bare
 //! `cargo run` work. A bad value stops the node at start with an error that names the variable
-//! and what it accepts. The README's configuration table lists every variable.
+//! and what it accepts. `variables` lists every variable with its default: the node's defaults,
+//! `rookery --help` and the README's configuration table all come from it.
+
+mod variables;
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use secrecy::SecretString;
+
+pub use variables::{VARIABLES, Variable, VariableDefault, help_text, markdown_table};
 
 use crate::{protocol::Limits, telemetry::LogFormat};
 
@@ -21,16 +28,17 @@ pub struct SettingsError {
 }
 
 /// How `GET /ws` identifies users.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthSettings {
     /// The user names themself with `?user=`, else gets `anon-<8 hex>`.
     Anonymous,
     /// A JWT is required; exactly one of the two key sources is set.
-    Jwt { secret: Option<String>, public_key_file: Option<PathBuf>, leeway_secs: u64 },
+    Jwt { secret: Option<SecretString>, public_key_file: Option<PathBuf>, leeway_secs: u64 },
 }
 
-/// Everything a node is configured with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything a node is configured with. Its `Debug` shows no secret: the API key, the JWT
+/// secret and the Redis URL (which may carry a password) print as `[REDACTED]`.
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
     pub node_id: String,
@@ -53,11 +61,11 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub auth: AuthSettings,
     pub allowed_origins: Option<Vec<String>>,
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretString>,
     pub echo_endpoint: bool,
     pub log_format: LogFormat,
     /// Set: the Redis engine (a cluster); unset: the in-memory engine (one node).
-    pub redis_url: Option<String>,
+    pub redis_url: Option<SecretString>,
     pub bus_shards: u32,
     pub bus_retention_ms: u64,
     pub bus_read_count: usize,
@@ -77,10 +85,10 @@ impl Settings {
     /// Reads settings from a map of variables (the environment, or a test's own).
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
         let env = Env(vars);
-        let auth = match env.get("ROOKERY_AUTH").unwrap_or("anonymous") {
+        let auth = match env.get_or_default("ROOKERY_AUTH") {
             "anonymous" => AuthSettings::Anonymous,
             "jwt" => {
-                let secret = env.get("ROOKERY_JWT_SECRET").map(str::to_owned);
+                let secret = env.get("ROOKERY_JWT_SECRET").map(SecretString::from);
                 let public_key_file = env.get("ROOKERY_JWT_PUBLIC_KEY_FILE").map(PathBuf::from);
                 if secret.is_some() == public_key_file.is_some() {
                     return Err(SettingsError {
@@ -91,7 +99,7 @@ impl Settings {
                             .into(),
                     });
                 }
-                let leeway_secs = env.number("ROOKERY_JWT_LEEWAY_SECS", 30, 0..=3600)?;
+                let leeway_secs = env.number("ROOKERY_JWT_LEEWAY_SECS", 0..=3600)?;
                 AuthSettings::Jwt { secret, public_key_file, leeway_secs }
             }
             other => return Err(env.invalid("ROOKERY_AUTH", other, "`anonymous` or `jwt`")),
@@ -102,7 +110,7 @@ impl Settings {
             Some("pretty") => LogFormat::Pretty,
             Some(other) => return Err(env.invalid("ROOKERY_LOG_FORMAT", other, "`json` or `pretty`")),
         };
-        let bind = env.get("ROOKERY_BIND").unwrap_or("0.0.0.0:8080");
+        let bind = env.get_or_default("ROOKERY_BIND");
         Ok(Self {
             bind: bind.parse().map_err(|_| env.invalid("ROOKERY_BIND", bind, "host:port, e.g. 0.0.0.0:8080"))?,
             node_id: match env.get("ROOKERY_NODE_ID") {
@@ -110,24 +118,20 @@ impl Settings {
                 Some(id) => return Err(env.invalid("ROOKERY_NODE_ID", id, "1-64 of [A-Za-z0-9_.:-]")),
                 None => default_node_id(),
             },
-            workers: env.number("ROOKERY_WORKERS", default_workers(), 1..=1024)?,
-            heartbeat: Duration::from_millis(env.number("ROOKERY_HEARTBEAT_MS", 20_000, 10..=3_600_000)?),
-            outbound_queue_frames: env.number("ROOKERY_OUTBOUND_QUEUE_FRAMES", 1024, 1..=1 << 20)?,
-            outbound_queue_bytes: env.number("ROOKERY_OUTBOUND_QUEUE_BYTES", 4 << 20, 1024..=1 << 30)?,
-            max_frame_bytes: env.number("ROOKERY_MAX_FRAME_BYTES", 64 << 10, 256..=16 << 20)?,
-            max_body_bytes: env.number("ROOKERY_MAX_BODY_BYTES", 16 << 10, 1..=16 << 20)?,
-            rate_per_sec: env.number("ROOKERY_RATE_PER_SEC", 20, 1..=1_000_000)?,
-            rate_burst: env.number("ROOKERY_RATE_BURST", 40, 1..=1_000_000)?,
-            max_rooms_per_session: env.number("ROOKERY_MAX_ROOMS_PER_SESSION", 64, 1..=100_000)?,
-            history_len: env.number("ROOKERY_HISTORY_LEN", 1000, 1..=1_000_000)?,
-            presence_max_users: env.number(
-                "ROOKERY_PRESENCE_MAX_USERS",
-                crate::engine::DEFAULT_PRESENCE_MAX_USERS,
-                0..=1_000_000,
-            )?,
-            max_connections: env.number("ROOKERY_MAX_CONNECTIONS", 100_000, 1..=10_000_000)?,
-            max_pending_requests: env.number("ROOKERY_MAX_PENDING_REQUESTS", 1024, 1..=1_000_000)?,
-            request_timeout: Duration::from_millis(env.number("ROOKERY_REQUEST_TIMEOUT_MS", 30_000, 100..=600_000)?),
+            workers: env.number_or("ROOKERY_WORKERS", default_workers(), 1..=1024)?,
+            heartbeat: Duration::from_millis(env.number("ROOKERY_HEARTBEAT_MS", 10..=3_600_000)?),
+            outbound_queue_frames: env.number("ROOKERY_OUTBOUND_QUEUE_FRAMES", 1..=1 << 20)?,
+            outbound_queue_bytes: env.number("ROOKERY_OUTBOUND_QUEUE_BYTES", 1024..=1 << 30)?,
+            max_frame_bytes: env.number("ROOKERY_MAX_FRAME_BYTES", 256..=16 << 20)?,
+            max_body_bytes: env.number("ROOKERY_MAX_BODY_BYTES", 1..=16 << 20)?,
+            rate_per_sec: env.number("ROOKERY_RATE_PER_SEC", 1..=1_000_000)?,
+            rate_burst: env.number("ROOKERY_RATE_BURST", 1..=1_000_000)?,
+            max_rooms_per_session: env.number("ROOKERY_MAX_ROOMS_PER_SESSION", 1..=100_000)?,
+            history_len: env.number("ROOKERY_HISTORY_LEN", 1..=1_000_000)?,
+            presence_max_users: env.number("ROOKERY_PRESENCE_MAX_USERS", 0..=1_000_000)?,
+            max_connections: env.number("ROOKERY_MAX_CONNECTIONS", 1..=10_000_000)?,
+            max_pending_requests: env.number("ROOKERY_MAX_PENDING_REQUESTS", 1..=1_000_000)?,
+            request_timeout: Duration::from_millis(env.number("ROOKERY_REQUEST_TIMEOUT_MS", 100..=600_000)?),
             auth,
             allowed_origins: env.get("ROOKERY_ALLOWED_ORIGINS").map(|list| {
                 list.split(',')
@@ -135,22 +139,23 @@ impl Settings {
                     .filter(|o| !o.is_empty())
                     .collect()
             }),
-            api_key: env.get("ROOKERY_API_KEY").map(str::to_owned),
+            api_key: env.get("ROOKERY_API_KEY").map(SecretString::from),
             echo_endpoint: env.flag("ROOKERY_ECHO_ENDPOINT")?,
             log_format,
             redis_url: match env.get("ROOKERY_REDIS_URL") {
-                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.to_owned()),
-                Some(url) => return Err(env.invalid("ROOKERY_REDIS_URL", url, "a redis:// or rediss:// URL")),
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.into()),
+                // The value is not echoed: it may hold a password.
+                Some(_) => return Err(env.invalid("ROOKERY_REDIS_URL", "[REDACTED]", "a redis:// or rediss:// URL")),
                 None => None,
             },
-            bus_shards: env.number("ROOKERY_BUS_SHARDS", DEFAULT_BUS_SHARDS, 1..=1024)?,
-            bus_retention_ms: env.number("ROOKERY_BUS_RETENTION_MS", 600_000, 1_000..=604_800_000)?,
-            bus_read_count: env.number("ROOKERY_BUS_READ_COUNT", 512, 1..=100_000)?,
-            node_ttl_ms: env.number("ROOKERY_NODE_TTL_MS", 15_000, 1_000..=3_600_000)?,
-            ready_max_lag_ms: env.number("ROOKERY_READY_MAX_LAG_MS", 10_000, 100..=3_600_000)?,
-            drain_delay_ms: env.number("ROOKERY_DRAIN_DELAY_MS", 5_000, 0..=600_000)?,
-            drain_rate: env.number("ROOKERY_DRAIN_RATE", 2_000, 1..=1_000_000)?,
-            shutdown_grace_ms: env.number("ROOKERY_SHUTDOWN_GRACE_MS", 25_000, 1_000..=3_600_000)?,
+            bus_shards: env.number("ROOKERY_BUS_SHARDS", 1..=1024)?,
+            bus_retention_ms: env.number("ROOKERY_BUS_RETENTION_MS", 1_000..=604_800_000)?,
+            bus_read_count: env.number("ROOKERY_BUS_READ_COUNT", 1..=100_000)?,
+            node_ttl_ms: env.number("ROOKERY_NODE_TTL_MS", 1_000..=3_600_000)?,
+            ready_max_lag_ms: env.number("ROOKERY_READY_MAX_LAG_MS", 100..=3_600_000)?,
+            drain_delay_ms: env.number("ROOKERY_DRAIN_DELAY_MS", 0..=600_000)?,
+            drain_rate: env.number("ROOKERY_DRAIN_RATE", 1..=1_000_000)?,
+            shutdown_grace_ms: env.number("ROOKERY_SHUTDOWN_GRACE_MS", 1_000..=3_600_000)?,
         })
     }
 
@@ -174,15 +179,48 @@ impl Env<'_> {
         self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
+    /// A set variable, else its default (from `VARIABLES`; "" for one without a default value).
+    fn get_or_default(&self, name: &str) -> &str {
+        self.get(name).or_else(|| variables::default_value(name)).unwrap_or_default()
+    }
+
     fn invalid(&self, variable: &'static str, value: &str, accepts: &str) -> SettingsError {
         SettingsError { variable, value: value.to_owned(), accepts: accepts.to_owned() }
     }
 
-    fn number<T>(&self, name: &'static str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, SettingsError>
+    /// A number in `range`, or the variable's default value from `VARIABLES`.
+    fn number<T>(&self, name: &'static str, range: std::ops::RangeInclusive<T>) -> Result<T, SettingsError>
     where
         T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
     {
-        let Some(raw) = self.get(name) else { return Ok(default) };
+        self.parse_number(name, self.get_or_default(name), range)
+    }
+
+    /// A number in `range`, or `default` (for a variable whose default is computed at start).
+    fn number_or<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, SettingsError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        match self.get(name) {
+            Some(raw) => self.parse_number(name, raw, range),
+            None => Ok(default),
+        }
+    }
+
+    fn parse_number<T>(
+        &self,
+        name: &'static str,
+        raw: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, SettingsError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
         match raw.parse::<T>() {
             Ok(n) if range.contains(&n) => Ok(n),
             _ => Err(self.invalid(name, raw, &format!("an integer from {} to {}", range.start(), range.end()))),
@@ -190,10 +228,10 @@ impl Env<'_> {
     }
 
     fn flag(&self, name: &'static str) -> Result<bool, SettingsError> {
-        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false" | "0" | "no" | "off") => Ok(false),
-            Some("true" | "1" | "yes" | "on") => Ok(true),
-            Some(other) => Err(self.invalid(name, other, "true or false")),
+        match self.get_or_default(name).to_ascii_lowercase().as_str() {
+            "false" | "0" | "no" | "off" => Ok(false),
+            "true" | "1" | "yes" | "on" => Ok(true),
+            other => Err(self.invalid(name, other, "true or false")),
         }
     }
 }
@@ -239,9 +277,10 @@ mod tests {
         assert_eq!(s.presence_max_users, 100);
         assert_eq!((s.max_pending_requests, s.request_timeout), (1024, Duration::from_secs(30)));
         assert_eq!(s.heartbeat, Duration::from_secs(20));
-        assert_eq!(s.auth, AuthSettings::Anonymous);
+        assert!(matches!(s.auth, AuthSettings::Anonymous));
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());
-        assert_eq!((s.redis_url, s.bus_shards, s.bus_retention_ms), (None, 1, 600_000));
+        assert!(s.redis_url.is_none());
+        assert_eq!((s.bus_shards, s.bus_retention_ms), (1, 600_000));
         assert_eq!((s.node_ttl_ms, s.ready_max_lag_ms), (15_000, 10_000));
         assert_eq!((s.drain_delay_ms, s.drain_rate, s.shutdown_grace_ms), (5_000, 2_000, 25_000));
     }
@@ -257,6 +296,33 @@ mod tests {
         assert_eq!(settings(&[("ROOKERY_ECHO_ENDPOINT", "maybe")]).unwrap_err().variable, "ROOKERY_ECHO_ENDPOINT");
         assert_eq!(settings(&[("ROOKERY_NODE_ID", "a b")]).unwrap_err().variable, "ROOKERY_NODE_ID");
         assert_eq!(settings(&[("ROOKERY_REDIS_URL", "localhost:6379")]).unwrap_err().variable, "ROOKERY_REDIS_URL");
+    }
+
+    #[test]
+    fn the_table_s_defaults_are_the_constants_the_code_uses() {
+        let default = |name| variables::default_value(name).map(str::to_owned);
+        assert_eq!(default("ROOKERY_BUS_SHARDS"), Some(DEFAULT_BUS_SHARDS.to_string()));
+        let presence = crate::engine::DEFAULT_PRESENCE_MAX_USERS;
+        assert_eq!(default("ROOKERY_PRESENCE_MAX_USERS"), Some(presence.to_string()));
+        assert_eq!(default("RUST_LOG").as_deref(), Some(crate::telemetry::DEFAULT_LOG_FILTER));
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let s = settings(&[
+            ("ROOKERY_API_KEY", "api-key-7f3a"),
+            ("ROOKERY_AUTH", "jwt"),
+            ("ROOKERY_JWT_SECRET", "jwt-secret-91c2"),
+            ("ROOKERY_REDIS_URL", "redis://rookery:redis-password-5d0e@cache:6379"),
+        ])
+        .unwrap();
+        let debug = format!("{s:?} {:?}", s.clone());
+        for secret in ["api-key-7f3a", "jwt-secret-91c2", "redis-password-5d0e"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("REDACTED"), "{debug}");
+        let bad = settings(&[("ROOKERY_REDIS_URL", "http://u:redis-password-5d0e@cache")]).unwrap_err();
+        assert!(!bad.to_string().contains("redis-password-5d0e"), "{bad}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The behaviour every engine must show, as a test suite any engine can be run against.
 //!
-//! `tests/node/engine_contract.rs` runs it for each engine through [`engine_contract_tests!`]: the
+//! `engine_contract.rs` runs it for each engine through [`engine_contract_tests!`]: the
 //! engine is built with [`HISTORY_LEN`], [`PRESENCE_MAX_USERS`] and a [`Recorder`] as its delivery, and each check uses
 //! rooms of its own, so the suite also runs against a shared backing store. It is test code:
 //! a check fails by panicking, hence the `expect`s.
@@ -20,9 +20,9 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::{BusEvent, Delivery, Engine, NewMessage};
-use crate::{
+use rookery::{
     domain::{Member, MessageId, PresenceKind, RoomName, RoomPresence, SessionId, UserName},
+    engine::{BusEvent, Delivery, Engine, NewMessage},
     protocol::HistoryQuery,
 };
 
@@ -482,8 +482,8 @@ macro_rules! engine_contract_tests {
         $(
             #[tokio::test]
             async fn $check() {
-                let harness = $crate::engine::contract::Harness::new($make).await;
-                $crate::engine::contract::$check(&harness).await;
+                let harness = $crate::contract::Harness::new($make).await;
+                $crate::contract::$check(&harness).await;
             }
         )*
     };
