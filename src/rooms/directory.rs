@@ -10,10 +10,18 @@
 //! right here. Per room it keeps the newest message id delivered: a message at or below it is
 //! dropped (a cluster engine may deliver an entry twice, from its inbox and from a catch-up read
 //! of the history), and it is where a catch-up starts.
+//!
+//! Every delivery is numbered (`seq`), and a join is told the number it came after. An event
+//! sent before a member joined may still sit in its worker's mailbox when the member is added
+//! there; the member's inbox drops it by its number, so a session gets exactly the events
+//! delivered after it joined (what came before is in its join's reply and replay).
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use super::{
@@ -34,6 +42,9 @@ const CREATION_MARGIN_MS: u64 = 5_000;
 #[derive(Clone)]
 pub struct RoomDirectory {
     rooms: Arc<RwLock<HashMap<RoomName, LocalRoom>>>,
+    /// Deliveries so far, over all rooms: numbered under the map's read lock, read under its
+    /// write lock by a join, so every event is plainly before or after each join.
+    deliveries: Arc<AtomicU64>,
     /// This node's id, for the delivery spans.
     node: Arc<str>,
     metrics: Metrics,
@@ -50,11 +61,12 @@ struct LocalRoom {
 
 impl RoomDirectory {
     pub fn new(node: &str, metrics: Metrics) -> Self {
-        Self { rooms: Arc::default(), node: Arc::from(node), metrics }
+        Self { rooms: Arc::default(), deliveries: Arc::default(), node: Arc::from(node), metrics }
     }
 
     /// Adds a member on `worker` to `room`; the room's events reach that worker from now on.
-    pub fn join(&self, room: &RoomName, worker: &WorkerAddr) {
+    /// Returns the number of deliveries so far: the member takes only events numbered above it.
+    pub fn join(&self, room: &RoomName, worker: &WorkerAddr) -> u64 {
         let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
         let local = rooms.entry(room.clone()).or_insert_with(|| {
             self.metrics.rooms.inc();
@@ -66,6 +78,7 @@ impl RoomDirectory {
             Some((_, members)) => *members += 1,
             None => local.workers.push((worker.clone(), 1)),
         }
+        self.deliveries.load(Ordering::Acquire)
     }
 
     /// Removes a member on `worker` from `room`; the room goes with its last local member.
@@ -116,7 +129,8 @@ impl Delivery for RoomDirectory {
             BusEvent::Presence(_) => {}
         }
         self.metrics.bus_event("delivered");
-        let outgoing = event::outgoing(&event, &self.node, room.members);
+        let mut outgoing = event::outgoing(&event, &self.node, room.members);
+        outgoing.event.seq = self.deliveries.fetch_add(1, Ordering::AcqRel) + 1;
         let _entered: Vec<_> = outgoing.spans.iter().map(tracing::Span::enter).collect();
         for (worker, _) in &room.workers {
             worker.addr.do_send(Fanout { event: outgoing.event.clone(), skip_user: outgoing.skip_user.clone() });

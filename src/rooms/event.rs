@@ -26,13 +26,14 @@ pub struct Outgoing {
     pub spans: Vec<tracing::Span>,
 }
 
-/// Encodes `event` for a room with `members` local sessions on node `node`.
+/// Encodes `event` for a room with `members` local sessions on node `node`; the directory sets
+/// the event's `seq`.
 pub fn outgoing(event: &BusEvent, node: &str, members: usize) -> Outgoing {
     match event {
         BusEvent::Message(message) => {
             let frame = encode_message(message);
             let Some(deliver) = deliver_span(message, node, members) else {
-                let event = RoomEvent { room: message.room.clone(), id: Some(message.id), frame, trace: None };
+                let event = RoomEvent { room: message.room.clone(), seq: 0, id: Some(message.id), frame, trace: None };
                 return Outgoing { event, skip_user: None, spans: Vec::new() };
             };
             let per_session = members <= SEND_SPANS_PER_SESSION_UP_TO;
@@ -47,13 +48,13 @@ pub fn outgoing(event: &BusEvent, node: &str, members: usize) -> Outgoing {
                     rookery.recipients = members
                 ));
             }
-            let event = RoomEvent { room: message.room.clone(), id: Some(message.id), frame, trace };
+            let event = RoomEvent { room: message.room.clone(), seq: 0, id: Some(message.id), frame, trace };
             Outgoing { event, skip_user: None, spans }
         }
         // On join the user is the joining session; on leave the user has no session left here.
         BusEvent::Presence(change) => {
             let frame = ServerFrame::Presence { room: &change.room, event: change.kind, user: &change.user }.encode();
-            let event = RoomEvent { room: change.room.clone(), id: None, frame, trace: None };
+            let event = RoomEvent { room: change.room.clone(), seq: 0, id: None, frame, trace: None };
             Outgoing { event, skip_user: Some(change.user.clone()), spans: Vec::new() }
         }
         BusEvent::Gap { room, after } => {
@@ -64,7 +65,7 @@ pub fn outgoing(event: &BusEvent, node: &str, members: usize) -> Outgoing {
 }
 
 fn plain(room: &RoomName, frame: bytestring::ByteString) -> RoomEvent {
-    RoomEvent { room: room.clone(), id: None, frame, trace: None }
+    RoomEvent { room: room.clone(), seq: 0, id: None, frame, trace: None }
 }
 
 /// The `bus.deliver` span of a traced message; `None` when it carries no trace context.

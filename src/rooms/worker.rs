@@ -164,6 +164,7 @@ pub(super) mod tests {
         local.add(&other, bob_session, bob.clone());
         let event = |room: &RoomName| RoomEvent {
             room: room.clone(),
+            seq: 1,
             id: None,
             frame: ByteString::from_static("{}"),
             trace: None,

@@ -139,10 +139,12 @@ impl Session {
             return done();
         }
         if !rejoin {
-            self.inbox.rooms().insert(room.clone(), Membership { last_delivered: None, held: Some(Vec::new()) });
             // Before the engine's join: what it delivers after the presence change reaches the
-            // inbox (held there until the replay is written).
-            self.join_locally(&room);
+            // inbox (held there until the replay is written). Nothing is delivered to the inbox
+            // between these two lines: both run on this thread, as the worker's fan-out does.
+            let joined_at = self.join_locally(&room);
+            let membership = Membership { joined_at, last_delivered: None, held: Some(Vec::new()) };
+            self.inbox.rooms().insert(room.clone(), membership);
         }
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
         let target = room.clone();

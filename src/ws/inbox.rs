@@ -34,6 +34,9 @@ pub struct Overflowed;
 /// This session's state in one room.
 #[derive(Default)]
 pub struct Membership {
+    /// The room directory's delivery count when the session joined: events numbered up to it
+    /// were delivered before the join (see `rooms::RoomDirectory::join`) and are not for it.
+    pub joined_at: u64,
     /// The newest message id written to the client for this room.
     pub last_delivered: Option<MessageId>,
     /// While the join is in progress: live events held back until the replay is written.
@@ -112,6 +115,9 @@ impl LocalMember for Inbox {
         }
         let mut rooms = self.rooms.borrow_mut();
         let Some(membership) = rooms.get_mut(&event.room) else { return };
+        if event.seq <= membership.joined_at {
+            return;
+        }
         if let Some(held) = &mut membership.held {
             if held.len() < self.max_held {
                 held.push(event.clone());
@@ -176,9 +182,11 @@ mod tests {
         RoomName::parse(name).unwrap_or_else(|_| unreachable!("a valid name"))
     }
 
+    /// An event delivered after every join these tests make.
     fn event(room_name: &str, id: Option<u64>, text: &'static str) -> RoomEvent {
         RoomEvent {
             room: room(room_name),
+            seq: 100,
             id: id.map(|seq| MessageId::new(now_ms(), seq)),
             frame: ByteString::from_static(text),
             trace: None,
@@ -230,10 +238,21 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn drops_what_was_delivered_before_its_join() {
+        let (outbound, mut body) = Outbound::new(16, 1024);
+        let (inbox, _) = inbox(&outbound, 16);
+        inbox.rooms().insert(room("lobby"), Membership { joined_at: 100, ..Membership::default() });
+        inbox.deliver(&RoomEvent { seq: 99, ..event("lobby", None, "before") });
+        inbox.deliver(&RoomEvent { seq: 100, ..event("lobby", None, "at") });
+        inbox.deliver(&RoomEvent { seq: 101, ..event("lobby", None, "after") });
+        assert_eq!(&written(&mut body)[..], b"\x81\x05after");
+    }
+
+    #[actix_web::test]
     async fn holds_events_back_during_a_join_and_tells_the_session_once_when_over_the_bound() {
         let (outbound, mut body) = Outbound::new(16, 1024);
         let (inbox, overflows) = inbox(&outbound, 2);
-        inbox.rooms().insert(room("lobby"), Membership { last_delivered: None, held: Some(Vec::new()) });
+        inbox.rooms().insert(room("lobby"), Membership { held: Some(Vec::new()), ..Membership::default() });
         for seq in 1..=4 {
             inbox.deliver(&event("lobby", Some(seq), "m"));
         }

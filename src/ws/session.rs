@@ -133,10 +133,10 @@ impl Session {
     }
 
     /// Adds the session to `room` on this node, its worker thread first: every event the engine
-    /// delivers from now on reaches the inbox.
-    pub(super) fn join_locally(&self, room: &RoomName) {
+    /// delivers from now on reaches the inbox. Returns the directory's delivery count at the join.
+    pub(super) fn join_locally(&self, room: &RoomName) -> u64 {
         self.worker.add(room, self.id, self.inbox.clone());
-        self.node.directory.join(room, &self.worker.addr());
+        self.node.directory.join(room, &self.worker.addr())
     }
 
     /// Removes the session from `room` on this node: nothing of the room reaches it after this.

@@ -95,8 +95,8 @@ async fn a_node_with_no_member_in_a_room_reads_none_of_its_events() {
     let (got, _) = alice.messages(20).await;
     assert_eq!(got.len(), 20);
     // node-c reads its own room's events: carol's join and her message.
+    // (`say` may drop carol's own copy, which can come before the ack: count what node-c read.)
     carol.say("quiet", "alone").await;
-    carol.recv_until("message").await;
     c.eventually("node-c read the quiet room", |_| entries_read(&c) >= 2.0).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(entries_read(&c), 2.0, "node-c read only the quiet room: {}", c.node.metrics.render());
