@@ -80,6 +80,7 @@ impl Application {
                     bus_retention_ms: settings.bus_retention_ms,
                     history_len: settings.history_len,
                     read_batch: settings.bus_read_count,
+                    read_interval: settings.bus_read_interval,
                     node_ttl_ms: settings.node_ttl_ms,
                     max_lag_ms: settings.ready_max_lag_ms,
                     presence_max_users: settings.presence_max_users,

@@ -94,6 +94,12 @@ pub const VARIABLES: &[Variable] = &[
     ),
     var("ROOKERY_BUS_READ_COUNT", Value("512"), "bus entries read per shard per read"),
     var(
+        "ROOKERY_BUS_READ_INTERVAL_MS",
+        Value("2"),
+        "while busy, bus reads start at most this often, so each takes what arrived meanwhile \
+         (less CPU per message for up to this much latency; `0`: read again at once)",
+    ),
+    var(
         "ROOKERY_NODE_TTL_MS",
         Value("15000"),
         "a node silent this long is reaped: its users leave their rooms within it (same on every node)",

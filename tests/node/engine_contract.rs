@@ -23,6 +23,7 @@ async fn redis_engine(history_len: usize, delivery: Arc<dyn Delivery>) -> (Arc<d
         bus_retention_ms: 600_000,
         history_len,
         read_batch: 100,
+        read_interval: std::time::Duration::from_millis(2),
         node_ttl_ms: 15_000,
         max_lag_ms: 10_000,
         presence_max_users: contract::PRESENCE_MAX_USERS,

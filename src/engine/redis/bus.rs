@@ -32,11 +32,7 @@ use crate::{
 
 /// How long one blocking read waits for entries.
 pub const BLOCK: Duration = Duration::from_millis(1000);
-/// Reads that come back with less than a full batch start at most this often. Under a trickle of
-/// small-room traffic a read returned one or two entries, so every entry cost a read of its own
-/// (a round trip, and Redis's work per call); waiting a moment lets a read take what arrived
-/// meanwhile, at the price of at most this much latency, and only while the node is busy.
-pub const READ_INTERVAL: Duration = Duration::from_millis(2);
+
 /// The pause before reconnecting grows from the first to the last, and starts over once a
 /// read succeeds.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -162,8 +158,13 @@ impl BusConsumer {
             self.catch_up_if_needed().await?;
             let started = tokio::time::Instant::now();
             let read = self.read(&mut conn, ">").await?;
+            // Reads that come back with less than a full batch start at most every read interval.
+            // Under a trickle of small-room traffic a read returned one or two entries, so every
+            // entry cost a read of its own (a round trip, and Redis's work per call); waiting a
+            // moment lets a read take what arrived meanwhile, at the price of at most that much
+            // latency, and only while the node is busy.
             if read > 0 && read < self.shared.config.read_batch {
-                tokio::time::sleep_until(started + READ_INTERVAL).await;
+                tokio::time::sleep_until(started + self.shared.config.read_interval).await;
             }
         }
         self.acknowledge(&mut conn).await

@@ -56,6 +56,8 @@ pub struct RedisConfig {
     pub history_len: usize,
     /// Entries read per inbox per bus read.
     pub read_batch: usize,
+    /// While busy, bus reads start at most this often (see `bus`).
+    pub read_interval: std::time::Duration,
     /// A node silent this long has its users removed from presence (see `nodes`).
     pub node_ttl_ms: u64,
     /// Readiness fails while the bus consumer is further behind than this.
