@@ -23,6 +23,7 @@ export type ServerErrorCode =
   | "rate_limited"
   | "room_limit"
   | "unavailable"
+  | "timeout"
   | "internal";
 
 /** An `error` frame the node answered a request with; the connection stays open. */
@@ -46,6 +47,9 @@ export class RateLimitedError extends ServerError {}
 export class RoomLimitError extends ServerError {}
 /** The node cannot store or read right now; the message was not published. */
 export class UnavailableError extends ServerError {}
+/** The node asked its engine and got no answer in time: the message may have been stored. A
+ * `send` answered so is retried with the same key (stored once) before it rejects with this. */
+export class TimeoutError extends ServerError {}
 /** An unexpected failure on the node. */
 export class InternalError extends ServerError {}
 
@@ -57,6 +61,7 @@ const SERVER_ERRORS: Record<ServerErrorCode, new (code: string, message: string)
   rate_limited: RateLimitedError,
   room_limit: RoomLimitError,
   unavailable: UnavailableError,
+  timeout: TimeoutError,
   internal: InternalError,
 };
 

@@ -1,7 +1,15 @@
 // rookery-client: a client for the rookery chat server (docs/protocol.md) that reconnects,
 // re-joins every room from the last message received, and resends what was not acknowledged.
 
-export { Rookery, type RookeryOptions, type State, type Welcome, type ClientEvents } from "./client.js";
+export {
+  Rookery,
+  type RookeryOptions,
+  type State,
+  type Welcome,
+  type ClientEvents,
+  DEFAULT_TIMEOUT_BACKOFF,
+  DEFAULT_TIMEOUT_RETRIES,
+} from "./client.js";
 export { Room, type RoomEvents, type Gap, type JoinInfo, type PresenceEvent } from "./room.js";
 export type { Message, Member, Limits, HistoryQuery } from "./frames.js";
 export type { Ack } from "./outbox.js";
@@ -21,6 +29,7 @@ export {
   RateLimitedError,
   RoomLimitError,
   UnavailableError,
+  TimeoutError,
   InternalError,
   PendingLimitError,
   DisconnectedError,

@@ -1,9 +1,11 @@
 // Sends waiting for their `ack`. A send survives reconnects: when the connection drops before the
 // ack, the same frame (same idempotency `key`) goes out again once its room is re-joined, so a
-// message the node already stored is not stored twice. The outbox is bounded, so an application
-// that keeps sending while offline learns it at once (`PendingLimitError`) instead of filling
-// memory.
+// message the node already stored is not stored twice. A send answered `timeout` (the node's
+// engine did not answer: the message may be stored) stays here too while the client retries it
+// with the same key after a backoff. The outbox is bounded, so an application that keeps sending
+// while offline learns it at once (`PendingLimitError`) instead of filling memory.
 
+import type { Backoff } from "./backoff.js";
 import { PendingLimitError, RookeryError } from "./errors.js";
 
 export interface Ack {
@@ -17,6 +19,12 @@ export interface PendingSend {
   readonly body: string;
   /** The ref of the frame on the current connection; none until it is (re)transmitted. */
   ref: string | undefined;
+  /** How many times the node answered this send with `timeout`. */
+  timeouts: number;
+  /** The delays between its `timeout` retries; created at the first. */
+  backoff: Backoff | undefined;
+  /** The retry waiting out its delay after a `timeout`, if any. */
+  retryTimer: ReturnType<typeof setTimeout> | undefined;
   resolve(ack: Ack): void;
   reject(error: RookeryError): void;
 }
@@ -37,14 +45,16 @@ export class Outbox {
     if (this.pending.size >= this.limit) return new PendingLimitError(this.limit);
     let entry!: PendingSend;
     const acked = new Promise<Ack>((resolve, reject) => {
-      entry = { key, room, body, ref: undefined, resolve, reject };
+      entry = { key, room, body, ref: undefined, timeouts: 0, backoff: undefined, retryTimer: undefined, resolve, reject };
     });
     this.pending.set(key, entry);
     return { entry, acked };
   }
 
-  /** Records the ref a send went out with on this connection. */
+  /** Records the ref a send went out with on this connection (a retry waiting is now moot). */
   sent(entry: PendingSend, ref: string): void {
+    clearTimeout(entry.retryTimer);
+    entry.retryTimer = undefined;
     if (entry.ref !== undefined) this.byRef.delete(entry.ref);
     entry.ref = ref;
     this.byRef.set(ref, entry);
@@ -57,6 +67,23 @@ export class Outbox {
 
   has(ref: string): boolean {
     return this.byRef.has(ref);
+  }
+
+  /** The send that went out with `ref` on this connection, if it still waits. */
+  byReference(ref: string): PendingSend | undefined {
+    return this.byRef.get(ref);
+  }
+
+  /** Whether `entry` still waits for its ack (not acknowledged, rejected or dropped since). */
+  isPending(entry: PendingSend): boolean {
+    return this.pending.get(entry.key) === entry;
+  }
+
+  /** The node answered the send with `timeout`: it stays pending, no longer answered by its ref,
+   * until it is sent again (by a retry, or after a re-join, whichever comes first). */
+  detach(entry: PendingSend): void {
+    if (entry.ref !== undefined) this.byRef.delete(entry.ref);
+    entry.ref = undefined;
   }
 
   ack(ref: string, id: string): boolean {
@@ -88,7 +115,10 @@ export class Outbox {
     const all = [...this.pending.values()];
     this.pending.clear();
     this.byRef.clear();
-    for (const entry of all) entry.reject(error);
+    for (const entry of all) {
+      clearTimeout(entry.retryTimer);
+      entry.reject(error);
+    }
   }
 
   private take(ref: string): PendingSend | undefined {
@@ -98,6 +128,8 @@ export class Outbox {
   }
 
   private remove(entry: PendingSend): void {
+    clearTimeout(entry.retryTimer);
+    entry.retryTimer = undefined;
     this.pending.delete(entry.key);
     if (entry.ref !== undefined) this.byRef.delete(entry.ref);
   }

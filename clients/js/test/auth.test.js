@@ -11,7 +11,7 @@ import { killAll } from "./support/processes.js";
 import { RookeryNode } from "./support/rookery.js";
 import { sleep, waitFor, within } from "./support/wait.js";
 
-const SECRET = "test-secret";
+const SECRET = "test-secret-of-at-least-32-bytes!"; // the node refuses HS256 secrets under 32 bytes
 
 after(killAll);
 

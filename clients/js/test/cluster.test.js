@@ -1,10 +1,11 @@
 // The client against two real nodes sharing a redis-server: resume after a node is killed and
-// restarted, failover to the other node, and sends pending across a reconnect.
+// restarted, failover to the other node, and sends pending across a reconnect; and against a
+// redis-server that stops answering for a while, so the node answers `send` with `timeout`.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { client, record } from "./support/client.js";
+import { TimeoutError } from "../dist/index.js";
+import { client, record, recordingWebSocket } from "./support/client.js";
 import { killAll } from "./support/processes.js";
 import { Proxy } from "./support/proxy.js";
 import { startRedis } from "./support/redis.js";
@@ -12,13 +13,6 @@ import { RookeryNode } from "./support/rookery.js";
 import { sleep, waitFor, within } from "./support/wait.js";
 
 after(killAll);
-
-/** Whether the server's contract documents the idempotency key of `send` yet. */
-function serverDocumentsSendKey() {
-  const protocol = readFileSync(new URL("../../../docs/protocol.md", import.meta.url), "utf8");
-  const send = protocol.slice(protocol.indexOf("### send"), protocol.indexOf("### history"));
-  return /"key"/.test(send);
-}
 
 describe("two nodes on one redis-server", () => {
   let a, b;
@@ -91,12 +85,7 @@ describe("two nodes on one redis-server", () => {
     await a.start();
   });
 
-  test("exactly once: a send stored but not acknowledged is not stored again (needs the server's `key`)", async (t) => {
-    if (!serverDocumentsSendKey()) {
-      const reason = "docs/protocol.md does not document the `key` field of `send`: the server does not deduplicate resends yet";
-      t.skip(reason);
-      return;
-    }
+  test("exactly once: a send stored but not acknowledged is not stored again (the server's `key`)", async () => {
     const proxy = await Proxy.start(a.port);
     try {
       const sender = open(proxy.ws, { user: "keyed" });
@@ -138,6 +127,85 @@ describe("a redis-server that loses its data", () => {
     } finally {
       reader.close();
       writer.close();
+    }
+  });
+});
+
+describe("a redis-server that stops answering for a while", () => {
+  // Frozen (SIGSTOP), redis-server keeps what the node sends it unanswered: the node's call times
+  // out (its Redis response timeout is 500 ms) and it answers the send with `timeout`, though the
+  // command is on its way and is stored once redis-server runs again.
+  let redis, node;
+  before(async () => {
+    redis = await startRedis();
+    node = await RookeryNode.start("slow", { ROOKERY_REDIS_URL: redis.url, ROOKERY_HEARTBEAT_MS: "500" });
+  });
+  after(() => redis?.resume());
+
+  const sendsOf = (frames, body) => frames.sent.filter((f) => f.type === "send" && f.body === body);
+  const timeoutsFor = (frames, sends) =>
+    frames.received.filter((f) => f.type === "error" && f.code === "timeout" && sends.some((s) => s.ref === f.ref));
+
+  test("a send answered `timeout` is sent again with the same key and stored once", async () => {
+    const wire = recordingWebSocket();
+    const sender = client(node.ws, {
+      user: "patient",
+      WebSocket: wire.WebSocket,
+      timeoutBackoff: { initialDelayMs: 300, maxDelayMs: 600 },
+    });
+    try {
+      const room = await within(sender.join("slow"), "join");
+      const saw = record(room);
+      redis.pause();
+      let acked;
+      try {
+        acked = room.send("slow store");
+        await waitFor(() => timeoutsFor(wire.frames, sendsOf(wire.frames, "slow store")).length > 0, "a `timeout` answer", 10_000);
+      } finally {
+        redis.resume();
+      }
+      const { id } = await within(acked, "the ack of a retry", 15_000);
+      const sends = sendsOf(wire.frames, "slow store");
+      assert.ok(sends.length >= 2, `sent again after the timeout (${sends.length} send frames)`);
+      assert.equal(new Set(sends.map((f) => f.key)).size, 1, "every retry with the same key");
+      const stored = (await node.messages("slow")).filter((m) => m.body === "slow store");
+      assert.deepEqual(stored.map((m) => m.id), [id], "stored once, and acknowledged with that id");
+      await waitFor(() => saw.messages.length >= 1, "the message delivered");
+      await sleep(300);
+      assert.deepEqual(saw.messages.map((m) => m.id), [id], "delivered once");
+    } finally {
+      sender.close();
+    }
+  });
+
+  test("a send that keeps timing out rejects with TimeoutError; its copies are stored once", async () => {
+    const wire = recordingWebSocket();
+    const sender = client(node.ws, {
+      user: "impatient",
+      WebSocket: wire.WebSocket,
+      timeoutRetries: 2,
+      timeoutBackoff: { initialDelayMs: 50, maxDelayMs: 100 },
+    });
+    try {
+      const room = await within(sender.join("slower"), "join");
+      redis.pause();
+      try {
+        await assert.rejects(within(room.send("never acked"), "the rejection", 15_000), TimeoutError);
+      } finally {
+        redis.resume();
+      }
+      const sends = sendsOf(wire.frames, "never acked");
+      assert.equal(sends.length, 3, "the first send and two retries");
+      assert.equal(new Set(sends.map((f) => f.key)).size, 1, "all with the same key");
+      assert.equal(timeoutsFor(wire.frames, sends).length, 3);
+      // All three reached the node, which passed them on before it gave up waiting: redis-server,
+      // running again, stores the first and recognises the key of the other two.
+      await waitFor(async () => (await node.messages("slower")).length > 0, "the message stored", 10_000);
+      await sleep(500);
+      const stored = (await node.messages("slower")).filter((m) => m.body === "never acked");
+      assert.equal(stored.length, 1, "stored once");
+    } finally {
+      sender.close();
     }
   });
 });

@@ -37,6 +37,10 @@ export class RoomLimitError extends ServerError {
 /** The node cannot store or read right now; the message was not published. */
 export class UnavailableError extends ServerError {
 }
+/** The node asked its engine and got no answer in time: the message may have been stored. A
+ * `send` answered so is retried with the same key (stored once) before it rejects with this. */
+export class TimeoutError extends ServerError {
+}
 /** An unexpected failure on the node. */
 export class InternalError extends ServerError {
 }
@@ -48,6 +52,7 @@ const SERVER_ERRORS = {
     rate_limited: RateLimitedError,
     room_limit: RoomLimitError,
     unavailable: UnavailableError,
+    timeout: TimeoutError,
     internal: InternalError,
 };
 /** The typed error for an `error` frame; a code this client does not know stays a `ServerError`. */

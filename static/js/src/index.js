@@ -1,8 +1,8 @@
 // rookery-client: a client for the rookery chat server (docs/protocol.md) that reconnects,
 // re-joins every room from the last message received, and resends what was not acknowledged.
-export { Rookery } from "./client.js";
+export { Rookery, DEFAULT_TIMEOUT_BACKOFF, DEFAULT_TIMEOUT_RETRIES, } from "./client.js";
 export { Room } from "./room.js";
 export { Backoff, DEFAULT_BACKOFF } from "./backoff.js";
 export { RECONNECT_CODES } from "./close-codes.js";
 export { compareIds } from "./message-id.js";
-export { RookeryError, ServerError, BadRequestError, NotJoinedError, ForbiddenError, TooLargeError, RateLimitedError, RoomLimitError, UnavailableError, InternalError, PendingLimitError, DisconnectedError, ClosedError, AuthError, } from "./errors.js";
+export { RookeryError, ServerError, BadRequestError, NotJoinedError, ForbiddenError, TooLargeError, RateLimitedError, RoomLimitError, UnavailableError, TimeoutError, InternalError, PendingLimitError, DisconnectedError, ClosedError, AuthError, } from "./errors.js";

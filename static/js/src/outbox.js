@@ -1,8 +1,9 @@
 // Sends waiting for their `ack`. A send survives reconnects: when the connection drops before the
 // ack, the same frame (same idempotency `key`) goes out again once its room is re-joined, so a
-// message the node already stored is not stored twice. The outbox is bounded, so an application
-// that keeps sending while offline learns it at once (`PendingLimitError`) instead of filling
-// memory.
+// message the node already stored is not stored twice. A send answered `timeout` (the node's
+// engine did not answer: the message may be stored) stays here too while the client retries it
+// with the same key after a backoff. The outbox is bounded, so an application that keeps sending
+// while offline learns it at once (`PendingLimitError`) instead of filling memory.
 import { PendingLimitError } from "./errors.js";
 export class Outbox {
     constructor(limit) {
@@ -20,13 +21,15 @@ export class Outbox {
             return new PendingLimitError(this.limit);
         let entry;
         const acked = new Promise((resolve, reject) => {
-            entry = { key, room, body, ref: undefined, resolve, reject };
+            entry = { key, room, body, ref: undefined, timeouts: 0, backoff: undefined, retryTimer: undefined, resolve, reject };
         });
         this.pending.set(key, entry);
         return { entry, acked };
     }
-    /** Records the ref a send went out with on this connection. */
+    /** Records the ref a send went out with on this connection (a retry waiting is now moot). */
     sent(entry, ref) {
+        clearTimeout(entry.retryTimer);
+        entry.retryTimer = undefined;
         if (entry.ref !== undefined)
             this.byRef.delete(entry.ref);
         entry.ref = ref;
@@ -38,6 +41,21 @@ export class Outbox {
     }
     has(ref) {
         return this.byRef.has(ref);
+    }
+    /** The send that went out with `ref` on this connection, if it still waits. */
+    byReference(ref) {
+        return this.byRef.get(ref);
+    }
+    /** Whether `entry` still waits for its ack (not acknowledged, rejected or dropped since). */
+    isPending(entry) {
+        return this.pending.get(entry.key) === entry;
+    }
+    /** The node answered the send with `timeout`: it stays pending, no longer answered by its ref,
+     * until it is sent again (by a retry, or after a re-join, whichever comes first). */
+    detach(entry) {
+        if (entry.ref !== undefined)
+            this.byRef.delete(entry.ref);
+        entry.ref = undefined;
     }
     ack(ref, id) {
         const entry = this.take(ref);
@@ -65,8 +83,10 @@ export class Outbox {
         const all = [...this.pending.values()];
         this.pending.clear();
         this.byRef.clear();
-        for (const entry of all)
+        for (const entry of all) {
+            clearTimeout(entry.retryTimer);
             entry.reject(error);
+        }
     }
     take(ref) {
         const entry = this.byRef.get(ref);
@@ -75,6 +95,8 @@ export class Outbox {
         return entry;
     }
     remove(entry) {
+        clearTimeout(entry.retryTimer);
+        entry.retryTimer = undefined;
         this.pending.delete(entry.key);
         if (entry.ref !== undefined)
             this.byRef.delete(entry.ref);

@@ -29,3 +29,25 @@ export function states(rookery) {
   rookery.on("state", (s) => all.push(s));
   return all;
 }
+
+/** A `ws` WebSocket class that records every frame its connections send and receive (parsed),
+ * in `frames.sent` and `frames.received`: what went over the wire to and from the real node. */
+export function recordingWebSocket() {
+  const frames = { sent: [], received: [] };
+  class Recording extends WebSocket {
+    send(data, ...rest) {
+      frames.sent.push(JSON.parse(data));
+      return super.send(data, ...rest);
+    }
+    get onmessage() {
+      return super.onmessage;
+    }
+    set onmessage(listener) {
+      super.onmessage = listener && ((event) => {
+        frames.received.push(JSON.parse(String(event.data)));
+        listener(event);
+      });
+    }
+  }
+  return { WebSocket: Recording, frames };
+}

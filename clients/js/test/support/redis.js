@@ -15,6 +15,9 @@ export async function startRedis() {
     url: `redis://127.0.0.1:${port}`,
     port,
     stop: () => child.kill("SIGKILL"),
+    /** Freezes (SIGSTOP) or thaws (SIGCONT) redis-server: what it is sent waits, unanswered. */
+    pause: () => child.kill("SIGSTOP"),
+    resume: () => child.kill("SIGCONT"),
     /** Deletes every key, as a Redis restarted without its data would have none. */
     flushAll: () => inline(port, "FLUSHALL"),
   };

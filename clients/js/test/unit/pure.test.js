@@ -9,7 +9,7 @@ import { closeVerdict, RECONNECT_CODES } from "../../dist/close-codes.js";
 import { compareIds } from "../../dist/message-id.js";
 import { Outbox } from "../../dist/outbox.js";
 import { Room } from "../../dist/room.js";
-import { PendingLimitError, RateLimitedError, ServerError, serverError } from "../../dist/errors.js";
+import { PendingLimitError, RateLimitedError, ServerError, serverError, TimeoutError } from "../../dist/errors.js";
 
 test("ids order as (ms, seq), not as text", () => {
   assert.ok(compareIds("5-10", "5-9") > 0);
@@ -38,7 +38,8 @@ test("close codes: reconnect on 1001/1006/1012/1013, stop on policy and protocol
 test("every error code has its class; unknown codes stay ServerError", () => {
   const limited = serverError("rate_limited", "slow down");
   assert.ok(limited instanceof RateLimitedError && limited.code === "rate_limited");
-  for (const code of ["bad_request", "not_joined", "forbidden", "too_large", "rate_limited", "room_limit", "unavailable", "internal"]) {
+  assert.ok(serverError("timeout", "") instanceof TimeoutError);
+  for (const code of ["bad_request", "not_joined", "forbidden", "too_large", "rate_limited", "room_limit", "unavailable", "timeout", "internal"]) {
     const error = serverError(code, "");
     assert.notEqual(error.constructor, ServerError, code);
     assert.equal(error.code, code);
