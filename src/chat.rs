@@ -4,8 +4,11 @@
 //! as they come (`[room] user: body`; status lines start with `* `, errors with `! `), and sends
 //! each line typed on stdin to the current room (the last one joined). Commands: `/join R`,
 //! `/leave R`, `/history`, `/quit`. When the connection drops it reconnects with backoff and
-//! rejoins every room with `since`, so nothing is missed. At the end of stdin it waits for its
-//! messages to be acknowledged, then exits.
+//! rejoins every room with `since`, so nothing is missed. Every message goes with an idempotency
+//! key: one not acknowledged when the connection dropped is sent again after the rejoin, and one
+//! answered `timeout` (it may have been stored) is sent again a few times, both with the same key,
+//! so each is stored once. At the end of stdin it waits for its messages to be acknowledged, then
+//! exits.
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
@@ -18,6 +21,8 @@ type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
+/// How many times a message answered `timeout` is sent again before the client gives up on it.
+const TIMEOUT_RETRIES: u32 = 5;
 
 /// What `rookery chat` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -63,13 +68,21 @@ enum End {
     Dropped(String),
 }
 
+/// A message waiting for its ack.
+struct Unacked {
+    /// The `send` frame, key included, exactly as it goes out again.
+    frame: Value,
+    /// How many times it was answered `timeout`.
+    timeouts: u32,
+}
+
 struct Chat {
     args: ChatArgs,
     rooms: Vec<String>,
     /// The newest message id seen per room: where a rejoin resumes.
     last_ids: HashMap<String, String>,
-    /// Messages sent (with refs `s<n>`) and not yet answered by an ack or an error.
-    unacked: usize,
+    /// Messages sent and not yet answered by an ack or a final error, by their ref (`s<n>`).
+    unacked: HashMap<String, Unacked>,
     sent: u64,
     stdin_done: bool,
 }
@@ -77,7 +90,7 @@ struct Chat {
 impl Chat {
     fn new(args: ChatArgs) -> Self {
         let rooms = args.rooms.clone();
-        Self { args, rooms, last_ids: HashMap::new(), unacked: 0, sent: 0, stdin_done: false }
+        Self { args, rooms, last_ids: HashMap::new(), unacked: HashMap::new(), sent: 0, stdin_done: false }
     }
 
     fn current_room(&self) -> Option<&String> {
@@ -122,21 +135,33 @@ impl Chat {
     }
 
     async fn session(&mut self, mut socket: Socket, stdin: &mut Lines<BufReader<Stdin>>) -> End {
-        // Sends of a dropped connection may or may not have been stored; none is awaited now.
-        self.unacked = 0;
         for room in self.rooms.clone() {
             if let Err(error) = self.join(&mut socket, &room).await {
                 return End::Dropped(error);
             }
         }
+        // Sends of a dropped connection may or may not have been stored: the same keys make the
+        // node store each once.
+        let resend: Vec<Value> = self.unacked.values().map(|unacked| unacked.frame.clone()).collect();
+        for frame in resend {
+            if let Err(error) = Self::send(&mut socket, frame).await {
+                return End::Dropped(error);
+            }
+        }
         loop {
-            if self.stdin_done && self.unacked == 0 {
+            if self.stdin_done && self.unacked.is_empty() {
                 let _ = socket.close(None).await;
                 return End::Quit;
             }
             tokio::select! {
                 frame = socket.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.show(&text),
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(again) = self.show(&text)
+                            && let Err(error) = Self::send(&mut socket, again).await
+                        {
+                            return End::Dropped(error);
+                        }
+                    }
                     Some(Ok(Message::Close(reason))) => return End::Dropped(reason.map_or("closed".into(), |r| format!("{} {}", r.code, r.reason))),
                     Some(Ok(_)) => {}
                     Some(Err(error)) => return End::Dropped(error.to_string()),
@@ -191,10 +216,12 @@ impl Chat {
             command if command.starts_with('/') => println!("! commands: /join ROOM, /leave ROOM, /history, /quit"),
             _ => match self.current_room().cloned() {
                 Some(room) => {
-                    self.unacked += 1;
                     self.sent += 1;
                     let reference = format!("s{}", self.sent);
-                    Self::send(socket, json!({"type":"send","room":room,"body":line,"ref":reference})).await?;
+                    let key = uuid::Uuid::new_v4().simple().to_string();
+                    let frame = json!({"type":"send","room":room,"body":line,"ref":reference,"key":key});
+                    self.unacked.insert(reference, Unacked { frame: frame.clone(), timeouts: 0 });
+                    Self::send(socket, frame).await?;
                 }
                 None => println!("! join a room first"),
             },
@@ -202,9 +229,9 @@ impl Chat {
         Ok(true)
     }
 
-    /// Prints a server frame.
-    fn show(&mut self, text: &str) {
-        let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
+    /// Prints a server frame; returns a `send` to make again (it was answered `timeout`).
+    fn show(&mut self, text: &str) -> Option<Value> {
+        let Ok(frame) = serde_json::from_str::<Value>(text) else { return None };
         let field = |name: &str| frame[name].as_str().unwrap_or_default().to_owned();
         match frame["type"].as_str().unwrap_or_default() {
             "welcome" => println!("* connected to {} as {}", field("node"), field("user")),
@@ -237,15 +264,23 @@ impl Chat {
             ),
             "left" => println!("* left {}", field("room")),
             "gap" => println!("* messages of {} after {} were lost", field("room"), field("after")),
-            "ack" => self.unacked = self.unacked.saturating_sub(1),
+            "ack" => {
+                self.unacked.remove(&field("ref"));
+            }
             "error" => {
-                if field("ref").starts_with('s') {
-                    self.unacked = self.unacked.saturating_sub(1);
+                if let Some(unacked) = self.unacked.get_mut(&field("ref")) {
+                    if field("code") == "timeout" && unacked.timeouts < TIMEOUT_RETRIES {
+                        unacked.timeouts += 1;
+                        println!("* no answer in time; sending again with the same key");
+                        return Some(unacked.frame.clone());
+                    }
+                    self.unacked.remove(&field("ref"));
                 }
                 println!("! {}: {}", field("code"), field("message"));
             }
             _ => {}
         }
+        None
     }
 }
 

@@ -133,3 +133,24 @@ async fn the_client_reconnects_and_resumes_what_it_missed() {
     bob.expect("* connected to node-a");
     bob.expect("[lobby] alice: while you were away");
 }
+
+#[actix_web::test]
+async fn a_line_answered_timeout_is_sent_again_with_its_key_and_stored_once() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let node = NodeProcess::start(&[("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", "node-a")]).await;
+    let mut erin = Terminal::start(&node.ws_url(""), "erin", "lobby");
+    erin.expect("* joined lobby");
+    redis.pause();
+    erin.type_line("through the freeze");
+    erin.expect("* no answer in time; sending again with the same key");
+    redis.resume();
+    erin.expect("[lobby] erin: through the freeze");
+    erin.stdin = None; // end of input: exits once every line is acknowledged
+    assert_eq!(erin.exit_code(), Some(0));
+    let mut frank = node.client("frank").await;
+    let history = frank.request(serde_json::json!({"type":"history","room":"lobby"})).await;
+    let bodies: Vec<&str> =
+        history["messages"].as_array().into_iter().flatten().filter_map(|m| m["body"].as_str()).collect();
+    assert_eq!(bodies, ["through the freeze"], "stored once, though sent more than once");
+}
