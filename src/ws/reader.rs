@@ -2,8 +2,9 @@
 //!
 //! The bytes come through the frame guard, are decoded with actix-http's WebSocket codec, and
 //! fragments are reassembled here (their total size is already bounded by the frame guard),
-//! text is checked for UTF-8 once whole, and every decoder error is mapped to the close code
-//! RFC 6455 asks for. The connection's driver (`driver`) reads items from here and hands them
+//! text is checked for UTF-8 fragment by fragment, so a message is refused (1007) at the first
+//! fragment holding a sequence that no later byte can make valid, and every decoder error is
+//! mapped to the close code RFC 6455 asks for. The connection's driver (`driver`) reads items from here and hands them
 //! to the session actor one at a time.
 
 use actix::Message;
@@ -42,7 +43,33 @@ pub struct InboundFrame(pub Inbound);
 struct Fragments {
     text: bool,
     parts: BytesMut,
+    /// How much of `parts` is known to be valid UTF-8 (text only); what follows is at most the
+    /// start of one character that the next fragment may complete.
+    valid_up_to: usize,
 }
+
+impl Fragments {
+    /// Checks what arrived since the last check; false when it holds a sequence that cannot
+    /// become valid UTF-8 whatever follows.
+    fn still_valid(&mut self) -> bool {
+        if !self.text {
+            return true;
+        }
+        match std::str::from_utf8(&self.parts[self.valid_up_to..]) {
+            Ok(_) => {
+                self.valid_up_to = self.parts.len();
+                true
+            }
+            // `error_len` is `None` only for a character cut off at the end: wait for the rest.
+            Err(error) => {
+                self.valid_up_to += error.valid_up_to();
+                error.error_len().is_none()
+            }
+        }
+    }
+}
+
+const INVALID_UTF8: Inbound = Inbound::Violation(CloseCode::InvalidPayload, "invalid UTF-8");
 
 /// Reads whole messages from a connection's byte stream `S`.
 pub struct FrameReader<S> {
@@ -89,10 +116,7 @@ where
                 }
             };
             return match frame {
-                Frame::Text(bytes) => match ByteString::try_from(bytes) {
-                    Ok(text) => Inbound::Text(text),
-                    Err(_) => Inbound::Violation(CloseCode::InvalidPayload, "invalid UTF-8"),
-                },
+                Frame::Text(bytes) => ByteString::try_from(bytes).map_or(INVALID_UTF8, Inbound::Text),
                 Frame::Binary(bytes) => Inbound::Binary(bytes),
                 Frame::Ping(bytes) => Inbound::Ping(bytes),
                 Frame::Pong(_) => Inbound::Pong,
@@ -110,25 +134,25 @@ where
             Item::FirstText(bytes) => (true, bytes),
             Item::FirstBinary(bytes) => (false, bytes),
             Item::Continue(bytes) => {
-                self.fragments.as_mut()?.parts.extend_from_slice(&bytes);
-                return None;
+                let fragments = self.fragments.as_mut()?;
+                fragments.parts.extend_from_slice(&bytes);
+                return (!fragments.still_valid()).then_some(INVALID_UTF8);
             }
             Item::Last(bytes) => {
-                let Fragments { text, mut parts } = self.fragments.take()?;
+                let Fragments { text, mut parts, .. } = self.fragments.take()?;
                 parts.extend_from_slice(&bytes);
                 let whole = parts.freeze();
-                return Some(if !text {
-                    Inbound::Binary(whole)
+                return Some(if text {
+                    ByteString::try_from(whole).map_or(INVALID_UTF8, Inbound::Text)
                 } else {
-                    match ByteString::try_from(whole) {
-                        Ok(text) => Inbound::Text(text),
-                        Err(_) => Inbound::Violation(CloseCode::InvalidPayload, "invalid UTF-8"),
-                    }
+                    Inbound::Binary(whole)
                 });
             }
         };
-        self.fragments = Some(Fragments { text, parts: BytesMut::from(&first[..]) });
-        None
+        let mut fragments = Fragments { text, parts: BytesMut::from(&first[..]), valid_up_to: 0 };
+        let valid = fragments.still_valid();
+        self.fragments = Some(fragments);
+        (!valid).then_some(INVALID_UTF8)
     }
 
     fn classify(&self, error: ProtocolError) -> Inbound {

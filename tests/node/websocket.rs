@@ -42,6 +42,25 @@ async fn invalid_utf8_closes_with_1007_whole_or_fragmented() {
 }
 
 #[actix_web::test]
+async fn invalid_utf8_in_a_fragment_closes_with_1007_before_the_message_ends() {
+    let app = spawn_app(&[("ROOKERY_ECHO_ENDPOINT", "true")]).await;
+    // "κόσμε", then a fragment that cuts a character in two (still fine), then one with a
+    // surrogate (0xED 0xA0 0x80), which no later byte can make valid.
+    let mut socket = RawSocket::connect(&app, "/ws/echo").await;
+    socket.frame(TEXT, "κόσμε".as_bytes()).await;
+    socket.frame(CONTINUATION, &[0xCE]).await;
+    socket.frame(CONTINUATION, &[0xBA, 0xED, 0xA0, 0x80]).await;
+    // The third fragment, which would end the message, is never sent.
+    assert_eq!(socket.expect_close_code().await, 1007);
+
+    // A character split over fragments is valid, and so is the message.
+    let mut socket = RawSocket::connect(&app, "/ws/echo").await;
+    socket.frame(TEXT, &[b'a', 0xE2, 0x82]).await;
+    socket.frame(FIN | CONTINUATION, &[0xAC, b'b']).await;
+    assert_eq!(socket.read_frame().await, Some((TEXT, "a€b".as_bytes().to_vec())), "echoed whole");
+}
+
+#[actix_web::test]
 async fn messages_over_max_frame_bytes_close_with_1009() {
     let app = spawn_app(&[("ROOKERY_MAX_FRAME_BYTES", "1024")]).await;
     let mut socket = raw(&app).await;
