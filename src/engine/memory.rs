@@ -28,6 +28,9 @@ pub struct MemoryEngine {
     presence_max_users: u64,
     /// How long a room remembers a send's idempotency key.
     key_window_ms: u64,
+    /// When this engine started (ms): its history begins here, so a resume position from
+    /// before it (a previous run of the node) cannot be vouched for.
+    started_ms: u64,
     delivery: Arc<dyn Delivery>,
 }
 
@@ -58,6 +61,7 @@ impl MemoryEngine {
             history_len: history_len.max(1),
             presence_max_users: super::DEFAULT_PRESENCE_MAX_USERS,
             key_window_ms: DEFAULT_KEY_WINDOW_MS,
+            started_ms: now_ms(),
             delivery,
         }
     }
@@ -131,8 +135,9 @@ impl Broker for MemoryEngine {
 
     async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
         let state = self.state();
+        let before_this_run = since.is_some_and(|since| since.millis() < self.started_ms);
         let Some(log) = state.logs.get(room) else {
-            return Ok(Recovery { messages: Vec::new(), last_id: None, recovered: true });
+            return Ok(Recovery { messages: Vec::new(), last_id: None, recovered: !before_this_run });
         };
         let Some(since) = since else {
             return Ok(Recovery { messages: Vec::new(), last_id: log.last_id, recovered: true });
@@ -140,7 +145,7 @@ impl Broker for MemoryEngine {
         Ok(Recovery {
             messages: log.messages.iter().filter(|m| m.id > since).cloned().collect(),
             last_id: log.last_id,
-            recovered: log.trimmed_through.is_none_or(|trimmed| since >= trimmed),
+            recovered: !before_this_run && log.trimmed_through.is_none_or(|trimmed| since >= trimmed),
         })
     }
 }

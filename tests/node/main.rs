@@ -18,6 +18,7 @@ mod deploy;
 mod drain;
 mod engine_contract;
 mod engine_faults;
+mod epoch;
 mod failover;
 mod http_conformance;
 mod http_guard;

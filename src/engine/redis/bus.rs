@@ -210,7 +210,7 @@ impl BusConsumer {
 
     /// Sets the epoch if Redis has none (emptied) and compares it with the one this node saw.
     async fn check_epoch(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<Epoch> {
-        let current = super::ensure_epoch(conn).await?;
+        let current = super::epoch::ensure(conn).await?;
         let mut known = self.shared.epoch.lock().unwrap_or_else(|p| p.into_inner());
         let epoch = if *known == current { Epoch::Same } else { Epoch::Changed };
         *known = current;

@@ -2,6 +2,7 @@
 //!
 //! - `connection`: the one multiplexed connection every call but the bus's reads goes over;
 //! - `keys`: the key layout; `migrate`: the versioned Redis Functions applied at start;
+//! - `epoch`: which data Redis holds, so a resume from before a data loss fails closed;
 //! - `store`: publish, history and recover, one round trip each;
 //! - `presence`: who is in which room and which nodes serve it, with join and leave events put
 //!   in those nodes' inboxes;
@@ -15,6 +16,7 @@
 mod acks;
 mod bus;
 mod connection;
+mod epoch;
 mod keys;
 mod migrate;
 mod nodes;
@@ -194,7 +196,8 @@ impl RedisEngine {
         let mut conn = shared.redis.clone();
         migrate(&mut conn).await?;
         let redis_error = |e: redis::RedisError| ConnectError::Redis(e.to_string());
-        *shared.epoch.lock().unwrap_or_else(|p| p.into_inner()) = ensure_epoch(&mut conn).await.map_err(redis_error)?;
+        *shared.epoch.lock().unwrap_or_else(|p| p.into_inner()) =
+            epoch::ensure(&mut conn).await.map_err(redis_error)?;
         // Groups exist before the first publish this node could be asked to deliver.
         bus::create_groups(&mut conn, &shared.keys, &shared.config.node_id).await.map_err(redis_error)?;
         // Sessions of a previous run of this node id are gone: their users leave their rooms.
@@ -233,8 +236,19 @@ impl Broker for RedisEngine {
         self.shared.timed("history", self.shared.store.history(room, query)).await
     }
 
+    /// The room's recovery, with the epoch read in the same round trip (see `epoch`).
     async fn recover(&self, room: &RoomName, since: Option<MessageId>) -> Result<Recovery, EngineError> {
-        self.shared.timed("recover", self.shared.store.recover(room, since)).await
+        let mut pipe = redis::pipe();
+        pipe.add_command(epoch::get()).add_command(self.shared.store.recover_cmd(room, since));
+        self.shared
+            .timed("recover", async {
+                let mut conn = self.shared.redis.clone();
+                let (epoch, recovered): (Option<String>, Vec<String>) =
+                    pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+                let recovery = store::recovery_reply(room, since, &recovered)?;
+                Ok(epoch::vouch(recovery, since, epoch::started_ms(epoch.as_deref())))
+            })
+            .await
     }
 }
 
@@ -315,13 +329,15 @@ impl Engine for RedisEngine {
         since: Option<MessageId>,
     ) -> Result<(RoomPresence, Recovery), EngineError> {
         let mut pipe = self.shared.join_pipeline(room, user, session);
-        pipe.add_command(self.shared.store.recover_cmd(room, since));
+        pipe.add_command(self.shared.store.recover_cmd(room, since)).add_command(epoch::get());
         self.shared
             .timed("join", async {
                 let mut conn = self.shared.redis.clone();
-                let (joined, recovered): (presence::JoinReply, Vec<String>) =
+                let (joined, recovered, epoch): (presence::JoinReply, Vec<String>, Option<String>) =
                     pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-                Ok((presence::presence_reply(joined)?, store::recovery_reply(room, since, &recovered)?))
+                let recovery = store::recovery_reply(room, since, &recovered)?;
+                let recovery = epoch::vouch(recovery, since, epoch::started_ms(epoch.as_deref()));
+                Ok((presence::presence_reply(joined)?, recovery))
             })
             .await
     }
@@ -354,15 +370,6 @@ impl Engine for RedisEngine {
         }
         self.heartbeat.abort();
     }
-}
-
-/// The Redis epoch, set to a new random value first if Redis has none (first use, or Redis lost
-/// its data).
-pub(crate) async fn ensure_epoch(conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<String> {
-    let candidate = uuid::Uuid::new_v4().simple().to_string();
-    let previous: Option<String> =
-        redis::cmd("SET").arg(Keys::epoch()).arg(&candidate).arg("NX").arg("GET").query_async(conn).await?;
-    Ok(previous.unwrap_or(candidate))
 }
 
 /// A Redis failure as the engine reports it: a call that timed out after it was sent is
