@@ -4,7 +4,12 @@
 //! announcing a 1 GiB frame would make the node buffer it. The guard reads each frame header as
 //! the bytes go by and fails the stream as soon as a message (all its fragments together) is
 //! over the limit, or a control frame is over 125 bytes, recording why in a [`Verdict`] for the
-//! reader to turn into a close code. It keeps 14 bytes of state and copies nothing.
+//! reader to turn into a close code.
+//!
+//! It also checks the payload of text messages for UTF-8 as the bytes go by (unmasking them into
+//! a small buffer on the stack), so a message is refused (1007) at the first sequence that no
+//! later byte can make valid, even in the middle of a frame that has not fully arrived. It keeps
+//! a few dozen bytes of state per connection.
 
 use std::{
     cell::Cell,
@@ -23,6 +28,8 @@ pub type Verdict = Rc<Cell<Option<CloseCode>>>;
 
 const MAX_HEADER: usize = 14;
 const MAX_CONTROL_PAYLOAD: u64 = 125;
+/// Payload bytes unmasked and checked at a time.
+const CHECK_CHUNK: usize = 256;
 
 /// Wraps the connection's byte stream; see the module docs.
 pub struct FrameGuard<S> {
@@ -33,6 +40,16 @@ pub struct FrameGuard<S> {
     header_len: usize,
     payload_left: u64,
     message_len: u64,
+    /// Whether the data message under way is text, and so checked for UTF-8.
+    text_message: bool,
+    /// Whether the current frame's payload is checked (a data frame of a text message).
+    checking: bool,
+    /// The current frame's mask, and how far into its payload the guard is.
+    mask: [u8; 4],
+    payload_pos: u64,
+    /// The start of a character cut off at the end of what was checked so far.
+    pending: [u8; 3],
+    pending_len: usize,
 }
 
 impl<S> FrameGuard<S> {
@@ -45,6 +62,12 @@ impl<S> FrameGuard<S> {
             header_len: 0,
             payload_left: 0,
             message_len: 0,
+            text_message: false,
+            checking: false,
+            mask: [0; 4],
+            payload_pos: 0,
+            pending: [0; 3],
+            pending_len: 0,
         }
     }
 
@@ -53,6 +76,9 @@ impl<S> FrameGuard<S> {
         while !chunk.is_empty() {
             if self.payload_left > 0 {
                 let skip = self.payload_left.min(chunk.len() as u64);
+                if self.checking {
+                    self.check_text(&chunk[..skip as usize])?;
+                }
                 self.payload_left -= skip;
                 chunk = &chunk[skip as usize..];
                 continue;
@@ -93,16 +119,66 @@ impl<S> FrameGuard<S> {
             if payload > MAX_CONTROL_PAYLOAD {
                 return Err(CloseCode::Protocol);
             }
+            self.checking = false;
         } else {
             self.message_len = self.message_len.saturating_add(payload);
             if self.message_len > self.max_message {
                 return Err(CloseCode::TooBig);
             }
+            // A text or binary frame starts a message; a continuation (0) carries on the last.
+            match opcode {
+                0x1 => (self.text_message, self.pending_len) = (true, 0),
+                0x2 => self.text_message = false,
+                _ => {}
+            }
+            self.checking = self.text_message;
             if fin {
                 self.message_len = 0;
             }
         }
+        let masked = self.header[1] & 0x80 != 0;
+        self.mask = if masked { self.header_mask() } else { [0; 4] };
+        self.payload_pos = 0;
         self.payload_left = payload;
+        Ok(())
+    }
+
+    /// The masking key at the end of the complete header held now.
+    fn header_mask(&self) -> [u8; 4] {
+        let at = self.header_len_complete() - 4;
+        [self.header[at], self.header[at + 1], self.header[at + 2], self.header[at + 3]]
+    }
+
+    fn header_len_complete(&self) -> usize {
+        let extra = match self.header[1] & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        2 + extra + if self.header[1] & 0x80 != 0 { 4 } else { 0 }
+    }
+
+    /// Unmasks and checks the next payload bytes of a text message for UTF-8.
+    fn check_text(&mut self, masked: &[u8]) -> Result<(), CloseCode> {
+        let mut buffer = [0u8; 3 + CHECK_CHUNK];
+        for piece in masked.chunks(CHECK_CHUNK) {
+            buffer[..self.pending_len].copy_from_slice(&self.pending[..self.pending_len]);
+            for (i, byte) in piece.iter().enumerate() {
+                let key = self.mask[((self.payload_pos + i as u64) % 4) as usize];
+                buffer[self.pending_len + i] = byte ^ key;
+            }
+            self.payload_pos += piece.len() as u64;
+            let filled = &buffer[..self.pending_len + piece.len()];
+            let cut = match std::str::from_utf8(filled) {
+                Ok(_) => filled.len(),
+                // Only a character cut off at the end (`error_len` is `None`) can still become valid.
+                Err(error) if error.error_len().is_none() => error.valid_up_to(),
+                Err(_) => return Err(CloseCode::InvalidPayload),
+            };
+            let rest = &filled[cut..];
+            self.pending[..rest.len()].copy_from_slice(rest);
+            self.pending_len = rest.len();
+        }
         Ok(())
     }
 }
@@ -185,6 +261,32 @@ mod tests {
         bytes.extend(header(true, 9, 0));
         assert_eq!(g.inspect(&bytes), Ok(()), "a ping between fragments is fine");
         assert_eq!(g.inspect(&header(true, 0, 600)), Err(CloseCode::TooBig));
+    }
+
+    /// A masked frame (mask 1, 2, 3, 4) carrying `payload`.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = header(fin, opcode, payload.len() as u64);
+        bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]));
+        bytes
+    }
+
+    #[test]
+    fn refuses_invalid_utf8_in_text_as_the_bytes_arrive() {
+        // Valid text split anywhere, a character cut across frames, a ping in between: fine.
+        let mut bytes = frame(false, 1, "κόσμε \u{e2}".as_bytes().split_last().map_or(&[][..], |(_, rest)| rest));
+        bytes.extend(frame(true, 9, b"ping"));
+        bytes.extend(frame(true, 0, &"\u{e2}".as_bytes()[1..]));
+        bytes.extend(frame(true, 2, &[0xFF, 0xFE]));
+        for split in [1, 2, 5, bytes.len()] {
+            let mut g = guard(1000);
+            for chunk in bytes.chunks(split) {
+                assert_eq!(g.inspect(chunk), Ok(()), "split {split}");
+            }
+        }
+        // A surrogate (ED A0 80) is refused at its bytes, before the frame's end arrives.
+        let bad = frame(true, 1, &[b'a', 0xED, 0xA0, 0x80, b'b', b'c']);
+        let mut g = guard(1000);
+        assert_eq!(g.inspect(&bad[..bad.len() - 2]), Err(CloseCode::InvalidPayload));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //!
 //! The bytes come through the frame guard, are decoded with actix-http's WebSocket codec, and
 //! fragments are reassembled here (their total size is already bounded by the frame guard),
-//! text is checked for UTF-8 fragment by fragment, so a message is refused (1007) at the first
-//! fragment holding a sequence that no later byte can make valid, and every decoder error is
-//! mapped to the close code RFC 6455 asks for. The connection's driver (`driver`) reads items from here and hands them
+//! text is checked for UTF-8 fragment by fragment (the frame guard already refuses a sequence no
+//! later byte can make valid as the bytes arrive; what is left here is a character cut off at the
+//! message's end), and every decoder error is mapped to the close code RFC 6455 asks for. The connection's driver (`driver`) reads items from here and hands them
 //! to the session actor one at a time.
 
 use actix::Message;
@@ -161,6 +161,7 @@ where
                 code,
                 match code {
                     CloseCode::TooBig => "message over max_frame_bytes",
+                    CloseCode::InvalidPayload => "invalid UTF-8",
                     _ => "control frame over 125 bytes",
                 },
             );

@@ -53,6 +53,12 @@ async fn invalid_utf8_in_a_fragment_closes_with_1007_before_the_message_ends() {
     // The third fragment, which would end the message, is never sent.
     assert_eq!(socket.expect_close_code().await, 1007);
 
+    // The same inside one frame sent in pieces: refused before the frame has fully arrived.
+    let mut socket = RawSocket::connect(&app, "/ws/echo").await;
+    let frame = RawSocket::encode(FIN | TEXT, &[b'a', 0xED, 0xA0, 0x80, b'b', b'c', b'd']);
+    socket.bytes(&frame[..frame.len() - 3]).await;
+    assert_eq!(socket.expect_close_code().await, 1007);
+
     // A character split over fragments is valid, and so is the message.
     let mut socket = RawSocket::connect(&app, "/ws/echo").await;
     socket.frame(TEXT, &[b'a', 0xE2, 0x82]).await;
