@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Client, Endpoint, TestApp, http, spawn_app},
+    helpers::{Client, Endpoint, TestApp, spawn_app, wait_ready},
     node_process::NodeProcess,
     redis_server::RedisServer,
 };
@@ -29,14 +29,6 @@ async fn join_since(client: &mut Client, room: &str, since: &str) -> Value {
     }
 }
 
-async fn wait_ready(node: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while http(node, "GET", "/readyz", &[], None).await.0 != 200 {
-        assert!(Instant::now() < deadline, "the node never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[actix_web::test]
 async fn a_position_from_before_redis_lost_its_data_is_not_recovered_on_any_node() {
     let mut redis = RedisServer::start();
@@ -55,15 +47,7 @@ async fn a_position_from_before_redis_lost_its_data_is_not_recovered_on_any_node
         let joined = join_since(&mut late, "e", &old).await;
         assert_eq!(joined["recovered"], false, "what was acked after `old` may be gone: {joined}");
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let new = loop {
-        let reply = alice.request(json!({"type":"send","room":"e","body":"new"})).await;
-        if reply["type"] == "ack" {
-            break reply["id"].as_str().unwrap_or_default().to_owned();
-        }
-        assert!(Instant::now() < deadline, "sends never worked again: {reply}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let new = alice.say_when_back("e", "new").await;
     let mut erin = b.client("erin").await;
     assert_eq!(join_since(&mut erin, "e", &new).await["recovered"], true, "a position from the new data resumes");
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Client, Endpoint, TestApp, http, http_text, spawn_app},
+    helpers::{Client, Endpoint, TestApp, http, http_text, spawn_app, wait_ready},
     node_process::NodeProcess,
     redis_server::RedisServer,
 };
@@ -338,14 +338,6 @@ async fn send_until_acked(client: &mut Client, room: &str, body: &str) -> (Strin
             frames.push(frame);
         }
         assert!(Instant::now() < deadline, "the node never served again");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_ready(node: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http(node, "GET", "/readyz", &[], None).await.0 != 200 {
-        assert!(Instant::now() < deadline, "readiness never came back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -197,6 +197,19 @@ impl Client {
         joined
     }
 
+    /// Sends a message until the node acks it (its engine is coming back); returns the id.
+    pub async fn say_when_back(&mut self, room: &str, body: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let reply = self.request(json!({"type": "send", "room": room, "body": body})).await;
+            if reply["type"] == "ack" {
+                return reply["id"].as_str().unwrap_or_default().to_owned();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "sends never worked again: {reply}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sends a message and returns its acked id.
     pub async fn say(&mut self, room: &str, body: &str) -> String {
         let ack = self.request(json!({"type": "send", "room": room, "body": body})).await;
@@ -359,6 +372,15 @@ impl RawSocket {
 }
 
 /// One HTTP/1.1 request; returns the status and the body parsed as JSON (or as a string).
+/// Waits until the node's `/readyz` answers 200.
+pub async fn wait_ready(node: &impl Endpoint) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while http(node, "GET", "/readyz", &[], None).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "the node never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn http(
     app: &impl Endpoint,
     method: &str,
