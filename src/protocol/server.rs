@@ -67,6 +67,9 @@ pub enum ServerFrame<'a> {
         reference: Option<&'a str>,
         room: &'a RoomName,
         messages: MessageList<'a>,
+        /// The page was cut to fit the connection's queue: ask again from its edge.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
     },
     /// Messages of `room` were lost before this node could deliver them (cluster engine only).
     Gap {
@@ -148,7 +151,9 @@ mod tests {
             reference: Some("h"),
             room: &room,
             messages: MessageList(std::slice::from_ref(&message)),
+            truncated: false,
         });
+        assert!(history.get("truncated").is_none(), "a whole page says nothing");
         assert_eq!(history["ref"], "h");
         assert_eq!(history["messages"][0]["type"], "message");
         assert_eq!(history["messages"][0]["id"], "1700000000123-4");

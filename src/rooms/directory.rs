@@ -159,8 +159,9 @@ mod tests {
         },
     };
 
-    fn message(room: &RoomName, seq: u64) -> BusEvent {
-        let id = MessageId::new(now_ms(), seq);
+    /// A message with id `<base>-<seq>`: one millisecond for all, so `seq` alone orders them.
+    fn message(room: &RoomName, base: u64, seq: u64) -> BusEvent {
+        let id = MessageId::new(base, seq);
         BusEvent::Message(Arc::new(Message {
             room: room.clone(),
             id,
@@ -189,9 +190,10 @@ mod tests {
         directory.join(&room, &local.addr());
         local.add(&room, second, alice.clone());
         directory.join(&room, &local.addr());
-        directory.deliver(message(&room, 2));
-        directory.deliver(message(&room, 1));
-        directory.deliver(message(&room, 2));
+        let base = now_ms();
+        directory.deliver(message(&room, base, 2));
+        directory.deliver(message(&room, base, 1));
+        directory.deliver(message(&room, base, 2));
         settle().await;
         assert_eq!(alice.got.get(), 2, "one message, once per session: the older and repeated ids were dropped");
 
@@ -201,7 +203,7 @@ mod tests {
         local.remove(&room, second);
         directory.leave(&room, &local.addr());
         assert!(directory.is_empty(), "the room went with its last member");
-        directory.deliver(message(&room, 3));
+        directory.deliver(message(&room, base, 3));
         settle().await;
         assert_eq!(alice.got.get(), 2);
     }

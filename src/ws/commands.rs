@@ -7,13 +7,14 @@
 //! Commands run inside the frame's `ws.receive` span; each engine call gets a span of its own
 //! (`room.publish`, `room.join`, `presence.leave`, `room.history`).
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use actix::{ActorFutureExt, Context, WrapFuture};
+use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 use tracing::{Instrument, field::Empty};
 
 use super::{
     inbox::Membership,
+    replay::{self, Replay},
     session::{Reply, Session, done},
 };
 use crate::{
@@ -173,6 +174,8 @@ impl Session {
         }))
     }
 
+    /// Queues the replay and the `joined` reply to be written as the outbound queue drains
+    /// (`replay`); the room's live events stay held until they are.
     fn finish_join(
         &mut self,
         ctx: &mut Context<Self>,
@@ -182,32 +185,77 @@ impl Session {
         presence: &RoomPresence,
         recovery: Recovery,
     ) {
-        let frames = {
-            let mut rooms = self.inbox.rooms();
-            let Some(membership) = rooms.get_mut(&room) else { return };
-            let mut last = membership.last_delivered;
-            let mut frames = Vec::new();
-            for message in &recovery.messages {
-                if Some(message.id) > last {
-                    frames.push(encode_message(message));
-                    last = Some(message.id);
+        let Some(mut last) = self.inbox.rooms().get_mut(&room).map(|membership| {
+            // A rejoin's live events are held too, so they come after its replay.
+            membership.held.get_or_insert_with(Vec::new);
+            membership.last_delivered
+        }) else {
+            return;
+        };
+        let mut frames = VecDeque::new();
+        for message in &recovery.messages {
+            if Some(message.id) > last {
+                frames.push_back(encode_message(message));
+                last = Some(message.id);
+            }
+        }
+        self.inbox.count_received(frames.len() as u64);
+        frames.push_back(
+            ServerFrame::Joined {
+                reference,
+                room: &room,
+                members: presence.members.as_deref().unwrap_or_default(),
+                member_count: presence.user_count,
+                presence: presence.members.is_some(),
+                last_id: recovery.last_id,
+                recovered: since.map(|_| recovery.recovered),
+            }
+            .encode(),
+        );
+        // The join point: anything up to the room's last id was replayed or predates the join.
+        self.replays.push(Replay { room, frames, join_point: last.max(recovery.last_id) });
+        self.write_replays(ctx);
+    }
+
+    /// Writes waiting replays while the queue has room for them, then each room's held events;
+    /// looks again shortly when the queue is too full.
+    pub(super) fn write_replays(&mut self, ctx: &mut Context<Self>) {
+        let outbound = self.connection.outbound_sender();
+        while let Some(replay) = self.replays.front_mut() {
+            while let Some(frame) = replay.frames.front() {
+                if outbound.is_closed() {
+                    return;
+                }
+                if !outbound.fits_within_share(frame.len(), replay::QUEUE_SHARE) {
+                    if !self.replays.scheduled {
+                        self.replays.scheduled = true;
+                        ctx.run_later(replay::RETRY, |act, ctx| {
+                            act.replays.scheduled = false;
+                            act.write_replays(ctx);
+                        });
+                    }
+                    return;
+                }
+                let Some(frame) = replay.frames.pop_front() else { break };
+                if self.connection.send(frame, ctx).is_err() {
+                    return;
                 }
             }
-            self.inbox.count_received(frames.len() as u64);
-            frames.push(
-                ServerFrame::Joined {
-                    reference,
-                    room: &room,
-                    members: presence.members.as_deref().unwrap_or_default(),
-                    member_count: presence.user_count,
-                    presence: presence.members.is_some(),
-                    last_id: recovery.last_id,
-                    recovered: since.map(|_| recovery.recovered),
-                }
-                .encode(),
-            );
-            // The join point: anything up to the room's last id was replayed or predates the join.
-            last = last.max(recovery.last_id);
+            if let Some(Replay { room, join_point, .. }) = self.replays.pop_front()
+                && !self.replays.pending(&room)
+            {
+                self.release_held(&room, join_point, ctx);
+            }
+        }
+    }
+
+    /// The room's replay is written: its held live events follow, but those it already covered.
+    fn release_held(&mut self, room: &RoomName, join_point: Option<MessageId>, ctx: &mut Context<Self>) {
+        let frames = {
+            let mut rooms = self.inbox.rooms();
+            let Some(membership) = rooms.get_mut(room) else { return };
+            let mut last = join_point.max(membership.last_delivered);
+            let mut frames = Vec::new();
             for event in membership.held.take().into_iter().flatten() {
                 match event.id {
                     Some(id) if Some(id) <= last => continue,
@@ -231,6 +279,7 @@ impl Session {
             self.error(ctx, reference.as_deref(), ErrorCode::NotJoined, "you are not in this room");
             return done();
         }
+        self.replays.forget(&room);
         self.leave_locally(&room);
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
         let target = room.clone();
@@ -322,10 +371,14 @@ impl Session {
         .in_current_span();
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok(messages) => {
+                // One frame: cut to half the queue, so the page can always be written.
+                let budget = act.connection.outbound_sender().max_bytes() / replay::QUEUE_SHARE;
+                let (page, truncated) = replay::fit_page(&messages, budget, query.after.is_some());
                 let frame = ServerFrame::History {
                     reference: reference.as_deref(),
                     room: &room,
-                    messages: MessageList(&messages),
+                    messages: MessageList(page),
+                    truncated,
                 }
                 .encode();
                 act.write(frame, ctx);

@@ -187,7 +187,7 @@ mod tests {
         RoomEvent {
             room: room(room_name),
             seq: 100,
-            id: id.map(|seq| MessageId::new(now_ms(), seq)),
+            id: id.map(|seq| MessageId::new(1_700_000_000_000, seq)),
             frame: ByteString::from_static(text),
             trace: None,
         }

@@ -19,6 +19,7 @@ mod limits;
 mod outbound;
 mod race;
 mod reader;
+mod replay;
 mod route;
 mod session;
 mod session_trace;

@@ -159,6 +159,20 @@ impl OutboundSender {
         self.push(Message::Text(frame))
     }
 
+    /// Whether a frame of `len` bytes fits while keeping the queue at most one `share`-th full
+    /// (in frames and bytes); an empty queue takes any frame its bound allows.
+    pub fn fits_within_share(&self, len: usize, share: usize) -> bool {
+        let queue = self.queue.borrow();
+        let share = share.max(1);
+        queue.frames.is_empty()
+            || (queue.frames.len() < queue.max_frames / share && queue.bytes + len <= queue.max_bytes / share)
+    }
+
+    /// The queue's byte bound.
+    pub fn max_bytes(&self) -> usize {
+        self.queue.borrow().max_bytes
+    }
+
     /// Whether the queue takes no more frames: a close frame is queued, the session is gone,
     /// or the connection is.
     pub fn is_closed(&self) -> bool {

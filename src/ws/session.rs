@@ -22,6 +22,7 @@ use super::{
     inbox::{Inbox, Overflowed},
     limits::{AbuseWindow, TokenBucket},
     reader::{Inbound, InboundFrame},
+    replay::Replays,
     session_trace::SessionTrace,
 };
 use crate::{
@@ -51,6 +52,8 @@ pub struct Session {
     pub(super) worker: LocalMembers,
     pub(super) bucket: TokenBucket,
     pub(super) trace: SessionTrace,
+    /// Joins whose replay is still being written (see `replay`).
+    pub(super) replays: Replays,
     abuse: AbuseWindow,
     _slot: ConnectionSlot,
 }
@@ -93,6 +96,7 @@ impl Session {
                 abuse: AbuseWindow::new(BAD_REQUESTS_BEFORE_CLOSE, BAD_REQUEST_WINDOW),
                 identity,
                 inbox: Rc::new(inbox),
+                replays: Replays::default(),
                 worker,
                 connection,
                 _slot: slot,

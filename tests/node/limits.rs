@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Endpoint, RawSocket, WAIT, http, spawn_app};
+use crate::helpers::{Endpoint, RawSocket, TestApp, WAIT, http, spawn_app};
 
 #[actix_web::test]
 async fn bad_requests_get_errors_and_ten_in_a_minute_close_with_1008() {
@@ -157,4 +157,71 @@ async fn a_peer_that_stops_reading_is_reset_a_heartbeat_after_its_session_ends()
     // At most a heartbeat for the connection to notice the session is gone, and one to flush.
     assert!(since_close.elapsed() < Duration::from_millis(2500), "reset after {:?}", since_close.elapsed());
     stuck.expect_eof().await;
+}
+
+/// 270 messages of 16,000 bytes (about 4.3 MB, over the 4 MiB outbound queue) posted through
+/// the API.
+async fn room_of_large_messages(app: &TestApp) -> Vec<String> {
+    let body = "x".repeat(16_000);
+    let mut ids = Vec::new();
+    for _ in 0..270 {
+        let headers = [("Authorization", "Bearer k")];
+        let (status, posted) =
+            http(app, "POST", "/api/v1/rooms/big/messages", &headers, Some(json!({"body": body}))).await;
+        assert_eq!(status, 201, "{posted}");
+        ids.push(posted["id"].as_str().unwrap_or_default().to_owned());
+    }
+    ids
+}
+
+#[actix_web::test]
+async fn a_replay_larger_than_the_outbound_queue_is_written_as_it_drains() {
+    let app = spawn_app(&[("ROOKERY_API_KEY", "k")]).await;
+    let ids = room_of_large_messages(&app).await;
+    let mut client = app.client("late").await;
+    client.send(json!({"type":"join","room":"big","since":"0-0","ref":"j"})).await;
+    let (replayed, others) = client.messages(ids.len()).await;
+    let got: Vec<&str> = replayed.iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(got, ids, "every message, in order, before anything else");
+    assert!(others.is_empty(), "{others:?}");
+    let joined = client.recv().await;
+    assert_eq!((joined["type"].as_str(), joined["ref"].as_str()), (Some("joined"), Some("j")), "{joined}");
+    // Live messages still come after the replay, and the connection stays open.
+    let id = client.say("big", "after").await;
+    let (live, _) = client.recv_until("message").await;
+    assert_eq!(live["id"].as_str(), Some(id.as_str()));
+}
+
+#[actix_web::test]
+async fn a_history_page_larger_than_the_outbound_queue_is_cut_and_says_so() {
+    let app = spawn_app(&[("ROOKERY_API_KEY", "k")]).await;
+    let ids = room_of_large_messages(&app).await;
+    let mut client = app.client("reader").await;
+    // Page back from the newest with limit 300, then again from each page's oldest message.
+    let mut seen: Vec<String> = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut ask = json!({"type":"history","room":"big","limit":300});
+        if let Some(before) = &before {
+            ask["before"] = json!(before);
+        }
+        let page = client.request(ask).await;
+        assert_eq!(page["type"], "history", "{page}");
+        let page_ids: Vec<String> = page["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        if page_ids.is_empty() {
+            break;
+        }
+        let truncated = page["truncated"] == true;
+        before = page_ids.first().cloned();
+        seen.splice(0..0, page_ids);
+        if !truncated {
+            break;
+        }
+    }
+    assert_eq!(seen, ids, "the cut pages together are the whole history");
 }
