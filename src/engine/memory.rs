@@ -2,7 +2,7 @@
 //!
 //! One lock guards everything, and events are handed to the [`Delivery`] while it is held: that
 //! is what makes a room's deliveries come out in id order, presence changes included, exactly as
-//! a Redis bus shard orders them. The critical sections are short and never wait on I/O.
+//! a node's Redis inbox orders them. The critical sections are short and never wait on I/O.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},

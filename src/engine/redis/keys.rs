@@ -17,7 +17,7 @@ impl Keys {
         Self { shards: shards.max(1) }
     }
 
-    /// The room's bus shard: FNV-1a of the name, stable across versions and platforms.
+    /// The room's shard: FNV-1a of the name, stable across versions and platforms.
     pub fn shard(&self, room: &RoomName) -> u32 {
         let hash = room.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
         hash % self.shards
