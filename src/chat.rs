@@ -83,6 +83,9 @@ struct Chat {
     last_ids: HashMap<String, String>,
     /// Messages sent and not yet answered by an ack or a final error, by their ref (`s<n>`).
     unacked: HashMap<String, Unacked>,
+    /// Joins sent on this connection and not yet answered: the end of input waits for them too,
+    /// so piped input is never sent before its room was joined.
+    joining: usize,
     sent: u64,
     stdin_done: bool,
 }
@@ -90,7 +93,7 @@ struct Chat {
 impl Chat {
     fn new(args: ChatArgs) -> Self {
         let rooms = args.rooms.clone();
-        Self { args, rooms, last_ids: HashMap::new(), unacked: HashMap::new(), sent: 0, stdin_done: false }
+        Self { args, rooms, last_ids: HashMap::new(), unacked: HashMap::new(), joining: 0, sent: 0, stdin_done: false }
     }
 
     fn current_room(&self) -> Option<&String> {
@@ -135,6 +138,8 @@ impl Chat {
     }
 
     async fn session(&mut self, mut socket: Socket, stdin: &mut Lines<BufReader<Stdin>>) -> End {
+        // Joins of a dropped connection will not be answered.
+        self.joining = 0;
         for room in self.rooms.clone() {
             if let Err(error) = self.join(&mut socket, &room).await {
                 return End::Dropped(error);
@@ -149,7 +154,7 @@ impl Chat {
             }
         }
         loop {
-            if self.stdin_done && self.unacked.is_empty() {
+            if self.stdin_done && self.unacked.is_empty() && self.joining == 0 {
                 let _ = socket.close(None).await;
                 return End::Quit;
             }
@@ -187,7 +192,8 @@ impl Chat {
     }
 
     async fn join(&mut self, socket: &mut Socket, room: &str) -> Result<(), String> {
-        let mut frame = json!({"type":"join","room":room});
+        self.joining += 1;
+        let mut frame = json!({"type":"join","room":room,"ref":"join"});
         if let Some(since) = self.last_ids.get(room) {
             frame["since"] = json!(since);
         }
@@ -236,6 +242,7 @@ impl Chat {
         match frame["type"].as_str().unwrap_or_default() {
             "welcome" => println!("* connected to {} as {}", field("node"), field("user")),
             "joined" => {
+                self.joining = self.joining.saturating_sub(1);
                 let members: Vec<&str> =
                     frame["members"].as_array().into_iter().flatten().filter_map(|m| m["user"].as_str()).collect();
                 if frame["presence"] == Value::Bool(false) {
@@ -268,6 +275,9 @@ impl Chat {
                 self.unacked.remove(&field("ref"));
             }
             "error" => {
+                if field("ref") == "join" {
+                    self.joining = self.joining.saturating_sub(1);
+                }
                 if let Some(unacked) = self.unacked.get_mut(&field("ref")) {
                     if field("code") == "timeout" && unacked.timeouts < TIMEOUT_RETRIES {
                         unacked.timeouts += 1;
