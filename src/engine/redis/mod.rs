@@ -23,6 +23,7 @@ mod nodes;
 mod presence;
 mod sessions;
 mod store;
+mod thread_connection;
 
 use std::sync::{
     Arc, Mutex,
@@ -82,8 +83,10 @@ pub enum ConnectError {
 /// What the engine's calls, its bus consumer and its heartbeat share.
 pub(crate) struct Shared {
     config: RedisConfig,
-    /// Everything but the bus's blocking reads (see `connection`).
+    /// Everything but the bus's blocking reads and the publishes (see `connection`).
     redis: RedisConnection,
+    /// Publishes go over a connection of the publishing thread's own (see `thread_connection`).
+    publishers: thread_connection::ThreadConnections,
     keys: Keys,
     store: MessageStore,
     presence: RedisPresence,
@@ -189,6 +192,7 @@ impl RedisEngine {
             metrics,
             stopping: AtomicBool::new(false),
             catch_up_requested: AtomicBool::new(false),
+            publishers: thread_connection::ThreadConnections::new(client.clone()),
             keys,
             redis,
             config,
@@ -229,7 +233,8 @@ impl Drop for RedisEngine {
 #[async_trait]
 impl Broker for RedisEngine {
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
-        self.shared.timed("publish", self.shared.store.publish(&message)).await
+        let mut conn = self.shared.publishers.get().await.map_err(|e| engine_error(&e))?;
+        self.shared.timed("publish", self.shared.store.publish_on(&mut conn, &message)).await
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
