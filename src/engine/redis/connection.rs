@@ -1,5 +1,4 @@
-//! The node's connection to Redis for everything but the bus's blocking reads (and the same kind
-//! of connection, one per worker thread, for publishes: see `thread_connection`).
+//! The node's connection to Redis for everything but the bus's blocking reads.
 //!
 //! One multiplexed connection, shared by every task (their requests are pipelined over it), that
 //! reconnects by itself. A pool checks each connection it hands out with a PING round trip, which
