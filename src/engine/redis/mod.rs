@@ -23,7 +23,6 @@ mod nodes;
 mod presence;
 mod sessions;
 mod store;
-mod thread_connection;
 
 use std::sync::{
     Arc, Mutex,
@@ -83,10 +82,8 @@ pub enum ConnectError {
 /// What the engine's calls, its bus consumer and its heartbeat share.
 pub(crate) struct Shared {
     config: RedisConfig,
-    /// Everything but the bus's blocking reads and the publishes (see `connection`).
+    /// Everything but the bus's blocking reads (see `connection`).
     redis: RedisConnection,
-    /// Publishes go over a connection of the publishing thread's own (see `thread_connection`).
-    publishers: thread_connection::ThreadConnections,
     keys: Keys,
     store: MessageStore,
     presence: RedisPresence,
@@ -192,7 +189,6 @@ impl RedisEngine {
             metrics,
             stopping: AtomicBool::new(false),
             catch_up_requested: AtomicBool::new(false),
-            publishers: thread_connection::ThreadConnections::new(client.clone()),
             keys,
             redis,
             config,
@@ -233,8 +229,7 @@ impl Drop for RedisEngine {
 #[async_trait]
 impl Broker for RedisEngine {
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
-        let mut conn = self.shared.publishers.get().await.map_err(|e| engine_error(&e))?;
-        self.shared.timed("publish", self.shared.store.publish_on(&mut conn, &message)).await
+        self.shared.timed("publish", self.shared.store.publish(&message)).await
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {

@@ -35,11 +35,7 @@ impl MessageStore {
     /// Appends `message` to its room's history and to the inbox of each node serving the room;
     /// returns its id.
     pub async fn publish(&self, message: &NewMessage) -> Result<MessageId, EngineError> {
-        self.publish_on(&mut self.redis.clone(), message).await
-    }
-
-    /// [`publish`](Self::publish) over `conn`.
-    pub async fn publish_on(&self, conn: &mut RedisConnection, message: &NewMessage) -> Result<MessageId, EngineError> {
+        let mut conn = self.redis.clone();
         let id: String = redis::cmd("FCALL")
             .arg("rookery_v1_publish")
             .arg(5)
@@ -59,7 +55,7 @@ impl MessageStore {
             // Keys are remembered at least as long as the inboxes keep entries.
             .arg(self.bus_retention_ms)
             .arg(KEYS_PER_ROOM)
-            .query_async(conn)
+            .query_async(&mut conn)
             .await
             .map_err(|e| engine_error(&e))?;
         message_id(&id)
