@@ -129,8 +129,8 @@ impl Delivery for RoomDirectory {
             BusEvent::Presence(_) => {}
         }
         self.metrics.bus_event("delivered");
-        let mut outgoing = event::outgoing(&event, &self.node, room.members);
-        outgoing.event.seq = self.deliveries.fetch_add(1, Ordering::AcqRel) + 1;
+        let seq = self.deliveries.fetch_add(1, Ordering::AcqRel) + 1;
+        let outgoing = event::outgoing(&event, seq, &self.node, room.members);
         let _entered: Vec<_> = outgoing.spans.iter().map(tracing::Span::enter).collect();
         for (worker, _) in &room.workers {
             worker.addr.do_send(Fanout { event: outgoing.event.clone(), skip_user: outgoing.skip_user.clone() });

@@ -8,7 +8,7 @@
 
 use super::RoomEvent;
 use crate::{
-    domain::{Message, RoomName, UserName, now_ms},
+    domain::{Message, UserName, now_ms},
     engine::BusEvent,
     protocol::{ServerFrame, encode_message},
     telemetry::traces::{self, DELIVERY_TARGET},
@@ -26,46 +26,42 @@ pub struct Outgoing {
     pub spans: Vec<tracing::Span>,
 }
 
-/// Encodes `event` for a room with `members` local sessions on node `node`; the directory sets
-/// the event's `seq`.
-pub fn outgoing(event: &BusEvent, node: &str, members: usize) -> Outgoing {
-    match event {
-        BusEvent::Message(message) => {
-            let frame = encode_message(message);
-            let Some(deliver) = deliver_span(message, node, members) else {
-                let event = RoomEvent { room: message.room.clone(), seq: 0, id: Some(message.id), frame, trace: None };
-                return Outgoing { event, skip_user: None, spans: Vec::new() };
-            };
-            let per_session = members <= SEND_SPANS_PER_SESSION_UP_TO;
-            let trace = per_session.then(|| traces::context(&deliver));
-            let mut spans = vec![deliver.clone()];
-            if !per_session {
-                let _entered = deliver.enter();
-                spans.push(tracing::info_span!(
-                    target: DELIVERY_TARGET,
-                    "ws.send",
-                    otel.kind = "producer",
-                    rookery.recipients = members
-                ));
-            }
-            let event = RoomEvent { room: message.room.clone(), seq: 0, id: Some(message.id), frame, trace };
-            Outgoing { event, skip_user: None, spans }
-        }
+/// Encodes `event`, the node's delivery number `seq`, for a room with `members` local sessions
+/// on node `node`.
+pub fn outgoing(event: &BusEvent, seq: u64, node: &str, members: usize) -> Outgoing {
+    let (id, frame, skip_user) = match event {
+        BusEvent::Message(message) => (Some(message.id), encode_message(message), None),
         // On join the user is the joining session; on leave the user has no session left here.
-        BusEvent::Presence(change) => {
-            let frame = ServerFrame::Presence { room: &change.room, event: change.kind, user: &change.user }.encode();
-            let event = RoomEvent { room: change.room.clone(), seq: 0, id: None, frame, trace: None };
-            Outgoing { event, skip_user: Some(change.user.clone()), spans: Vec::new() }
-        }
-        BusEvent::Gap { room, after } => {
-            let frame = ServerFrame::Gap { room, after: *after }.encode();
-            Outgoing { event: plain(room, frame), skip_user: None, spans: Vec::new() }
-        }
-    }
+        BusEvent::Presence(change) => (
+            None,
+            ServerFrame::Presence { room: &change.room, event: change.kind, user: &change.user }.encode(),
+            Some(change.user.clone()),
+        ),
+        BusEvent::Gap { room, after } => (None, ServerFrame::Gap { room, after: *after }.encode(), None),
+    };
+    let (trace, spans) = match event {
+        BusEvent::Message(message) => delivery_spans(message, node, members),
+        _ => (None, Vec::new()),
+    };
+    Outgoing { event: RoomEvent { room: event.room().clone(), seq, id, frame, trace }, skip_user, spans }
 }
 
-fn plain(room: &RoomName, frame: bytestring::ByteString) -> RoomEvent {
-    RoomEvent { room: room.clone(), seq: 0, id: None, frame, trace: None }
+/// The spans of a traced message's delivery, and the context each session's `ws.send` span is
+/// a child of (none when the room is too large for a span per session).
+fn delivery_spans(
+    message: &Message,
+    node: &str,
+    members: usize,
+) -> (Option<opentelemetry::Context>, Vec<tracing::Span>) {
+    let Some(deliver) = deliver_span(message, node, members) else { return (None, Vec::new()) };
+    if members <= SEND_SPANS_PER_SESSION_UP_TO {
+        return (Some(traces::context(&deliver)), vec![deliver]);
+    }
+    let one_send = {
+        let _entered = deliver.enter();
+        tracing::info_span!(target: DELIVERY_TARGET, "ws.send", otel.kind = "producer", rookery.recipients = members)
+    };
+    (None, vec![deliver, one_send])
 }
 
 /// The `bus.deliver` span of a traced message; `None` when it carries no trace context.

@@ -87,8 +87,8 @@ impl<S> FrameGuard<S> {
             self.header_len += 1;
             chunk = &chunk[1..];
             if let Some(payload) = self.complete_header() {
-                self.header_len = 0;
                 self.on_frame(payload)?;
+                self.header_len = 0;
             }
         }
         Ok(())
@@ -136,26 +136,17 @@ impl<S> FrameGuard<S> {
                 self.message_len = 0;
             }
         }
+        // The header is complete and held whole: a masked one ends with its key.
         let masked = self.header[1] & 0x80 != 0;
-        self.mask = if masked { self.header_mask() } else { [0; 4] };
+        let end = self.header_len;
+        self.mask = if masked {
+            [self.header[end - 4], self.header[end - 3], self.header[end - 2], self.header[end - 1]]
+        } else {
+            [0; 4]
+        };
         self.payload_pos = 0;
         self.payload_left = payload;
         Ok(())
-    }
-
-    /// The masking key at the end of the complete header held now.
-    fn header_mask(&self) -> [u8; 4] {
-        let at = self.header_len_complete() - 4;
-        [self.header[at], self.header[at + 1], self.header[at + 2], self.header[at + 3]]
-    }
-
-    fn header_len_complete(&self) -> usize {
-        let extra = match self.header[1] & 0x7F {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        2 + extra + if self.header[1] & 0x80 != 0 { 4 } else { 0 }
     }
 
     /// Unmasks and checks the next payload bytes of a text message for UTF-8.

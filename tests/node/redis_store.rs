@@ -146,7 +146,7 @@ mod cluster {
     use std::sync::Arc;
 
     use rookery::engine::{
-        Broker, BusEvent, Engine, NewMessage, PresenceStore,
+        Broker, BusEvent, Engine, PresenceStore,
         redis::{Keys, RedisConfig, RedisEngine, migrate},
     };
 
@@ -191,22 +191,13 @@ mod cluster {
             .await
             .expect("node b");
         let room = unique_room("shared");
-        let user = rookery::domain::UserName::parse("alice").expect("user");
         let listener = rookery::domain::UserName::parse(crate::contract::LISTENER).expect("user");
         for node in [&a, &b] {
             node.join(&room, &listener, rookery::domain::SessionId::random()).await.expect("join");
         }
         for n in 0..10 {
             let via: &dyn Engine = if n % 2 == 0 { &a } else { &b };
-            via.publish(NewMessage {
-                room: room.clone(),
-                user: user.clone(),
-                body: n.to_string(),
-                trace: String::new(),
-                key: None,
-            })
-            .await
-            .expect("publish");
+            via.publish(super::message(&room, &n.to_string())).await.expect("publish");
         }
         let on_a = message_ids(&seen_a.wait_for(&room, 10).await);
         let on_b = message_ids(&seen_b.wait_for(&room, 10).await);
@@ -243,18 +234,8 @@ mod cluster {
         )
         .await
         .expect("publisher");
-        let user = rookery::domain::UserName::parse("alice").expect("user");
         for n in 0..3 {
-            publisher
-                .publish(NewMessage {
-                    room: room.clone(),
-                    user: user.clone(),
-                    body: n.to_string(),
-                    trace: String::new(),
-                    key: None,
-                })
-                .await
-                .expect("publish");
+            publisher.publish(super::message(&room, &n.to_string())).await.expect("publish");
         }
         // node-x "crashes" after reading the entries and before acknowledging them.
         migrate(&mut conn).await.expect("migrate");

@@ -31,17 +31,17 @@ pub fn get() -> redis::Cmd {
 /// When the data of `epoch` begins (ms). No epoch at all means Redis lost its data and no node
 /// has set a new one yet: nothing before now can be vouched for. An epoch without a time (set
 /// by an older node) vouches for everything, as it did then.
-pub fn started_ms(epoch: Option<&str>) -> u64 {
+fn started_ms(epoch: Option<&str>) -> u64 {
     match epoch {
         None => u64::MAX,
         Some(value) => value.rsplit_once(':').and_then(|(_, ms)| ms.parse().ok()).unwrap_or(0),
     }
 }
 
-/// A recovery as far as the epoch vouches for it: a position from before the epoch began is
-/// not recovered, whatever the history holds.
-pub fn vouch(mut recovery: Recovery, since: Option<MessageId>, started_ms: u64) -> Recovery {
-    if since.is_some_and(|since| since.millis() < started_ms) {
+/// A recovery as far as `epoch` (read with it) vouches for it: a position from before the epoch
+/// began is not recovered, whatever the history holds.
+pub fn vouch(mut recovery: Recovery, since: Option<MessageId>, epoch: Option<&str>) -> Recovery {
+    if since.is_some_and(|since| since.millis() < started_ms(epoch)) {
         recovery.recovered = false;
     }
     recovery
@@ -53,13 +53,13 @@ mod tests {
 
     #[test]
     fn positions_from_before_the_epoch_are_not_recovered() {
-        let started = started_ms(Some("4f2a:1000"));
-        assert_eq!(started, 1000);
+        let epoch = Some("4f2a:1000");
+        assert_eq!(started_ms(epoch), 1000);
         let recovered = Recovery { messages: Vec::new(), last_id: None, recovered: true };
-        assert!(!vouch(recovered.clone(), Some(MessageId::new(999, 5)), started).recovered);
-        assert!(vouch(recovered.clone(), Some(MessageId::new(1000, 0)), started).recovered);
-        assert!(vouch(recovered.clone(), None, started).recovered, "a join without since recovers nothing");
-        assert!(!vouch(recovered.clone(), Some(MessageId::new(5, 0)), started_ms(None)).recovered);
-        assert!(vouch(recovered, Some(MessageId::new(5, 0)), started_ms(Some("4f2a"))).recovered);
+        assert!(!vouch(recovered.clone(), Some(MessageId::new(999, 5)), epoch).recovered);
+        assert!(vouch(recovered.clone(), Some(MessageId::new(1000, 0)), epoch).recovered);
+        assert!(vouch(recovered.clone(), None, epoch).recovered, "a join without since recovers nothing");
+        assert!(!vouch(recovered.clone(), Some(MessageId::new(5, 0)), None).recovered);
+        assert!(vouch(recovered, Some(MessageId::new(5, 0)), Some("4f2a")).recovered);
     }
 }

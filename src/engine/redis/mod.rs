@@ -246,7 +246,7 @@ impl Broker for RedisEngine {
                 let (epoch, recovered): (Option<String>, Vec<String>) =
                     pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
                 let recovery = store::recovery_reply(room, since, &recovered)?;
-                Ok(epoch::vouch(recovery, since, epoch::started_ms(epoch.as_deref())))
+                Ok(epoch::vouch(recovery, since, epoch.as_deref()))
             })
             .await
     }
@@ -336,7 +336,7 @@ impl Engine for RedisEngine {
                 let (joined, recovered, epoch): (presence::JoinReply, Vec<String>, Option<String>) =
                     pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
                 let recovery = store::recovery_reply(room, since, &recovered)?;
-                let recovery = epoch::vouch(recovery, since, epoch::started_ms(epoch.as_deref()));
+                let recovery = epoch::vouch(recovery, since, epoch.as_deref());
                 Ok((presence::presence_reply(joined)?, recovery))
             })
             .await
