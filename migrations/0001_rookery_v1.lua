@@ -96,15 +96,17 @@ local function publish(keys, args)
   return id
 end
 
--- What a session needs to (re)join: the newest trimmed id, the newest id, and the entries
--- after ARGV[1] (when given) as a flat list id, user, body, id, user, body, ...
+-- What a session needs to (re)join: the newest trimmed id, the newest id, the oldest id, and the entries
+-- from ARGV[1] on (when given; the first is ARGV[1] itself when the history holds it, which
+-- tells the node the position is real) as a flat list id, user, body, id, user, body, ...
 -- KEYS: history, trimmed. ARGV: since ('' for none).
 local function recover(keys, args)
   local deleted = redis.call('GET', keys[2]) or '0-0'
   local newest = redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', 1)
-  local reply = {deleted, newest[1] and newest[1][1] or ''}
+  local oldest = redis.call('XRANGE', keys[1], '-', '+', 'COUNT', 1)
+  local reply = {deleted, newest[1] and newest[1][1] or '', oldest[1] and oldest[1][1] or ''}
   if args[1] ~= '' then
-    for _, entry in ipairs(redis.call('XRANGE', keys[1], '(' .. args[1], '+')) do
+    for _, entry in ipairs(redis.call('XRANGE', keys[1], args[1], '+')) do
       local fields, user, body = entry[2], '', ''
       for i = 1, #fields, 2 do
         if fields[i] == 'user' then user = fields[i + 1] elseif fields[i] == 'body' then body = fields[i + 1] end
@@ -187,11 +189,11 @@ local function sessions_take(keys, args)
 end
 
 -- A node's heartbeat: records it with the server's clock. Returns 1 when the node was not
--- registered (first start, reaped while alive, or Redis lost its data), and the epoch.
--- KEYS: nodes, epoch. ARGV: node.
+-- registered (first start, reaped while alive, or Redis lost its data). The node reads the
+-- epoch in the same round trip, with a command of its own: on a Redis Cluster the two keys
+-- live in different slots. KEYS: nodes. ARGV: node.
 local function heartbeat(keys, args)
-  local added = redis.call('ZADD', keys[1], now_ms(), args[1])
-  return {added, redis.call('GET', keys[2]) or ''}
+  return redis.call('ZADD', keys[1], now_ms(), args[1])
 end
 
 -- The nodes silent for more than ARGV[1] ms. KEYS: nodes.

@@ -61,20 +61,21 @@ impl Application {
     }
 
     /// Builds the node on an already bound listener (port 0 in tests), with the engine the
-    /// settings ask for: Redis when `ROOKERY_REDIS_URL` is set, else in memory.
+    /// settings ask for: Redis when `ROOKERY_REDIS_URL` or `ROOKERY_REDIS_CLUSTER_NODES` is set,
+    /// else in memory.
     pub async fn with_listener(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         let directory = RoomDirectory::new(&settings.node_id, metrics.clone());
         let delivery: Arc<dyn Delivery> = Arc::new(directory.clone());
-        let engine: Arc<dyn Engine> = match &settings.redis_url {
+        let engine: Arc<dyn Engine> = match &settings.redis {
             None => Arc::new(
                 MemoryEngine::new(settings.history_len, delivery)
                     .with_presence_max_users(settings.presence_max_users)
                     .with_key_window(settings.bus_retention_ms),
             ),
-            Some(url) => {
+            Some(target) => {
                 let config = RedisConfig {
-                    url: url.clone(),
+                    target: target.clone(),
                     node_id: settings.node_id.clone(),
                     bus_shards: settings.bus_shards,
                     bus_retention_ms: settings.bus_retention_ms,
@@ -84,6 +85,7 @@ impl Application {
                     node_ttl_ms: settings.node_ttl_ms,
                     max_lag_ms: settings.ready_max_lag_ms,
                     presence_max_users: settings.presence_max_users,
+                    min_replicas: settings.redis_min_replicas,
                 };
                 Arc::new(RedisEngine::connect(config, delivery, metrics.clone()).await?)
             }

@@ -145,7 +145,13 @@ impl Broker for MemoryEngine {
         Ok(Recovery {
             messages: log.messages.iter().filter(|m| m.id > since).cloned().collect(),
             last_id: log.last_id,
-            recovered: !before_this_run && log.trimmed_through.is_none_or(|trimmed| since >= trimmed),
+            recovered: !before_this_run
+                && super::vouches_for(
+                    since,
+                    log.trimmed_through,
+                    log.messages.front().map(|m| m.id),
+                    log.messages.iter().any(|m| m.id == since),
+                ),
         })
     }
 }

@@ -76,9 +76,32 @@ pub enum EngineError {
     /// The call was sent but no answer came in time: it may or may not have taken effect.
     #[error("no answer from the engine: {0}")]
     NoAnswer(String),
+    /// The message was stored, but fewer replicas than asked for confirmed it in time: a
+    /// failover may lose it. A retry with the same key stores nothing new.
+    #[error("stored but not replicated in time: {0}")]
+    NotReplicated(String),
     /// Anything else: a bug, or data the engine cannot understand.
     #[error("engine failure: {0}")]
     Internal(String),
+}
+
+impl EngineError {
+    /// What a client is told (the details stay in the log): what is known of the call's effect,
+    /// and what a retry does.
+    pub fn client_message(&self) -> &'static str {
+        match self {
+            EngineError::Unavailable(_) => "the message store is unavailable; nothing was done, try again",
+            EngineError::NoAnswer(_) => {
+                "the message store did not answer in time: it may have been done; \
+                 a message retried with the same key is stored once"
+            }
+            EngineError::NotReplicated(_) => {
+                "the message was stored but not confirmed by enough replicas in time: a failover may lose it; \
+                 a message retried with the same key stores nothing new"
+            }
+            EngineError::Internal(_) => "internal error",
+        }
+    }
 }
 
 /// A message to publish.
@@ -100,8 +123,32 @@ pub struct Recovery {
     pub messages: Vec<Message>,
     /// The room's newest id at the time of the call.
     pub last_id: Option<MessageId>,
-    /// False when messages after `since` were trimmed from the history.
+    /// False when the history cannot vouch that it holds everything after `since` (see
+    /// [`vouches_for`]).
     pub recovered: bool,
+}
+
+/// Whether a room's history can vouch that nothing after `since` is missing from it, given the
+/// newest id trimmed from it (`None`: nothing ever was), the oldest id it holds (`None`: it
+/// holds none), and whether it holds `since` itself.
+///
+/// - A position before the trimmed end: what followed it up to that end is gone.
+/// - The trimmed end, or a message the history holds: everything after it is there.
+/// - A position before everything the history holds (a room joined before its next message):
+///   nothing can have come between.
+/// - Any other position, inside the span the history holds or past its newest message, is a
+///   message the history does not have: lost (a Redis failover that promoted a replica without
+///   the newest writes), or never stored here. Either way what followed it is unknown.
+pub fn vouches_for(
+    since: MessageId,
+    trimmed_through: Option<MessageId>,
+    oldest_held: Option<MessageId>,
+    holds_since: bool,
+) -> bool {
+    if trimmed_through.is_some_and(|trimmed| since < trimmed) {
+        return false;
+    }
+    trimmed_through == Some(since) || holds_since || oldest_held.is_none_or(|oldest| since < oldest)
 }
 
 /// Stores messages in per-room order and spreads them to every node.

@@ -58,20 +58,13 @@ impl ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
-        match error {
-            EngineError::Unavailable(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the message store is unavailable; nothing was done, try again",
-            ),
-            EngineError::NoAnswer(_) => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "the message store did not answer in time: it may have been done; \
-                 a post retried with the same Idempotency-Key is stored once",
-            ),
-            EngineError::Internal(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
-        }
+        let (status, code) = match error {
+            EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            EngineError::NoAnswer(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            EngineError::NotReplicated(_) => (StatusCode::GATEWAY_TIMEOUT, "not_replicated"),
+            EngineError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        Self::new(status, code, error.client_message())
     }
 }
 

@@ -23,12 +23,16 @@ pub enum ErrorCode {
     /// The engine was asked but did not answer in time: a `send` may have been stored. A retry
     /// with the same `key` is stored once.
     Timeout,
+    /// A `send` was stored, but fewer Redis replicas than the node asks for
+    /// (`ROOKERY_REDIS_MIN_REPLICAS`) confirmed it in time: a failover may lose it. A retry with
+    /// the same `key` stores nothing new and is acked once the replicas have it.
+    NotReplicated,
     /// A bug or an unexpected failure on the node.
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         Self::BadRequest,
         Self::NotJoined,
         Self::Forbidden,
@@ -37,6 +41,7 @@ impl ErrorCode {
         Self::RoomLimit,
         Self::Unavailable,
         Self::Timeout,
+        Self::NotReplicated,
         Self::Internal,
     ];
 
@@ -50,6 +55,7 @@ impl ErrorCode {
             Self::RoomLimit => "room_limit",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
+            Self::NotReplicated => "not_replicated",
             Self::Internal => "internal",
         }
     }

@@ -11,12 +11,17 @@ use secrecy::SecretString;
 
 pub use variables::{VARIABLES, Variable, VariableDefault, help_text, markdown_table};
 
-use crate::{protocol::Limits, telemetry::LogFormat};
+use crate::{engine::redis::RedisTarget, protocol::Limits, telemetry::LogFormat};
 
 /// Bus streams by default. One Redis gains nothing from more, and every shard adds to the cost
 /// of each blocking bus read (`BENCHMARKS.md`, change 9); the hash tags that spread rooms over
 /// shards are there for deployments that need them.
 pub const DEFAULT_BUS_SHARDS: u32 = 1;
+
+/// Bus streams by default on a Redis Cluster: each shard's keys live in one slot, so the shards
+/// are what spreads rooms over the primaries. The tags of 16 shards fall 6/4/6 on the slot
+/// ranges of three primaries, and on every primary of up to eight (`docs/cluster.md`).
+pub const DEFAULT_CLUSTER_BUS_SHARDS: u32 = 16;
 
 /// A variable held a value the node cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +70,10 @@ pub struct Settings {
     pub echo_endpoint: bool,
     pub log_format: LogFormat,
     /// Set: the Redis engine (a cluster); unset: the in-memory engine (one node).
-    pub redis_url: Option<SecretString>,
+    /// The Redis engine's Redis (one server or a cluster); `None` runs the in-memory engine.
+    pub redis: Option<RedisTarget>,
+    /// Replicas that must have a message before it is acked (`WAIT`); 0: the primary's word.
+    pub redis_min_replicas: u32,
     pub bus_shards: u32,
     pub bus_retention_ms: u64,
     pub bus_read_count: usize,
@@ -112,6 +120,7 @@ impl Settings {
             Some("pretty") => LogFormat::Pretty,
             Some(other) => return Err(env.invalid("ROOKERY_LOG_FORMAT", other, "`json` or `pretty`")),
         };
+        let redis = redis_target(&env)?;
         let bind = env.get_or_default("ROOKERY_BIND");
         Ok(Self {
             bind: bind.parse().map_err(|_| env.invalid("ROOKERY_BIND", bind, "host:port, e.g. 0.0.0.0:8080"))?,
@@ -144,13 +153,17 @@ impl Settings {
             api_key: env.get("ROOKERY_API_KEY").map(SecretString::from),
             echo_endpoint: env.flag("ROOKERY_ECHO_ENDPOINT")?,
             log_format,
-            redis_url: match env.get("ROOKERY_REDIS_URL") {
-                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.into()),
-                // The value is not echoed: it may hold a password.
-                Some(_) => return Err(env.invalid("ROOKERY_REDIS_URL", "[REDACTED]", "a redis:// or rediss:// URL")),
-                None => None,
-            },
-            bus_shards: env.number("ROOKERY_BUS_SHARDS", 1..=1024)?,
+            bus_shards: env.number_or(
+                "ROOKERY_BUS_SHARDS",
+                if matches!(redis, Some(RedisTarget::Cluster(_))) {
+                    DEFAULT_CLUSTER_BUS_SHARDS
+                } else {
+                    DEFAULT_BUS_SHARDS
+                },
+                1..=1024,
+            )?,
+            redis,
+            redis_min_replicas: env.number("ROOKERY_REDIS_MIN_REPLICAS", 0..=16)?,
             bus_retention_ms: env.number("ROOKERY_BUS_RETENTION_MS", 1_000..=604_800_000)?,
             bus_read_count: env.number("ROOKERY_BUS_READ_COUNT", 1..=100_000)?,
             bus_read_interval: Duration::from_millis(env.number("ROOKERY_BUS_READ_INTERVAL_MS", 0..=1000)?),
@@ -171,6 +184,33 @@ impl Settings {
             burst: self.rate_burst,
             max_rooms: self.max_rooms_per_session,
         }
+    }
+}
+
+/// The Redis to run on: one server (`ROOKERY_REDIS_URL`) or a cluster
+/// (`ROOKERY_REDIS_CLUSTER_NODES`), not both. Values are not echoed: they may hold a password.
+fn redis_target(env: &Env) -> Result<Option<RedisTarget>, SettingsError> {
+    let is_url = |url: &str| url.starts_with("redis://") || url.starts_with("rediss://");
+    match (env.get("ROOKERY_REDIS_URL"), env.get("ROOKERY_REDIS_CLUSTER_NODES")) {
+        (Some(_), Some(_)) => Err(env.invalid(
+            "ROOKERY_REDIS_CLUSTER_NODES",
+            "[REDACTED]",
+            "either ROOKERY_REDIS_URL (one Redis) or ROOKERY_REDIS_CLUSTER_NODES (a Redis Cluster), not both",
+        )),
+        (Some(url), None) if is_url(url) => Ok(Some(RedisTarget::Server(url.into()))),
+        (Some(_), None) => Err(env.invalid("ROOKERY_REDIS_URL", "[REDACTED]", "a redis:// or rediss:// URL")),
+        (None, Some(list)) => {
+            let urls: Vec<&str> = list.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
+            if urls.is_empty() || !urls.iter().all(|url| is_url(url)) {
+                return Err(env.invalid(
+                    "ROOKERY_REDIS_CLUSTER_NODES",
+                    "[REDACTED]",
+                    "a comma-separated list of redis:// or rediss:// URLs of cluster nodes",
+                ));
+            }
+            Ok(Some(RedisTarget::Cluster(urls.into_iter().map(SecretString::from).collect())))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -282,7 +322,7 @@ mod tests {
         assert_eq!(s.heartbeat, Duration::from_secs(20));
         assert!(matches!(s.auth, AuthSettings::Anonymous));
         assert!(!s.echo_endpoint && s.api_key.is_none() && s.allowed_origins.is_none());
-        assert!(s.redis_url.is_none());
+        assert!(s.redis.is_none());
         assert_eq!((s.bus_shards, s.bus_retention_ms), (1, 600_000));
         assert_eq!((s.node_ttl_ms, s.ready_max_lag_ms), (15_000, 10_000));
         assert_eq!((s.drain_delay_ms, s.drain_rate, s.shutdown_grace_ms), (5_000, 2_000, 25_000));
@@ -299,6 +339,24 @@ mod tests {
         assert_eq!(settings(&[("ROOKERY_ECHO_ENDPOINT", "maybe")]).unwrap_err().variable, "ROOKERY_ECHO_ENDPOINT");
         assert_eq!(settings(&[("ROOKERY_NODE_ID", "a b")]).unwrap_err().variable, "ROOKERY_NODE_ID");
         assert_eq!(settings(&[("ROOKERY_REDIS_URL", "localhost:6379")]).unwrap_err().variable, "ROOKERY_REDIS_URL");
+        let cluster = |list| settings(&[("ROOKERY_REDIS_CLUSTER_NODES", list)]).map_err(|e| e.variable);
+        assert_eq!(cluster("redis://a:7000,b:7001").unwrap_err(), "ROOKERY_REDIS_CLUSTER_NODES");
+        assert_eq!(cluster(" , ").unwrap_err(), "ROOKERY_REDIS_CLUSTER_NODES");
+        let both =
+            settings(&[("ROOKERY_REDIS_URL", "redis://a:6379"), ("ROOKERY_REDIS_CLUSTER_NODES", "redis://a:7000")]);
+        assert_eq!(both.unwrap_err().variable, "ROOKERY_REDIS_CLUSTER_NODES");
+    }
+
+    #[test]
+    fn a_redis_cluster_is_found_through_its_seed_nodes_and_spreads_rooms_over_sixteen_shards() {
+        let s = settings(&[("ROOKERY_REDIS_CLUSTER_NODES", "redis://a:7000, rediss://:pw@b:7001,")]).unwrap();
+        let Some(RedisTarget::Cluster(seeds)) = &s.redis else { panic!("not a cluster: {:?}", s.redis) };
+        assert_eq!(seeds.len(), 2);
+        assert_eq!(s.bus_shards, DEFAULT_CLUSTER_BUS_SHARDS);
+        let pinned = settings(&[("ROOKERY_REDIS_CLUSTER_NODES", "redis://a:7000"), ("ROOKERY_BUS_SHARDS", "3")]);
+        assert_eq!(pinned.unwrap().bus_shards, 3);
+        let one = settings(&[("ROOKERY_REDIS_URL", "redis://a:6379")]).unwrap();
+        assert!(matches!(one.redis, Some(RedisTarget::Server(_))) && one.bus_shards == DEFAULT_BUS_SHARDS);
     }
 
     #[test]
@@ -319,8 +377,9 @@ mod tests {
             ("ROOKERY_REDIS_URL", "redis://rookery:redis-password-5d0e@cache:6379"),
         ])
         .unwrap();
-        let debug = format!("{s:?} {:?}", s.clone());
-        for secret in ["api-key-7f3a", "jwt-secret-91c2", "redis-password-5d0e"] {
+        let cluster = settings(&[("ROOKERY_REDIS_CLUSTER_NODES", "redis://:cluster-password-0b7e@a:7000")]).unwrap();
+        let debug = format!("{s:?} {:?} {cluster:?}", s.clone());
+        for secret in ["api-key-7f3a", "jwt-secret-91c2", "redis-password-5d0e", "cluster-password-0b7e"] {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
         assert!(debug.contains("REDACTED"), "{debug}");

@@ -86,7 +86,23 @@ pub const VARIABLES: &[Variable] = &[
         "`redis://` or `rediss://` URL: run the Redis engine, so nodes sharing it act as one server \
          (see [`docs/cluster.md`](docs/cluster.md))",
     ),
-    var("ROOKERY_BUS_SHARDS", Value("1"), "bus streams rooms are spread over (must be the same on every node)"),
+    var(
+        "ROOKERY_REDIS_CLUSTER_NODES",
+        Text("unset"),
+        "instead of `ROOKERY_REDIS_URL`: comma-separated `redis://`/`rediss://` URLs of Redis Cluster nodes to \
+         run on ([cluster](docs/cluster.md#redis-cluster))",
+    ),
+    var(
+        "ROOKERY_REDIS_MIN_REPLICAS",
+        Value("0"),
+        "a `send` is acked only once this many Redis replicas have it (`WAIT`, 250 ms), else `not_replicated` \
+         ([cluster](docs/cluster.md#failover-and-what-an-ack-means))",
+    ),
+    var(
+        "ROOKERY_BUS_SHARDS",
+        Value("1"),
+        "bus streams rooms are spread over (must be the same on every node); 16 when unset on a Redis Cluster",
+    ),
     var(
         "ROOKERY_BUS_RETENTION_MS",
         Value("600000"),

@@ -78,6 +78,7 @@ fn engine_error_code(error: &EngineError) -> ErrorCode {
     match error {
         EngineError::Unavailable(_) => ErrorCode::Unavailable,
         EngineError::NoAnswer(_) => ErrorCode::Timeout,
+        EngineError::NotReplicated(_) => ErrorCode::NotReplicated,
         EngineError::Internal(_) => ErrorCode::Internal,
     }
 }
@@ -101,15 +102,7 @@ impl Session {
     /// Answers a failed engine call; the command had no effect.
     fn engine_failed(&mut self, ctx: &mut Context<Self>, reference: Option<&str>, error: &EngineError) {
         tracing::warn!(session = %self.id, %error, "engine call failed");
-        let code = engine_error_code(error);
-        let message = match code {
-            ErrorCode::Unavailable => "the message store is unavailable; nothing was done, try again",
-            ErrorCode::Timeout => {
-                "the message store did not answer in time: it may have been done; a send retried with the same key is stored once"
-            }
-            _ => "internal error",
-        };
-        self.error(ctx, reference, code, message);
+        self.error(ctx, reference, engine_error_code(error), error.client_message());
     }
 
     /// Join: register with the local room first, so no live event can be missed, then add

@@ -250,6 +250,19 @@ pub async fn recover_replays_after_since(h: &Harness) {
     assert!(resumed.recovered);
     assert_eq!(resumed.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids[2..].to_vec());
     assert_eq!(resumed.last_id, Some(ids[4]));
+    let everything = h.engine.recover(&room, Some(MessageId::default())).await.expect("recover");
+    assert_eq!(everything.messages.len(), 5, "0-0 asks for everything");
+    // A position the history does not hold (lost in a Redis failover, or made up) cannot be
+    // vouched for: what followed it is unknown.
+    let unknown = MessageId::new(ids[4].millis() + 60_000, 0);
+    let lost = h.engine.recover(&room, Some(unknown)).await.expect("recover");
+    assert_eq!((lost.recovered, lost.messages.len(), lost.last_id), (false, 0, Some(ids[4])));
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    ids.push(h.publish(&room, "alice", "later").await);
+    let hole = MessageId::new(ids[4].millis() + 1, 0);
+    assert!(hole < ids[5], "ids are milliseconds apart");
+    let between = h.engine.recover(&room, Some(hole)).await.expect("recover");
+    assert_eq!((between.recovered, between.messages.len()), (false, 1), "no message has {hole}: one may be lost");
 
     for n in 5..HISTORY_LEN + 5 {
         ids.push(h.publish(&room, "alice", &n.to_string()).await);
@@ -260,10 +273,16 @@ pub async fn recover_replays_after_since(h: &Harness) {
     assert_eq!(partial.messages.first().map(|m| m.id), Some(ids[ids.len() - HISTORY_LEN]));
     let edge = h.engine.recover(&room, Some(ids[ids.len() - HISTORY_LEN])).await;
     assert!(edge.expect("recover").recovered, "since at the oldest retained id loses nothing");
+    let trimmed_end = h.engine.recover(&room, Some(ids[ids.len() - HISTORY_LEN - 1])).await;
+    assert!(trimmed_end.expect("recover").recovered, "since at the newest trimmed id loses nothing");
+    let everything = h.engine.recover(&room, Some(MessageId::default())).await.expect("recover");
+    assert!(!everything.recovered, "0-0 asks for everything, and some was trimmed");
+
 }
 
 /// The ends of the id space are ordinary bounds: nothing is after the last id or before `0-0`,
-/// and a join resuming from the last id replays nothing.
+/// and a join resuming from the last id replays nothing (and cannot be vouched for: no message
+/// has that id).
 pub async fn history_and_recover_take_the_extreme_ids(h: &Harness) {
     let room = unique_room("extremes");
     let id = h.publish(&room, "alice", "only").await;
@@ -282,7 +301,7 @@ pub async fn history_and_recover_take_the_extreme_ids(h: &Harness) {
     assert_eq!(page(Some(first), None).await, vec![id]);
     assert_eq!(page(None, Some(last)).await, vec![id]);
     let recovery = h.engine.recover(&room, Some(last)).await.expect("recover");
-    assert_eq!((recovery.messages.len(), recovery.last_id, recovery.recovered), (0, Some(id), true));
+    assert_eq!((recovery.messages.len(), recovery.last_id, recovery.recovered), (0, Some(id), false));
     let recovery = h.engine.recover(&room, Some(first)).await.expect("recover");
     assert_eq!(recovery.messages.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id]);
     let session = SessionId::random();

@@ -17,6 +17,8 @@ pub struct RedisServer {
     durable: bool,
     /// Serves TLS only, with the test certificates in `tests/fixtures/tls`.
     tls: bool,
+    /// Replicates the server on this port.
+    replica_of: Option<u16>,
 }
 
 impl RedisServer {
@@ -45,9 +47,28 @@ impl RedisServer {
     fn launch(port: u16, durable: bool, tls: bool) -> RedisServer {
         let dir = std::env::temp_dir().join(format!("rookery-redis-{port}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("redis data directory");
-        let mut server = RedisServer { port, child: None, dir, durable, tls };
+        let mut server = RedisServer { port, child: None, dir, durable, tls, replica_of: None };
         server.restart();
         server
+    }
+
+    /// Starts a replica of `primary` and waits until it has synced.
+    pub fn start_replica_of(primary: &RedisServer) -> RedisServer {
+        let mut replica = Self::launch(free_port(), false, false);
+        replica.replica_of = Some(primary.port);
+        replica.restart();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !replica.info("replication").contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "the replica on {} did not sync", replica.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        replica
+    }
+
+    /// `INFO section`, as redis-cli prints it.
+    pub fn info(&self, section: &str) -> String {
+        let output = Command::new("redis-cli").args(["-p", &self.port.to_string(), "INFO", section]).output();
+        output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
     }
 
     /// Kills the server with SIGKILL; the data directory stays.
@@ -100,6 +121,12 @@ impl RedisServer {
             .args(&listen)
             .args(["--bind", "127.0.0.1", "--save", ""])
             .args(persistence)
+            .args(
+                self.replica_of
+                    .iter()
+                    .flat_map(|port| ["--replicaof".to_owned(), "127.0.0.1".to_owned(), port.to_string()]),
+            )
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -147,7 +147,7 @@ mod cluster {
 
     use rookery::engine::{
         Broker, BusEvent, Engine, PresenceStore,
-        redis::{Keys, RedisConfig, RedisEngine, migrate},
+        redis::{Keys, RedisConfig, RedisEngine, RedisTarget, migrate},
     };
 
     use crate::{
@@ -157,7 +157,7 @@ mod cluster {
 
     fn config(server: &RedisServer, node: &str) -> RedisConfig {
         RedisConfig {
-            url: server.url().into(),
+            target: RedisTarget::Server(server.url().into()),
             node_id: node.into(),
             bus_shards: 4,
             bus_retention_ms: 600_000,
@@ -167,6 +167,7 @@ mod cluster {
             node_ttl_ms: 15_000,
             max_lag_ms: 10_000,
             presence_max_users: rookery::engine::DEFAULT_PRESENCE_MAX_USERS,
+            min_replicas: 0,
         }
     }
 

@@ -46,13 +46,6 @@ impl Acks {
         }
     }
 
-    /// Forgets the waiting ids: they stay pending in Redis and the next run of the consumer
-    /// reads them again (used when the connection they were read on failed).
-    pub fn clear(&mut self) {
-        self.ids.iter_mut().for_each(Vec::clear);
-        (self.count, self.oldest) = (0, None);
-    }
-
     /// The `XACK`s of every waiting id, one per inbox, as one pipeline; `None` when none waits.
     /// Clears the waiting ids.
     pub fn take_pipeline(&mut self, inboxes: &[String], group: &str) -> Option<redis::Pipeline> {

@@ -13,18 +13,25 @@
 //! - its registrations were written back after it was reaped (its rooms' events went to no
 //!   inbox of its in the meantime);
 //! - Redis lost its data (a new epoch): then every local room gets a `gap`, and the node writes
-//!   its sessions and presence back.
+//!   its sessions and presence back;
+//! - a read failed on a Redis Cluster (a primary may have been replaced by a replica that lacks
+//!   the newest writes: a room whose position the history no longer holds gets a `gap`).
+//!
+//! On one server one read covers every inbox; on a Redis Cluster a command covers one slot, so
+//! each inbox has a lane of its own (a connection and a blocking read), and the lanes' reads run
+//! side by side. Either way the same loop hands out what each read returns.
 
 use std::{
-    collections::HashMap,
+    pin::Pin,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
-use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection};
+use futures_util::{StreamExt, stream::FuturesUnordered};
+use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection, cluster::ClusterClient};
 use tracing::Instrument;
 
-use super::{Keys, Shared, acks::Acks, field};
+use super::{Keys, Shared, acks::Acks, connection::Link, field};
 use crate::{
     domain::{Message, MessageId, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
     engine::{BusEvent, Delivery, EngineError},
@@ -40,19 +47,41 @@ const RETRY_LAST: Duration = Duration::from_secs(5);
 
 type ReadReply = Option<Vec<(String, Vec<(String, Option<Vec<String>>)>)>>;
 
+/// Where the consumer opens the connections its blocking reads wait on.
+pub enum ReadClient {
+    /// One server: one read covers every inbox.
+    Server(Box<Client>),
+    /// A Redis Cluster: a read covers one slot, so each inbox has a lane (and a connection) of
+    /// its own.
+    Cluster(Box<ClusterClient>),
+}
+
+/// Inboxes read together by one blocking read, on a connection of their own.
+struct Lane {
+    /// The shards of the inboxes, in the order of `inboxes`.
+    shards: Vec<usize>,
+    inboxes: Vec<String>,
+    conn: Link<MultiplexedConnection>,
+    /// Entries handed over and not yet acknowledged (see `acks`), per inbox of the lane.
+    acks: Acks,
+    /// Per inbox, where the next read starts: after the last pending entry read, while the
+    /// lane replays what this node was handed before and did not acknowledge; then `>` (new).
+    from: Vec<String>,
+}
+
+/// A lane's completed read: the lane, when the read started, and what it returned.
+type Read = (Lane, tokio::time::Instant, redis::RedisResult<ReadReply>);
+
 /// Reads this node's groups and delivers what it reads.
 pub struct BusConsumer {
-    client: Client,
+    client: ReadClient,
     shared: Arc<Shared>,
     delivery: Arc<dyn Delivery>,
-    /// This node's inboxes, one per shard.
-    buses: Vec<String>,
-    shard_of: HashMap<String, usize>,
     /// Per shard, when a read last found no more entries than it took (ms since the epoch).
     drained_at: Vec<u64>,
+    /// Per shard, how far behind the newest entry of its last full read was (ms).
+    lags: Vec<u64>,
     pending_work: PendingWork,
-    /// Entries handed over and not yet acknowledged (see `acks`).
-    acks: Acks,
 }
 
 /// Work a reconnect found necessary, kept until it succeeds.
@@ -99,12 +128,16 @@ fn from_engine(error: EngineError) -> redis::RedisError {
 }
 
 impl BusConsumer {
-    pub fn new(client: Client, shared: Arc<Shared>, delivery: Arc<dyn Delivery>) -> Self {
-        let buses = shared.keys.inboxes(&shared.config.node_id);
-        let shard_of = buses.iter().enumerate().map(|(shard, bus)| (bus.clone(), shard)).collect();
-        let drained_at = vec![now_ms(); buses.len()];
-        let acks = Acks::new(buses.len());
-        Self { client, shared, delivery, buses, shard_of, drained_at, pending_work: PendingWork::default(), acks }
+    pub fn new(client: ReadClient, shared: Arc<Shared>, delivery: Arc<dyn Delivery>) -> Self {
+        let shards = shared.keys.inboxes(&shared.config.node_id).len();
+        Self {
+            client,
+            shared,
+            delivery,
+            drained_at: vec![now_ms(); shards],
+            lags: vec![0; shards],
+            pending_work: PendingWork::default(),
+        }
     }
 
     /// Reads until the node drains (or the task is dropped), reconnecting after failures.
@@ -117,26 +150,91 @@ impl BusConsumer {
                     pause = RETRY_FIRST;
                 }
                 tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "bus consumer failed; reconnecting");
+                if matches!(self.client, ReadClient::Cluster(_)) {
+                    // A primary may have been replaced by a replica without its newest writes:
+                    // catching up finds a room's position missing from its history and reports
+                    // the gap, instead of going on as if nothing was lost.
+                    self.pending_work.catch_up = true;
+                }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(RETRY_LAST);
             }
         }
     }
 
+    /// Opens the lanes (what a failed connection read and did not acknowledge is pending, and
+    /// is read again), makes sure Redis has this node's groups and the functions, and reads
+    /// until the node drains.
     async fn consume(&mut self) -> redis::RedisResult<()> {
-        // Blocking reads get a connection of their own with no response timeout.
-        let config = AsyncConnectionConfig::new().set_response_timeout(None);
-        let mut conn = self.client.get_multiplexed_async_connection_with_config(&config).await?;
-        // What a failed connection read and did not acknowledge is pending: read again below.
-        self.acks.clear();
-        // Redis may have come back empty: groups and functions are recreated on every connect,
-        // groups first, so no publish (which needs the functions) can precede this node's group.
-        let created = create_groups(&mut conn, &self.shared.keys, &self.shared.config.node_id).await?;
-        super::migrate(&mut conn).await.map_err(|e| match e {
+        let node = self.shared.config.node_id.clone();
+        let inboxes = self.shared.keys.inboxes(&node);
+        let lanes = match &self.client {
+            ReadClient::Server(client) => {
+                // Blocking reads get a connection of their own with no response timeout.
+                let config = AsyncConnectionConfig::new().set_response_timeout(None);
+                let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+                self.prepare(&mut conn).await?;
+                vec![Lane::new((0..inboxes.len()).collect(), &inboxes, Link::Server(conn))]
+            }
+            ReadClient::Cluster(client) => {
+                let mut lanes = Vec::with_capacity(inboxes.len());
+                for shard in 0..inboxes.len() {
+                    let conn = client.get_async_connection().await?;
+                    lanes.push(Lane::new(vec![shard], &inboxes, Link::Cluster(conn)));
+                }
+                let mut shared_conn = self.shared.redis.clone();
+                self.prepare(&mut shared_conn).await?;
+                lanes
+            }
+        };
+        let mut reads: FuturesUnordered<Pin<Box<dyn Future<Output = Read> + Send>>> = FuturesUnordered::new();
+        for lane in lanes {
+            reads.push(Box::pin(lane.read(self.read_params(), None)));
+        }
+        // Pending entries first, until none is left; then new ones. Each lane goes on reading
+        // as soon as its read is handled; the node stops once every lane's read is in.
+        while let Some((mut lane, started, reply)) = reads.next().await {
+            let handled = match reply {
+                Ok(reply) => self.catch_up_if_needed().await.map(|()| self.handle(&mut lane, started, reply)),
+                Err(error) => Err(error),
+            };
+            let read = match handled {
+                Ok(read) => read,
+                Err(error) => {
+                    // The other lanes' reads are dropped with their connections: what they took
+                    // stays pending, and the next connect reads it again.
+                    return Err(error);
+                }
+            };
+            if self.stopping() {
+                lane.acknowledge(&self.shared).await?;
+                continue;
+            }
+            // Reads that come back with less than a full batch start at most every read
+            // interval. Under a trickle of small-room traffic a read returned one or two
+            // entries, so every entry cost a read of its own (a round trip, and Redis's work per
+            // call); waiting a moment lets a read take what arrived meanwhile, at the price of at
+            // most that much latency, and only while the node is busy.
+            let batch = self.shared.config.read_batch;
+            let not_before = (read > 0 && read < batch).then(|| started + self.shared.config.read_interval);
+            if read == 0 || lane.acks.due(batch) {
+                lane.acknowledge(&self.shared).await?;
+            }
+            reads.push(Box::pin(lane.read(self.read_params(), not_before)));
+        }
+        Ok(())
+    }
+
+    /// Creates this node's groups and loads the functions (Redis may have come back empty),
+    /// groups first, so no publish (which needs the functions) can precede this node's group;
+    /// then compares the epoch and queues the work a change calls for.
+    async fn prepare(&mut self, conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<()> {
+        let created = create_groups(conn, &self.shared.keys, &self.shared.config.node_id).await?;
+        super::migrate(conn).await.map_err(|e| match e {
             super::MigrateError::Redis(error) => error,
             other => redis::RedisError::from((redis::ErrorKind::Client, "migration", other.to_string())),
         })?;
-        match self.check_epoch(&mut conn).await? {
+        match self.check_epoch(conn).await? {
             Epoch::Changed => {
                 tracing::warn!("Redis lost its data; restoring this node's sessions and reporting gaps");
                 for (room, after) in self.delivery.catch_up_positions() {
@@ -151,31 +249,11 @@ impl BusConsumer {
             }
             Epoch::Same => {}
         }
-        // Pending entries first (id 0), until none is left; then new ones (id >).
-        self.catch_up_if_needed().await?;
-        while self.read(&mut conn, "0").await? > 0 {}
-        while !self.stopping() {
-            self.catch_up_if_needed().await?;
-            let started = tokio::time::Instant::now();
-            let read = self.read(&mut conn, ">").await?;
-            // Reads that come back with less than a full batch start at most every read interval.
-            // Under a trickle of small-room traffic a read returned one or two entries, so every
-            // entry cost a read of its own (a round trip, and Redis's work per call); waiting a
-            // moment lets a read take what arrived meanwhile, at the price of at most that much
-            // latency, and only while the node is busy.
-            if read > 0 && read < self.shared.config.read_batch {
-                tokio::time::sleep_until(started + self.shared.config.read_interval).await;
-            }
-        }
-        self.acknowledge(&mut conn).await
+        self.catch_up_if_needed().await
     }
 
-    /// Acknowledges every entry handed over so far, in one round trip.
-    async fn acknowledge(&mut self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-        if let Some(pipe) = self.acks.take_pipeline(&self.buses, &self.shared.config.node_id) {
-            let () = self.shared.timed("bus_ack", pipe.query_async(conn)).await?;
-        }
-        Ok(())
+    fn read_params(&self) -> ReadParams {
+        ReadParams { group: self.shared.config.node_id.clone(), batch: self.shared.config.read_batch }
     }
 
     fn stopping(&self) -> bool {
@@ -184,8 +262,8 @@ impl BusConsumer {
 
     /// Restores registrations and catches up when a reconnect asked for it or a shard has not
     /// been drained for half the bus retention (its oldest unread entries may be trimmed before
-    /// this node reads them). Runs before a read, so nothing read later can move a room's
-    /// position past entries the bus lost. Flags stay set until the work succeeds.
+    /// this node reads them). Runs before a read is handled, so nothing read later can move a
+    /// room's position past entries the bus lost. Flags stay set until the work succeeds.
     async fn catch_up_if_needed(&mut self) -> redis::RedisResult<()> {
         let started = now_ms();
         let oldest_drain = self.drained_at.iter().copied().min().unwrap_or(started);
@@ -209,7 +287,7 @@ impl BusConsumer {
     }
 
     /// Sets the epoch if Redis has none (emptied) and compares it with the one this node saw.
-    async fn check_epoch(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<Epoch> {
+    async fn check_epoch(&self, conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<Epoch> {
         let current = super::epoch::ensure(conn).await?;
         let mut known = self.shared.epoch.lock().unwrap_or_else(|p| p.into_inner());
         let epoch = if *known == current { Epoch::Same } else { Epoch::Changed };
@@ -241,39 +319,24 @@ impl BusConsumer {
         Ok(())
     }
 
-    /// One read over every shard; returns how many entries it delivered.
-    async fn read(&mut self, conn: &mut MultiplexedConnection, from: &str) -> redis::RedisResult<usize> {
-        let (group, batch) = (&self.shared.config.node_id, self.shared.config.read_batch);
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(group).arg(group).arg("COUNT").arg(batch);
-        if from == ">" {
-            cmd.arg("BLOCK").arg(self.acks.block_for(BLOCK).as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(&self.buses);
-        for _ in &self.buses {
-            cmd.arg(from);
-        }
-        let started = now_ms();
-        let reply: ReadReply = cmd.query_async(conn).await?;
+    /// Delivers what a lane's read returned; returns how many entries it held.
+    fn handle(&mut self, lane: &mut Lane, started: tokio::time::Instant, reply: ReadReply) -> usize {
+        let batch = self.shared.config.read_batch;
         let finished = now_ms();
+        let started_ms = finished.saturating_sub(started.elapsed().as_millis() as u64);
         self.shared.last_read.store(finished, Ordering::Release);
-        let previous_drains = std::mem::replace(&mut self.drained_at, vec![started; self.buses.len()]);
-        let mut lags = vec![0u64; self.buses.len()];
+        let mut full = vec![false; lane.inboxes.len()];
         let mut delivered = 0;
-        for (bus, entries) in reply.unwrap_or_default() {
-            if entries.is_empty() {
-                continue;
-            }
+        for (inbox, entries) in reply.unwrap_or_default() {
+            let Some(position) = lane.inboxes.iter().position(|name| *name == inbox) else { continue };
+            let shard = lane.shards[position];
             if entries.len() >= batch {
                 // More may be waiting: the shard is not drained, and the node is behind by at
                 // least the age of the newest entry it took.
-                if let Some(&shard) = self.shard_of.get(&bus) {
-                    self.drained_at[shard] = previous_drains[shard];
-                    let newest = entries.last().and_then(|(id, _)| id.parse::<MessageId>().ok());
-                    lags[shard] = newest.map_or(0, |id| finished.saturating_sub(id.millis()));
-                }
+                full[position] = true;
+                let newest = entries.last().and_then(|(id, _)| id.parse::<MessageId>().ok());
+                self.lags[shard] = newest.map_or(0, |id| finished.saturating_sub(id.millis()));
             }
-            let inbox = self.shard_of.get(&bus).copied().unwrap_or(usize::MAX);
             for (id, fields) in entries {
                 // A pending entry trimmed from the stream comes back without fields.
                 match fields.as_deref().map(decode) {
@@ -281,18 +344,65 @@ impl BusConsumer {
                     Some(None) => self.shared.metrics.bus_event("undecodable"),
                     None => self.shared.metrics.bus_event("trimmed"),
                 }
-                self.acks.add(inbox, id);
+                if lane.from[position] != ">" {
+                    lane.from[position].clone_from(&id);
+                }
+                lane.acks.add(position, id);
                 delivered += 1;
             }
         }
-        if delivered == 0 || self.acks.due(batch) {
-            self.acknowledge(conn).await?;
+        for (position, &shard) in lane.shards.iter().enumerate() {
+            if !full[position] {
+                self.drained_at[shard] = started_ms;
+                self.lags[shard] = 0;
+            }
+            self.shared.metrics.set_bus_lag(shard as u32, Duration::from_millis(self.lags[shard]));
         }
-        for (shard, lag) in lags.iter().enumerate() {
-            self.shared.metrics.set_bus_lag(shard as u32, Duration::from_millis(*lag));
+        if delivered == 0 {
+            // Nothing (more) pending: read new entries from now on.
+            lane.from.iter_mut().for_each(|from| *from = ">".to_owned());
         }
-        self.shared.lag_ms.store(lags.into_iter().max().unwrap_or(0), Ordering::Release);
-        Ok(delivered)
+        self.shared.lag_ms.store(self.lags.iter().copied().max().unwrap_or(0), Ordering::Release);
+        delivered
+    }
+}
+
+/// What every read asks for.
+struct ReadParams {
+    group: String,
+    batch: usize,
+}
+
+impl Lane {
+    fn new(shards: Vec<usize>, inboxes: &[String], conn: Link<MultiplexedConnection>) -> Self {
+        let lane_inboxes: Vec<String> = shards.iter().map(|&shard| inboxes[shard].clone()).collect();
+        let count = lane_inboxes.len();
+        Self { shards, inboxes: lane_inboxes, conn, acks: Acks::new(count), from: vec!["0".to_owned(); count] }
+    }
+
+    /// One read over the lane's inboxes, started no earlier than `not_before`; blocks while
+    /// there is nothing new (no longer than a waiting acknowledgement may wait).
+    async fn read(mut self, params: ReadParams, not_before: Option<tokio::time::Instant>) -> Read {
+        if let Some(at) = not_before {
+            tokio::time::sleep_until(at).await;
+        }
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP").arg(&params.group).arg(&params.group).arg("COUNT").arg(params.batch);
+        if self.from.iter().all(|from| from == ">") {
+            cmd.arg("BLOCK").arg(self.acks.block_for(BLOCK).as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.inboxes).arg(&self.from);
+        let started = tokio::time::Instant::now();
+        let reply = cmd.query_async(&mut self.conn).await;
+        (self, started, reply)
+    }
+
+    /// Acknowledges every entry handed over so far, in one round trip.
+    async fn acknowledge(&mut self, shared: &Shared) -> redis::RedisResult<()> {
+        if let Some(pipe) = self.acks.take_pipeline(&self.inboxes, &shared.config.node_id) {
+            let () = shared.timed("bus_ack", pipe.query_async(&mut self.conn)).await?;
+        }
+        Ok(())
     }
 }
 

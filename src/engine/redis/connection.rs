@@ -1,9 +1,10 @@
 //! The node's connection to Redis for everything but the bus's blocking reads.
 //!
-//! One multiplexed connection, shared by every task (their requests are pipelined over it), that
-//! reconnects by itself. A pool checks each connection it hands out with a PING round trip, which
-//! doubled the round trips of every engine call; this connection checks itself only after it has
-//! been idle for [`CHECK_AFTER_IDLE`], which costs nothing under load.
+//! On one server: one multiplexed connection, shared by every task (their requests are
+//! pipelined over it), that reconnects by itself. A pool checks each connection it hands out
+//! with a PING round trip, which doubled the round trips of every engine call; this connection
+//! checks itself only after it has been idle for [`CHECK_AFTER_IDLE`], which costs nothing under
+//! load.
 //!
 //! The connection speaks RESP3, over which it tells the manager at once when Redis closes it, and
 //! the manager reconnects. While Redis is down calls fail at once (the engine answers
@@ -12,6 +13,15 @@
 //! anything was sent is tried once more, on the fresh connection. A call that may have reached
 //! Redis is never repeated (a publish would be stored twice). The idle check covers a close the
 //! connection did not see: a failed PING is harmless, and makes it reconnect before the call.
+//!
+//! On a Redis Cluster: the cluster client of the `redis` crate, which keeps one multiplexed
+//! connection per primary and follows the topology (see `cluster`). A pipeline whose commands
+//! live in different slots is sent as one pipeline per slot (see `cluster::split_by_slot`).
+//!
+//! On a cluster, a call that finds the rookery functions missing (a primary that joined the
+//! cluster after the node started) loads them on every primary and is sent again: Redis ran
+//! none of it. (On one server, a Redis that lost the functions lost everything: the bus
+//! consumer restores it in order, see `bus`.)
 
 use std::{
     future::Future,
@@ -25,12 +35,13 @@ use std::{
 use redis::{
     Client, Cmd, Pipeline, ProtocolVersion, RedisFuture, RedisResult, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster_async::ClusterConnection,
 };
 
 use crate::domain::now_ms;
 
 /// How long one attempt to (re)connect may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A connection unused for this long is checked with a PING before the next call.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -38,9 +49,16 @@ const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// A cheap-to-clone handle on the shared connection.
 #[derive(Clone)]
 pub struct RedisConnection {
-    manager: ConnectionManager,
+    link: Link<ConnectionManager>,
     /// When a call last succeeded (ms since the epoch), shared by every handle.
     last_ok_ms: Arc<AtomicU64>,
+}
+
+/// A connection to one server (`S`) or to a Redis Cluster, used alike.
+#[derive(Clone)]
+pub(super) enum Link<S> {
+    Server(S),
+    Cluster(ClusterConnection),
 }
 
 impl RedisConnection {
@@ -54,22 +72,42 @@ impl RedisConnection {
         let config =
             ConnectionManagerConfig::new().set_number_of_retries(0).set_connection_timeout(Some(CONNECT_TIMEOUT));
         let manager = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self { manager, last_ok_ms: Arc::new(AtomicU64::new(now_ms())) })
+        Ok(Self::new(Link::Server(manager)))
+    }
+
+    /// Wraps a connection to a Redis Cluster (see `cluster::shared_connection`).
+    pub(super) fn cluster(connection: ClusterConnection) -> Self {
+        Self::new(Link::Cluster(connection))
+    }
+
+    fn new(link: Link<ConnectionManager>) -> Self {
+        Self { link, last_ok_ms: Arc::new(AtomicU64::new(now_ms())) }
+    }
+
+    /// True on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.link, Link::Cluster(_))
     }
 
     /// Sends a call (`send` may run twice, see the module docs). After a quiet spell a PING goes
-    /// first: on a connection Redis closed meanwhile it fails and the manager reconnects, so the
-    /// call itself goes out on a live connection.
-    async fn call<T, Sent>(&mut self, send: impl Fn(ConnectionManager) -> Sent) -> RedisResult<T>
+    /// first on one server: on a connection Redis closed meanwhile it fails and the manager
+    /// reconnects, so the call itself goes out on a live connection.
+    async fn call<T, Sent>(&mut self, send: impl Fn(Link<ConnectionManager>) -> Sent) -> RedisResult<T>
     where
         Sent: Future<Output = RedisResult<T>>,
     {
         let idle_ms = now_ms().saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
-        if idle_ms > CHECK_AFTER_IDLE.as_millis() as u64 {
-            let _ = self.manager.send_packed_command(&redis::cmd("PING")).await;
+        if let Link::Server(manager) = &mut self.link
+            && idle_ms > CHECK_AFTER_IDLE.as_millis() as u64
+        {
+            let _ = manager.send_packed_command(&redis::cmd("PING")).await;
         }
-        let result = match send(self.manager.clone()).await {
-            Err(error) if error.is_connection_refusal() => send(self.manager.clone()).await,
+        let result = match send(self.link.clone()).await {
+            Err(error) if error.is_connection_refusal() && !self.is_cluster() => send(self.link.clone()).await,
+            Err(error) if self.is_cluster() && super::migrate::functions_missing(&error) => {
+                super::migrate::load_library(&mut self.link.clone()).await?;
+                send(self.link.clone()).await
+            }
             other => other,
         };
         if result.is_ok() {
@@ -79,9 +117,12 @@ impl RedisConnection {
     }
 }
 
-impl ConnectionLike for RedisConnection {
+impl<S: ConnectionLike + Send> ConnectionLike for Link<S> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(self.call(move |mut manager| async move { manager.send_packed_command(cmd).await }))
+        match self {
+            Link::Server(server) => server.req_packed_command(cmd),
+            Link::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
     }
 
     fn req_packed_commands<'a>(
@@ -90,12 +131,35 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(
-            self.call(move |mut manager| async move { manager.send_packed_commands(pipeline, offset, count).await }),
-        )
+        match self {
+            Link::Server(server) => server.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(cluster) => Box::pin(super::cluster::query_split(cluster, pipeline, offset, count)),
+        }
     }
 
     fn get_db(&self) -> i64 {
-        self.manager.get_db()
+        match self {
+            Link::Server(server) => server.get_db(),
+            Link::Cluster(_) => 0,
+        }
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(self.call(move |mut link| async move { link.req_packed_command(cmd).await }))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(self.call(move |mut link| async move { link.req_packed_commands(pipeline, offset, count).await }))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.link.get_db()
     }
 }

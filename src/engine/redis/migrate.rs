@@ -43,7 +43,7 @@ pub async fn migrate(conn: &mut impl ConnectionLike) -> Result<u32, MigrateError
     if found > SCHEMA_VERSION {
         return Err(MigrateError::NewerSchema { found, known: SCHEMA_VERSION });
     }
-    let _: String = redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY).query_async(conn).await?;
+    load_library(conn).await?;
     let before: u32 =
         redis::cmd("EVAL").arg(RAISE_VERSION).arg(1).arg(Keys::schema()).arg(SCHEMA_VERSION).query_async(conn).await?;
     if before > SCHEMA_VERSION {
@@ -51,4 +51,15 @@ pub async fn migrate(conn: &mut impl ConnectionLike) -> Result<u32, MigrateError
         return Err(MigrateError::NewerSchema { found: before, known: SCHEMA_VERSION });
     }
     Ok(found)
+}
+
+/// Loads this version's function library (on every primary of a cluster).
+pub(super) async fn load_library(conn: &mut impl ConnectionLike) -> redis::RedisResult<()> {
+    let _: redis::Value = redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(LIBRARY).query_async(conn).await?;
+    Ok(())
+}
+
+/// True when a call failed because Redis does not have the rookery functions (it ran nothing).
+pub(super) fn functions_missing(error: &redis::RedisError) -> bool {
+    error.to_string().contains("Function not found")
 }

@@ -1,6 +1,7 @@
 //! The Redis engine: messages, history, presence and sessions in Redis, so many nodes act as one.
 //!
 //! - `connection`: the one multiplexed connection every call but the bus's reads goes over;
+//! - `cluster`: running on a Redis Cluster (its clients; pipelines split by slot);
 //! - `keys`: the key layout; `migrate`: the versioned Redis Functions applied at start;
 //! - `epoch`: which data Redis holds, so a resume from before a data loss fails closed;
 //! - `store`: publish, history and recover, one round trip each;
@@ -15,6 +16,7 @@
 
 mod acks;
 mod bus;
+mod cluster;
 mod connection;
 mod epoch;
 mod keys;
@@ -46,11 +48,29 @@ use crate::{
 use sessions::SessionTable;
 use tracing::Instrument;
 
+/// Where the node finds Redis. The URLs may carry a password: `Debug` prints them as
+/// `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub enum RedisTarget {
+    /// One server (`ROOKERY_REDIS_URL`).
+    Server(secrecy::SecretString),
+    /// A Redis Cluster, found through any of these nodes (`ROOKERY_REDIS_CLUSTER_NODES`).
+    Cluster(Vec<secrecy::SecretString>),
+}
+
+impl RedisTarget {
+    fn urls(&self) -> Vec<&str> {
+        match self {
+            RedisTarget::Server(url) => vec![secrecy::ExposeSecret::expose_secret(url)],
+            RedisTarget::Cluster(urls) => urls.iter().map(secrecy::ExposeSecret::expose_secret).collect(),
+        }
+    }
+}
+
 /// How a node reaches Redis and lays out its keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// May carry a password: `Debug` prints it as `[REDACTED]`.
-    pub url: secrecy::SecretString,
+    pub target: RedisTarget,
     /// The node's id: its inboxes, their consumer group, and its entry in the registry.
     pub node_id: String,
     pub bus_shards: u32,
@@ -66,12 +86,15 @@ pub struct RedisConfig {
     pub max_lag_ms: u64,
     /// Rooms with more users have no presence events (see `PresenceStore::join`).
     pub presence_max_users: u64,
+    /// Replicas that must have a message before its sender gets `ack` (`store`); 0 acks what
+    /// the primary stored.
+    pub min_replicas: u32,
 }
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("ROOKERY_REDIS_URL is not a usable Redis URL: {0}")]
+    #[error("the Redis URL is not usable: {0}")]
     Url(String),
     #[error(transparent)]
     Migrate(#[from] MigrateError),
@@ -164,17 +187,31 @@ impl RedisEngine {
         delivery: Arc<dyn Delivery>,
         metrics: Metrics,
     ) -> Result<Self, ConnectError> {
-        let url = secrecy::ExposeSecret::expose_secret(&config.url);
-        if url.starts_with("rediss://") {
+        if config.target.urls().iter().any(|url| url.starts_with("rediss://")) {
             // `rediss://` runs on rustls, which needs a process-wide crypto provider; an error
             // only means one is installed already.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = redis::Client::open(url).map_err(|e| ConnectError::Url(e.to_string()))?;
-        let redis = RedisConnection::connect(client.clone()).await.map_err(|e| ConnectError::Redis(e.to_string()))?;
+        let url_error = |e: redis::RedisError| ConnectError::Url(e.to_string());
+        let redis_error = |e: redis::RedisError| ConnectError::Redis(e.to_string());
+        let (redis, read_client) = match &config.target {
+            RedisTarget::Server(url) => {
+                let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(url)).map_err(url_error)?;
+                let redis = RedisConnection::connect(client.clone()).await.map_err(redis_error)?;
+                (redis, bus::ReadClient::Server(Box::new(client)))
+            }
+            RedisTarget::Cluster(_) => {
+                let seeds: Vec<String> = config.target.urls().into_iter().map(str::to_owned).collect();
+                let calls = cluster::client(&seeds, false).map_err(url_error)?;
+                let reads = cluster::client(&seeds, true).map_err(url_error)?;
+                let redis = RedisConnection::cluster(calls.get_async_connection().await.map_err(redis_error)?);
+                (redis, bus::ReadClient::Cluster(Box::new(reads)))
+            }
+        };
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {
-            store: MessageStore::new(redis.clone(), keys.clone(), config.history_len, config.bus_retention_ms),
+            store: MessageStore::new(redis.clone(), keys.clone(), config.history_len, config.bus_retention_ms)
+                .with_min_replicas(config.min_replicas),
             presence: RedisPresence::new(
                 redis.clone(),
                 keys.clone(),
@@ -195,7 +232,6 @@ impl RedisEngine {
         });
         let mut conn = shared.redis.clone();
         migrate(&mut conn).await?;
-        let redis_error = |e: redis::RedisError| ConnectError::Redis(e.to_string());
         *shared.epoch.lock().unwrap_or_else(|p| p.into_inner()) =
             epoch::ensure(&mut conn).await.map_err(redis_error)?;
         // Groups exist before the first publish this node could be asked to deliver.
@@ -211,7 +247,7 @@ impl RedisEngine {
         // Their log lines name the node.
         let context = || tracing::info_span!(target: CONTEXT_TARGET, "engine", node = %shared.config.node_id);
         let consumer =
-            tokio::spawn(bus::BusConsumer::new(client, shared.clone(), delivery).run().instrument(context()));
+            tokio::spawn(bus::BusConsumer::new(read_client, shared.clone(), delivery).run().instrument(context()));
         let heartbeat = tokio::spawn(nodes::run(shared.clone()).instrument(context()));
         Ok(Self { shared, consumer: Mutex::new(Some(consumer)), heartbeat })
     }
@@ -381,7 +417,7 @@ pub(crate) fn engine_error(error: &redis::RedisError) -> EngineError {
     }
     // A Redis that came back empty has lost the functions until the bus consumer reconnects and
     // loads them again: retryable too.
-    let functions_lost = error.to_string().contains("Function not found");
+    let functions_lost = migrate::functions_missing(error);
     if functions_lost || error.is_io_error() || error.is_connection_refusal() || error.is_connection_dropped() {
         EngineError::Unavailable(error.to_string())
     } else {

@@ -88,18 +88,15 @@ struct Beat {
     reaped: bool,
 }
 
-/// Records this node as alive.
+/// Records this node as alive, and reads the epoch in the same round trip.
 async fn heartbeat(shared: &Shared, last_epoch: Option<&str>) -> Result<Beat, EngineError> {
     let mut conn = shared.redis.clone();
-    let (added, epoch): (i64, String) = redis::cmd("FCALL")
-        .arg("rookery_v1_heartbeat")
-        .arg(2)
-        .arg(Keys::nodes())
-        .arg(Keys::epoch())
-        .arg(&shared.config.node_id)
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| super::engine_error(&e))?;
+    let mut pipe = redis::pipe();
+    pipe.cmd("FCALL").arg("rookery_v1_heartbeat").arg(1).arg(Keys::nodes()).arg(&shared.config.node_id);
+    pipe.add_command(super::epoch::get());
+    let (added, epoch): (i64, Option<String>) =
+        pipe.query_async(&mut conn).await.map_err(|e| super::engine_error(&e))?;
+    let epoch = epoch.unwrap_or_default();
     let reaped = added == 1 && !epoch.is_empty() && last_epoch == Some(epoch.as_str());
     Ok(Beat { epoch, reaped })
 }

@@ -13,7 +13,13 @@ pub struct MessageStore {
     keys: Keys,
     history_len: usize,
     bus_retention_ms: u64,
+    /// Replicas that must confirm a message before it is acked (`ROOKERY_REDIS_MIN_REPLICAS`).
+    min_replicas: u32,
 }
+
+/// How long a publish waits for its replicas. Below the 500 ms an answer may take, so a slow
+/// replica gets `not_replicated` (stored, at risk) rather than `timeout` (unknown).
+pub const REPLICA_WAIT_MS: u64 = 250;
 
 fn bad_data(what: &str) -> EngineError {
     EngineError::Internal(format!("unexpected data in Redis: {what}"))
@@ -29,15 +35,41 @@ fn message_id(raw: &str) -> Result<MessageId, EngineError> {
 
 impl MessageStore {
     pub fn new(redis: RedisConnection, keys: Keys, history_len: usize, bus_retention_ms: u64) -> Self {
-        Self { redis, keys, history_len, bus_retention_ms }
+        Self { redis, keys, history_len, bus_retention_ms, min_replicas: 0 }
+    }
+
+    /// Acks a message only once `replicas` replicas have it (see [`Self::publish`]).
+    pub fn with_min_replicas(mut self, replicas: u32) -> Self {
+        self.min_replicas = replicas;
+        self
     }
 
     /// Appends `message` to its room's history and to the inbox of each node serving the room;
-    /// returns its id.
+    /// returns its id. With a replica minimum, a `WAIT` follows in the same round trip (on the
+    /// same connection, so it covers this write): fewer confirmations in time is
+    /// [`EngineError::NotReplicated`].
     pub async fn publish(&self, message: &NewMessage) -> Result<MessageId, EngineError> {
         let mut conn = self.redis.clone();
-        let id: String = redis::cmd("FCALL")
-            .arg("rookery_v1_publish")
+        let publish = self.publish_cmd(message);
+        if self.min_replicas == 0 {
+            let id: String = publish.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            return message_id(&id);
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(publish).cmd("WAIT").arg(self.min_replicas).arg(REPLICA_WAIT_MS);
+        let (id, replicas): (String, u32) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        if replicas < self.min_replicas {
+            return Err(EngineError::NotReplicated(format!(
+                "{id} is on {replicas} of {} replicas after {REPLICA_WAIT_MS} ms",
+                self.min_replicas
+            )));
+        }
+        message_id(&id)
+    }
+
+    fn publish_cmd(&self, message: &NewMessage) -> redis::Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("rookery_v1_publish")
             .arg(5)
             .arg(self.keys.history(&message.room))
             .arg(self.keys.trimmed(&message.room))
@@ -54,11 +86,8 @@ impl MessageStore {
             .arg(message.key.as_deref().unwrap_or_default())
             // Keys are remembered at least as long as the inboxes keep entries.
             .arg(self.bus_retention_ms)
-            .arg(KEYS_PER_ROOM)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| engine_error(&e))?;
-        message_id(&id)
+            .arg(KEYS_PER_ROOM);
+        cmd
     }
 
     /// A page of the room's history, in id order.
@@ -116,24 +145,21 @@ impl MessageStore {
             .arg(2)
             .arg(self.keys.history(room))
             .arg(self.keys.trimmed(room))
-            // Nothing follows the last id; one before it reads the same (and `recovery_reply` drops
-            // what is not after `since`), where Redis would refuse `(` on the last id itself.
-            .arg(
-                since
-                    .map(|id| if id == LAST_ID { MessageId::new(u64::MAX, u64::MAX - 1) } else { id }.to_string())
-                    .unwrap_or_default(),
-            );
+            .arg(since.map(|id| id.to_string()).unwrap_or_default());
         cmd
     }
 }
 
 /// The recovery a `recover` reply describes.
 pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String]) -> Result<Recovery, EngineError> {
-    let [deleted, newest, entries @ ..] = reply else {
+    let [deleted, newest, oldest, entries @ ..] = reply else {
         return Err(bad_data("recover reply"));
     };
     let deleted = message_id(deleted)?;
+    // `0-0` means nothing was ever trimmed.
+    let trimmed_through = (deleted != MessageId::default()).then_some(deleted);
     let last_id = if newest.is_empty() { None } else { Some(message_id(newest)?) };
+    let oldest_held = if oldest.is_empty() { None } else { Some(message_id(oldest)?) };
     let mut messages = entries
         .chunks_exact(3)
         .map(|entry| {
@@ -146,11 +172,13 @@ pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String
             })
         })
         .collect::<Result<Vec<_>, EngineError>>()?;
+    // The entries start at `since` itself when the history holds it.
+    let holds_since = since.is_some_and(|since| messages.first().is_some_and(|m| m.id == since));
     messages.retain(|m| since.is_none_or(|since| m.id > since));
     Ok(Recovery {
         messages,
         last_id,
-        // `0-0` means nothing was ever trimmed.
-        recovered: since.is_none_or(|since| since >= deleted),
+        recovered: since
+            .is_none_or(|since| crate::engine::vouches_for(since, trimmed_through, oldest_held, holds_since)),
     })
 }

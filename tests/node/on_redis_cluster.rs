@@ -1,0 +1,206 @@
+//! Real nodes on a real Redis Cluster (`ROOKERY_REDIS_CLUSTER_NODES`): one server across nodes,
+//! rooms spread over every primary, a dead node reaped, a dead primary replaced by its replica.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use rookery::{domain::RoomName, engine::redis::Keys};
+use serde_json::json;
+
+use crate::{
+    helpers::{Client, Endpoint, TestApp, http, spawn_app, wait_ready},
+    node_process::NodeProcess,
+    redis_cluster::{RedisCluster, cli},
+};
+
+async fn cluster(primaries: usize, replicas: usize) -> RedisCluster {
+    tokio::task::spawn_blocking(move || RedisCluster::start(primaries, replicas)).await.expect("start the cluster")
+}
+
+async fn node(cluster: &RedisCluster, id: &str) -> TestApp {
+    node_with(cluster, id, &[]).await
+}
+
+async fn node_with(cluster: &RedisCluster, id: &str, vars: &[(&str, &str)]) -> TestApp {
+    let seeds = cluster.seeds();
+    let mut all =
+        vec![("ROOKERY_REDIS_CLUSTER_NODES", seeds.as_str()), ("ROOKERY_NODE_ID", id), ("ROOKERY_API_KEY", "k")];
+    all.extend_from_slice(vars);
+    spawn_app(&all).await
+}
+
+#[actix_web::test]
+async fn nodes_on_a_redis_cluster_act_as_one_server_and_spread_rooms_over_every_primary() {
+    let cluster = cluster(3, 0).await;
+    let (a, b) = (node(&cluster, "node-a").await, node(&cluster, "node-b").await);
+    let (mut alice, mut bob) = (a.client("alice").await, b.client("bob").await);
+    let rooms: Vec<String> = (0..24).map(|n| format!("room-{n}")).collect();
+    let mut first_ids = Vec::new();
+    for room in &rooms {
+        alice.join(room).await;
+        let joined = bob.join(room).await;
+        assert_eq!(joined["members"], json!([{"user":"alice","sessions":1},{"user":"bob","sessions":1}]), "{room}");
+        let (presence, _) = alice.recv_until("presence").await;
+        assert_eq!(presence, json!({"type":"presence","room":room,"event":"join","user":"bob"}));
+        let id = alice.say(room, "first").await;
+        let (message, _) = bob.recv_until("message").await;
+        assert_eq!((message["room"].as_str(), message["id"].as_str()), (Some(room.as_str()), Some(id.as_str())));
+        first_ids.push(id);
+    }
+    // Bob answers in every room; Alice gets each answer once (rooms on different shards
+    // arrive in any order; each room keeps its own).
+    let mut answers = std::collections::BTreeMap::new();
+    for room in &rooms {
+        answers.insert(room.clone(), bob.say(room, "second").await);
+    }
+    let mut got = std::collections::BTreeMap::new();
+    while got.len() < rooms.len() {
+        let (message, _) = alice.recv_until("message").await;
+        if message["body"] == "second" {
+            let room = message["room"].as_str().unwrap_or_default().to_owned();
+            assert!(got.insert(room, message["id"].as_str().unwrap_or_default().to_owned()).is_none(), "{message}");
+        }
+    }
+    assert_eq!(got, answers);
+
+    // A client on the other node resumes each room after its first message.
+    let mut carol = a.client("carol").await;
+    for (room, first) in rooms.iter().zip(&first_ids) {
+        carol.send(json!({"type":"join","room":room,"since":first})).await;
+        let (joined, replayed) = carol.recv_until("joined").await;
+        assert_eq!(joined["recovered"], true, "{room}");
+        let replayed: Vec<&str> = replayed.iter().map(|m| m["body"].as_str().unwrap_or_default()).collect();
+        assert_eq!(replayed, ["second"], "{room}");
+    }
+
+    // The rooms' histories are on every primary, each in the slot of its shard.
+    let keys = Keys::new(rookery::settings::DEFAULT_CLUSTER_BUS_SHARDS);
+    let mut holders = BTreeSet::new();
+    for room in &rooms {
+        let key = keys.history(&RoomName::parse(room).expect("a room name"));
+        let slot = cluster.ask("CLUSTER", &["KEYSLOT", &key]);
+        let primary = cluster.primary_of(&key);
+        let count = cli(primary, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).unwrap_or_default();
+        assert!(count.parse::<u32>().unwrap_or(0) >= 1, "{key} is not in slot {slot} of {primary}");
+        holders.insert(primary);
+    }
+    assert_eq!(holders.len(), 3, "rooms landed on {holders:?} of {:?}", cluster.primary_ports());
+
+    let (status, members) =
+        http(&b, "GET", "/api/v1/rooms/room-0/members", &[("Authorization", "Bearer k")], None).await;
+    assert_eq!((status, members["members"].as_array().map(Vec::len)), (200, Some(3)));
+    let (status, _) = http(&a, "GET", "/readyz", &[], None).await;
+    assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn a_killed_node_on_a_redis_cluster_is_reaped_and_its_users_leave() {
+    const TTL_MS: u64 = 2500;
+    let (cluster, ttl) = (cluster(3, 0).await, TTL_MS.to_string());
+    let seeds = cluster.seeds();
+    let vars = |id| {
+        vec![
+            ("ROOKERY_REDIS_CLUSTER_NODES", seeds.as_str()),
+            ("ROOKERY_NODE_ID", id),
+            ("ROOKERY_NODE_TTL_MS", ttl.as_str()),
+        ]
+    };
+    let mut a = NodeProcess::start(&vars("node-a")).await;
+    let b = NodeProcess::start(&vars("node-b")).await;
+    let mut carol = a.client("carol").await;
+    let mut bob = b.client("bob").await;
+    for room in ["lobby", "ops", "dm-carol-bob"] {
+        carol.join(room).await;
+        bob.join(room).await;
+    }
+    let id = carol.say("ops", "before").await;
+    assert_eq!(bob.recv_until("message").await.0["id"], id.as_str());
+
+    a.kill();
+    let killed = Instant::now();
+    let mut left = BTreeSet::new();
+    while left.len() < 3 {
+        let frame = bob.recv().await;
+        if frame["type"] == "presence" && frame["event"] == "leave" {
+            assert_eq!(frame["user"], "carol", "{frame}");
+            left.insert(frame["room"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(killed.elapsed() < Duration::from_millis(TTL_MS), "leaves announced after {:?}", killed.elapsed());
+    // Bob alone is left in each room, and his node still serves them.
+    let mut dave = b.client("dave").await;
+    let joined = dave.join("ops").await;
+    assert_eq!(joined["members"], json!([{"user":"bob","sessions":1},{"user":"dave","sessions":1}]));
+}
+
+/// Sends with `key` until the node acks (a retry with the key stores nothing new); returns the
+/// id.
+async fn send_until_acked(client: &mut Client, room: &str, body: &str, key: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = client.request(json!({"type":"send","room":room,"body":body,"key":key})).await;
+        if reply["type"] == "ack" {
+            return reply["id"].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(Instant::now() < deadline, "never acked: {reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// With `ROOKERY_REDIS_MIN_REPLICAS=1` an ack means a replica has the message, so the replica
+/// that takes over has everything acked. The old primary comes back as its replica, and sends
+/// are acked again.
+#[actix_web::test]
+async fn a_killed_primary_is_replaced_by_its_replica_and_loses_nothing_acked() {
+    let cluster = cluster(3, 1).await;
+    let replicated = [("ROOKERY_REDIS_MIN_REPLICAS", "1")];
+    let a = node_with(&cluster, "node-a", &replicated).await;
+    let b = node_with(&cluster, "node-b", &replicated).await;
+    let (mut alice, mut bob) = (a.client("alice").await, b.client("bob").await);
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+    let mut acked = Vec::new();
+    for n in 0..5 {
+        acked.push(send_until_acked(&mut alice, "lobby", &format!("before {n}"), &format!("b-{n}")).await);
+    }
+
+    let history = Keys::new(rookery::settings::DEFAULT_CLUSTER_BUS_SHARDS).history(&RoomName::parse("lobby").unwrap());
+    let primary = cluster.primary_of(&history);
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        cluster.kill(primary);
+        cluster.wait_for_failover();
+        cluster
+    })
+    .await
+    .expect("failover");
+    assert!(!cluster.primary_ports().contains(&primary));
+    assert_ne!(cluster.primary_of(&history), primary, "a replica took over the lobby's slot");
+    // The new primary has no replica until the old one comes back as one.
+    let refused = alice.request(json!({"type":"send","room":"lobby","body":"after","key":"a-1"})).await;
+    let successor = cluster.primary_of(&history);
+    assert_eq!(refused["type"], "error", "{refused} {:?}", cli(successor, &["INFO", "replication"]));
+    cluster = tokio::task::spawn_blocking(move || {
+        cluster.restart(primary);
+        cluster
+    })
+    .await
+    .expect("restart the old primary");
+
+    // Sends are acked again, reach the other node once, and nothing acked was lost.
+    acked.push(send_until_acked(&mut alice, "lobby", "after", "a-1").await);
+    let mut seen = Vec::new();
+    while seen.len() < acked.len() {
+        let (message, _) = bob.recv_until("message").await;
+        seen.push(message["id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(seen, acked, "bob got every acked message once, in order");
+    let page = bob.request(json!({"type":"history","room":"lobby"})).await;
+    let stored: Vec<&str> = page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(stored, acked);
+    wait_ready(&a).await;
+    wait_ready(&b).await;
+    drop(cluster);
+}

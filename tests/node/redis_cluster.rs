@@ -1,0 +1,212 @@
+//! A real Redis Cluster on free ports: `redis-server --cluster-enabled yes` per node, joined by
+//! `redis-cli --cluster create`, killed when dropped. Facts it relies on (replica sync delay,
+//! failover timing) are in `../shared/notes/redis-cluster.md`.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::redis_server::free_port;
+
+/// One `redis-server` of the cluster.
+struct ClusterNode {
+    port: u16,
+    child: Option<Child>,
+}
+
+/// A running cluster: `primaries` primaries, each with `replicas` replicas.
+pub struct RedisCluster {
+    nodes: Vec<ClusterNode>,
+    primaries: usize,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts the servers, creates the cluster, and waits until every slot is served and every
+    /// replica has synced.
+    pub fn start(primaries: usize, replicas: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!("rookery-cluster-{}", uuid::Uuid::new_v4().simple()));
+        let mut cluster = RedisCluster { nodes: Vec::new(), primaries, dir };
+        for _ in 0..primaries * (1 + replicas) {
+            let port = free_port();
+            let child = cluster.spawn(port);
+            cluster.nodes.push(ClusterNode { port, child: Some(child) });
+        }
+        for node in &cluster.nodes {
+            wait_for(&format!("redis-server on {}", node.port), || {
+                cli(node.port, &["PING"]).as_deref() == Some("PONG")
+            });
+        }
+        let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(created.status.success(), "cluster create: {}", String::from_utf8_lossy(&created.stderr));
+        for node in &cluster.nodes {
+            wait_for("cluster_state:ok", || {
+                cli(node.port, &["CLUSTER", "INFO"]).is_some_and(|info| info.contains("cluster_state:ok"))
+            });
+        }
+        if replicas > 0 {
+            wait_for("replicas in sync", || cluster.replicas_in_sync());
+        }
+        cluster
+    }
+
+    fn spawn(&self, port: u16) -> Child {
+        let dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&dir).expect("cluster node directory");
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-port", &free_port().to_string()])
+            .args(["--cluster-node-timeout", "2000", "--cluster-replica-validity-factor", "0"])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}): install it with `apt-get install -y redis-server`")
+            })
+    }
+
+    /// The seed list for `ROOKERY_REDIS_CLUSTER_NODES`: every primary it was created with.
+    pub fn seeds(&self) -> String {
+        self.nodes[..self.primaries]
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The ports of the servers that are primaries now (and alive).
+    pub fn primary_ports(&self) -> Vec<u16> {
+        self.live().filter(|port| role(*port).as_deref() == Some("master")).collect()
+    }
+
+    /// The port of the primary serving `key` now.
+    pub fn primary_of(&self, key: &str) -> u16 {
+        let slot: u16 = self.ask("CLUSTER", &["KEYSLOT", key]).parse().expect("a slot number");
+        let primaries = self.primary_ports();
+        *primaries
+            .iter()
+            .find(|&&port| serves(port, slot))
+            .unwrap_or_else(|| panic!("no primary of {primaries:?} serves slot {slot}"))
+    }
+
+    /// Kills (SIGKILL) the server on `port`.
+    pub fn kill(&mut self, port: u16) {
+        let node = self.nodes.iter_mut().find(|n| n.port == port).expect("a node of the cluster");
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the killed server on `port` again with its cluster config: it rejoins the
+    /// cluster (a primary that was replaced comes back as a replica of its successor), and
+    /// waits until every replica has synced.
+    pub fn restart(&mut self, port: u16) {
+        let child = self.spawn(port);
+        let node = self.nodes.iter_mut().find(|n| n.port == port).expect("a node of the cluster");
+        node.child = Some(child);
+        wait_for("the restarted node to sync", || role(port).as_deref() == Some("slave") && self.replicas_in_sync());
+    }
+
+    /// Waits until live primaries serve every slot again (a replica took over those of a killed
+    /// primary) and every live node sees the cluster as ok.
+    pub fn wait_for_failover(&self) {
+        wait_for("a replica promoted", || {
+            let served: usize = self.primary_ports().into_iter().map(|port| own_slots(port).len()).sum();
+            served == 16384
+                && self
+                    .live()
+                    .all(|port| cli(port, &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok")))
+        });
+    }
+
+    /// `command` on any live node.
+    pub fn ask(&self, command: &str, args: &[&str]) -> String {
+        let port = self.live().next().expect("a live node");
+        let mut all = vec![command];
+        all.extend_from_slice(args);
+        cli(port, &all).unwrap_or_default()
+    }
+
+    fn live(&self) -> impl Iterator<Item = u16> + '_ {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.port)
+    }
+
+    fn replicas_in_sync(&self) -> bool {
+        self.live()
+            .filter(|port| role(*port).as_deref() == Some("slave"))
+            .all(|port| cli(port, &["INFO", "replication"]).is_some_and(|info| info.contains("master_link_status:up")))
+    }
+}
+
+/// The server's role: `master` or `slave`.
+fn role(port: u16) -> Option<String> {
+    cli(port, &["INFO", "replication"])?.lines().find_map(|l| l.strip_prefix("role:").map(|r| r.trim().to_owned()))
+}
+
+/// Whether the primary on `port` serves `slot`.
+fn serves(port: u16, slot: u16) -> bool {
+    own_slots(port).contains(&slot)
+}
+
+/// The slots the server on `port` serves, from its own line of `CLUSTER NODES`.
+fn own_slots(port: u16) -> Vec<u16> {
+    let Some(nodes) = cli(port, &["CLUSTER", "NODES"]) else { return Vec::new() };
+    let Some(line) = nodes.lines().find(|l| l.split_whitespace().nth(2).is_some_and(|f| f.contains("myself"))) else {
+        return Vec::new();
+    };
+    line.split_whitespace()
+        .skip(8)
+        .filter_map(|range| {
+            let mut bounds = range.split('-').map(|b| b.parse::<u16>().ok());
+            match (bounds.next().flatten(), bounds.next()) {
+                (Some(low), Some(Some(high))) => Some(low..=high),
+                (Some(only), None) => Some(only..=only),
+                // Slots being migrated (`[slot->-node]`) are not counted.
+                _ => None,
+            }
+        })
+        .flatten()
+        .collect()
+}
+
+/// `redis-cli -p port args...`, its output trimmed; `None` when it failed.
+pub fn cli(port: u16, args: &[&str]) -> Option<String> {
+    let output = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    (output.status.success() && !text.starts_with("Could not connect") && !text.starts_with("ERR")).then_some(text)
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
