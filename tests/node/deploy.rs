@@ -1,5 +1,6 @@
 //! What running rookery for real relies on: the `healthcheck` subcommand the container image
-//! uses, the load balancer config (checked with `nginx -t`), and the compose file.
+//! uses, the load balancer configs (checked with `nginx -t`), the compose file with its `cluster`
+//! profile, and the local cluster script, on one Redis and on a Redis Cluster.
 
 use std::process::Command;
 
@@ -41,34 +42,76 @@ fn nginx_test(prefix: &std::path::Path, config: &std::path::Path) -> std::proces
         .unwrap_or_else(|e| panic!("cannot run nginx ({e}): install it with `apt-get install -y nginx`"))
 }
 
-#[test]
-fn the_compose_balancer_config_passes_nginx_t() {
-    // The compose config as nginx would load it, with the compose hosts as loopback addresses
-    // (nginx resolves upstream names while testing) and the includes at their place in the repo.
+/// `nginx -t` on a compose balancer config (`main` in deploy/nginx, including `upstream` there),
+/// as nginx would load it, with the compose hosts `nodes` as loopback addresses (nginx resolves
+/// upstream names while testing) and the includes at their place in the repo.
+fn check_compose_balancer(main: &str, upstream: &str, nodes: &[&str]) {
     let dir = std::env::temp_dir().join(format!("rookery-nginx-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let nginx_dir = repo("deploy/nginx");
-    let upstream = std::fs::read_to_string(nginx_dir.join("upstream.conf")).expect("upstream.conf");
-    let upstream =
-        upstream.replace("node-1:", "127.0.0.1:").replace("node-2:", "127.0.0.2:").replace("node-3:", "127.0.0.3:");
-    std::fs::write(dir.join("upstream.conf"), upstream).expect("write upstream");
-    let main = std::fs::read_to_string(nginx_dir.join("nginx.conf")).expect("nginx.conf");
-    assert!(main.contains("include /etc/nginx/rookery/proxy.conf;") && main.contains("listen 8080;"), "{main}");
-    let main = main
-        .replace("/etc/nginx/rookery/upstream.conf", &dir.join("upstream.conf").to_string_lossy())
+    let mut upstream_text = std::fs::read_to_string(nginx_dir.join(upstream)).expect(upstream);
+    for (n, node) in nodes.iter().enumerate() {
+        assert!(upstream_text.contains(&format!("server {node}:8080;")), "{upstream} balances {node}");
+        upstream_text = upstream_text.replace(&format!("{node}:"), &format!("127.0.0.{}:", n + 1));
+    }
+    std::fs::write(dir.join(upstream), upstream_text).expect("write upstream");
+    let main_text = std::fs::read_to_string(nginx_dir.join(main)).expect(main);
+    assert!(main_text.contains("include /etc/nginx/rookery/proxy.conf;") && main_text.contains("listen 8080;"));
+    assert!(main_text.contains(&format!("include /etc/nginx/rookery/{upstream};")), "{main} includes {upstream}");
+    let main_text = main_text
+        .replace(&format!("/etc/nginx/rookery/{upstream}"), &dir.join(upstream).to_string_lossy())
         .replace("/etc/nginx/rookery/", &format!("{}/", nginx_dir.display()))
         .replace("/tmp/nginx.pid", &dir.join("nginx.pid").to_string_lossy());
-    std::fs::write(dir.join("nginx.conf"), main).expect("write nginx.conf");
-    let output = nginx_test(&dir, &dir.join("nginx.conf"));
+    std::fs::write(dir.join(main), main_text).expect("write the main config");
+    let output = nginx_test(&dir, &dir.join(main));
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(output.status.success(), "nginx -t failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "nginx -t failed on {main}:\n{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn the_compose_balancer_config_passes_nginx_t() {
+    check_compose_balancer("nginx.conf", "upstream.conf", &["node-1", "node-2", "node-3"]);
+}
+
+#[test]
+fn the_compose_cluster_profile_balancer_config_passes_nginx_t() {
+    check_compose_balancer(
+        "cluster-nginx.conf",
+        "cluster-upstream.conf",
+        &["cluster-node-1", "cluster-node-2", "cluster-node-3"],
+    );
+}
+
+/// docker-compose.yml with its merge keys applied, as compose reads it.
+fn compose_file() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(repo("docker-compose.yml")).expect("docker-compose.yml");
+    let mut compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("docker-compose.yml parses");
+    compose.apply_merge().expect("merge keys");
+    compose
+}
+
+fn yaml(text: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(text).expect("yaml")
+}
+
+/// A service's command as strings.
+fn command_of(service: &serde_yaml::Value) -> Vec<String> {
+    service["command"]
+        .as_sequence()
+        .expect("a command list")
+        .iter()
+        .map(|word| word.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+/// The word after `flag` in `command`.
+fn flag_value<'a>(command: &'a [String], flag: &str) -> Option<&'a str> {
+    command.iter().position(|word| word == flag).and_then(|i| command.get(i + 1)).map(String::as_str)
 }
 
 #[test]
 fn the_compose_file_runs_redis_jaeger_three_nodes_and_the_balancer_in_order() {
-    let text = std::fs::read_to_string(repo("docker-compose.yml")).expect("docker-compose.yml");
-    let mut compose: serde_yaml::Value = serde_yaml::from_str(&text).expect("docker-compose.yml parses");
-    compose.apply_merge().expect("merge keys");
+    let compose = compose_file();
     let services = &compose["services"];
     for name in ["redis", "jaeger", "node-1", "node-2", "node-3", "lb"] {
         assert!(services.get(name).is_some(), "service {name} is missing");
@@ -118,6 +161,140 @@ fn the_compose_file_runs_redis_jaeger_three_nodes_and_the_balancer_in_order() {
     );
 }
 
+const DEFAULT_SERVICES: [&str; 6] = ["redis", "jaeger", "node-1", "node-2", "node-3", "lb"];
+
+#[test]
+fn the_compose_cluster_profile_runs_a_redis_cluster_and_nodes_on_it_and_leaves_the_default_alone() {
+    let compose = compose_file();
+    let services = compose["services"].as_mapping().expect("services");
+    let named = |name: &str| &compose["services"][name];
+    let cluster_profile = yaml("[cluster]");
+
+    // `docker compose up` starts the services without a profile: the same six as ever, and
+    // nothing of the Redis Cluster reaches them.
+    let mut default: Vec<&str> = services
+        .iter()
+        .filter(|(_, service)| service.get("profiles").is_none())
+        .map(|(name, _)| name.as_str().expect("a service name"))
+        .collect();
+    default.sort_unstable();
+    let mut expected = DEFAULT_SERVICES.to_vec();
+    expected.sort_unstable();
+    assert_eq!(default, expected, "the services `docker compose up` starts");
+    for (name, service) in services {
+        if service.get("profiles").is_some() {
+            assert_eq!(service["profiles"], cluster_profile, "{name:?} is in the cluster profile only");
+        }
+    }
+    assert_eq!(flag_value(&command_of(named("redis")), "--cluster-enabled"), None, "the default Redis is one server");
+    for n in 1..=3 {
+        let env = &named(&format!("node-{n}"))["environment"];
+        assert!(env.get("ROOKERY_REDIS_CLUSTER_NODES").is_none(), "node-{n} uses the one Redis");
+        assert!(env.get("ROOKERY_BUS_SHARDS").is_none(), "node-{n} keeps the default shards");
+        assert_eq!(named(&format!("node-{n}"))["depends_on"].as_mapping().map(|d| d.len()), Some(2));
+    }
+    assert_eq!(
+        format!("{:?}", named("lb")["command"]),
+        format!("{:?}", yaml(r#"["nginx", "-c", "/etc/nginx/rookery/nginx.conf", "-g", "daemon off;"]"#))
+    );
+
+    // Six servers in cluster mode, each announcing its own service name to clients, with its
+    // own volume for its data and nodes.conf.
+    let cluster_mode: Vec<&str> = services
+        .iter()
+        .filter(|(_, service)| {
+            service.get("command").is_some_and(|_| flag_value(&command_of(service), "--cluster-enabled") == Some("yes"))
+        })
+        .map(|(name, _)| name.as_str().expect("a service name"))
+        .collect();
+    let redis_names: Vec<String> = (1..=6).map(|n| format!("redis-cluster-{n}")).collect();
+    assert_eq!(cluster_mode, redis_names, "the services in cluster mode");
+    let mut volumes = std::collections::HashSet::new();
+    for name in &redis_names {
+        let service = named(name);
+        assert_eq!(service["image"].as_str(), Some("redis:7"), "{name}");
+        assert_eq!(service["profiles"], cluster_profile, "{name}");
+        let command = command_of(service);
+        assert_eq!(command.first().map(String::as_str), Some("redis-server"), "{name}");
+        assert_eq!(flag_value(&command, "--cluster-config-file"), Some("nodes.conf"), "{name}");
+        assert_eq!(flag_value(&command, "--appendonly"), Some("yes"), "{name}");
+        assert_eq!(flag_value(&command, "--cluster-announce-hostname"), Some(name.as_str()), "{name}");
+        assert_eq!(flag_value(&command, "--cluster-preferred-endpoint-type"), Some("hostname"), "{name}");
+        assert_eq!(
+            format!("{:?}", service["healthcheck"]["test"]),
+            format!("{:?}", yaml(r#"["CMD", "redis-cli", "ping"]"#)),
+            "{name}"
+        );
+        let volume = service["volumes"][0].as_str().expect("a volume");
+        let (volume, mount) = volume.split_once(':').expect("volume:path");
+        assert_eq!(mount, "/data", "{name}");
+        assert!(compose["volumes"].get(volume).is_some(), "{name}'s volume {volume} is declared");
+        assert!(volumes.insert(volume.to_owned()), "{name} has a volume of its own");
+    }
+
+    // The one-shot service makes them a cluster once every one is healthy, with the script the
+    // local cluster uses too.
+    let init = named("redis-cluster-init");
+    assert_eq!(init["image"].as_str(), Some("redis:7"));
+    assert_eq!(init["restart"].as_str(), Some("no"), "a one-shot");
+    let command = command_of(init);
+    let mount = init["volumes"][0].as_str().expect("the script's mount");
+    let (host, inside) = mount.trim_end_matches(":ro").split_once(':').expect("host:container");
+    assert!(repo(host).join("create.sh").is_file(), "{host}/create.sh is mounted");
+    assert_eq!(command[..2], ["sh".to_owned(), format!("{inside}/create.sh")], "{command:?}");
+    let seeds: Vec<String> = redis_names.iter().map(|name| format!("{name}:6379")).collect();
+    assert_eq!(command[2..], seeds[..], "every server goes into the cluster");
+    for name in &redis_names {
+        assert_eq!(init["depends_on"][name.as_str()]["condition"].as_str(), Some("service_healthy"), "{name}");
+    }
+
+    // Three nodes on the cluster: every server a seed, no ROOKERY_REDIS_URL, and otherwise the
+    // settings of the default nodes.
+    let urls: Vec<String> = redis_names.iter().map(|name| format!("redis://{name}:6379")).collect();
+    let default_env = named("node-1")["environment"].as_mapping().expect("node-1's environment");
+    let mut node_ids = std::collections::HashSet::new();
+    for n in 1..=3 {
+        let name = format!("cluster-node-{n}");
+        let node = named(&name);
+        assert_eq!(node["profiles"], cluster_profile, "{name}");
+        assert_eq!(node["build"].as_str(), Some("."), "{name}");
+        assert_eq!(node["healthcheck"], named("node-1")["healthcheck"], "{name}");
+        assert_eq!(
+            node["depends_on"]["redis-cluster-init"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{name} starts once the cluster is made"
+        );
+        assert!(node["depends_on"].get("redis").is_none(), "{name} does not wait for the default Redis");
+        let env = node["environment"].as_mapping().expect("environment");
+        assert!(env.get("ROOKERY_REDIS_URL").is_none(), "{name}: a node given both refuses to start");
+        assert_eq!(
+            env["ROOKERY_REDIS_CLUSTER_NODES"].as_str().map(|v| v.split(',').collect::<Vec<_>>()),
+            Some(urls.iter().map(String::as_str).collect()),
+            "{name}"
+        );
+        assert_eq!(env["ROOKERY_BUS_SHARDS"].as_str(), Some("16"), "{name}");
+        for (key, value) in default_env {
+            let key = key.as_str().expect("a variable name");
+            if !["ROOKERY_REDIS_URL", "ROOKERY_NODE_ID"].contains(&key) {
+                assert_eq!(env.get(key), Some(value), "{name}: {key} as on the default nodes");
+            }
+        }
+        assert!(node_ids.insert(env["ROOKERY_NODE_ID"].as_str().expect("ROOKERY_NODE_ID").to_owned()));
+        assert_eq!(
+            named("cluster-lb")["depends_on"][name.as_str()]["condition"].as_str(),
+            Some("service_healthy"),
+            "{name}"
+        );
+    }
+    assert!(node_ids.iter().all(|id| !["node-1", "node-2", "node-3"].contains(&id.as_str())), "{node_ids:?}");
+
+    // Its balancer: the cluster nginx config, on a host port of its own.
+    let lb = named("cluster-lb");
+    assert_eq!(flag_value(&command_of(lb), "-c"), Some("/etc/nginx/rookery/cluster-nginx.conf"));
+    assert_eq!(lb["volumes"], named("lb")["volumes"]);
+    assert_eq!(format!("{:?}", lb["ports"]), format!("{:?}", yaml(r#"["8090:8080"]"#)));
+}
+
 /// The local cluster script, stopped (SIGTERM, so it cleans up) when dropped.
 struct LocalCluster {
     child: std::process::Child,
@@ -140,17 +317,36 @@ fn free_port_block() -> u16 {
     }
 }
 
-#[actix_web::test]
-async fn the_local_cluster_balances_clients_over_nodes_and_they_chat() {
+/// A port p with p..=p+5 free, and their cluster bus ports (10000 above) too: where
+/// `--redis-cluster` puts its six servers.
+fn free_redis_cluster_ports() -> u16 {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    loop {
+        let base = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        if base <= 65535 - 10005 && (0..6).all(|n| free(base + n) && free(base + 10000 + n)) {
+            return base;
+        }
+    }
+}
+
+/// The ports of a local cluster: the balancer, the nodes' base, and Redis (the first of six with
+/// `--redis-cluster`).
+struct Ports {
+    lb: u16,
+    base: u16,
+    redis: u16,
+}
+
+/// Runs scripts/local-cluster.sh with `args` on `ports` and the test build of the node, and
+/// waits for its `ready:` line.
+fn start_local_cluster(args: &[&str], ports: &Ports, within: std::time::Duration) -> (LocalCluster, String) {
     use std::io::BufRead;
 
-    use crate::helpers::Client;
-
-    let (lb, base, redis) = (free_port_block(), free_port_block(), free_port_block());
     let mut child = Command::new(repo("scripts/local-cluster.sh"))
-        .env("LB_PORT", lb.to_string())
-        .env("NODE_BASE_PORT", base.to_string())
-        .env("REDIS_PORT", redis.to_string())
+        .args(args)
+        .env("LB_PORT", ports.lb.to_string())
+        .env("NODE_BASE_PORT", ports.base.to_string())
+        .env("REDIS_PORT", ports.redis.to_string())
         .env("ROOKERY_BIN", env!("CARGO_BIN_EXE_rookery"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -166,7 +362,13 @@ async fn the_local_cluster_balances_clients_over_nodes_and_they_chat() {
             }
         }
     });
-    lines.recv_timeout(std::time::Duration::from_secs(30)).expect("the local cluster became ready");
+    let line = lines.recv_timeout(within).expect("the local cluster became ready");
+    (cluster, line)
+}
+
+/// Two clients through the balancer land on different nodes and chat.
+async fn chat_through_the_balancer(lb: u16) {
+    use crate::helpers::Client;
 
     let url = format!("ws://127.0.0.1:{lb}/ws");
     let mut alice = Client::connect(&format!("{url}?user=alice")).await;
@@ -177,5 +379,122 @@ async fn the_local_cluster_balances_clients_over_nodes_and_they_chat() {
     let id = alice.say("lobby", "through the balancer").await;
     let (message, _) = bob.recv_until("message").await;
     assert_eq!(message["id"].as_str(), Some(id.as_str()));
+}
+
+#[actix_web::test]
+async fn the_local_cluster_balances_clients_over_nodes_and_they_chat() {
+    let ports = Ports { lb: free_port_block(), base: free_port_block(), redis: free_port_block() };
+    let (cluster, _) = start_local_cluster(&[], &ports, std::time::Duration::from_secs(30));
+    chat_through_the_balancer(ports.lb).await;
     drop(cluster);
+}
+
+/// `redis-cli -p port args...`: its output, or a failed test.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run redis-cli ({e}): apt-get install -y redis-server"));
+    assert!(output.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).replace('\r', "")
+}
+
+/// The slot ranges each primary of the cluster at `port` serves, by the primary's port.
+fn primaries_slots(port: u16) -> std::collections::BTreeMap<u16, Vec<(u16, u16)>> {
+    let mut primaries = std::collections::BTreeMap::new();
+    for line in redis_cli(port, &["cluster", "nodes"]).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 8 && fields[2].contains("master") {
+            let address = fields[1].split('@').next().expect("ip:port@bus");
+            let primary: u16 = address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+            let ranges = fields[8..]
+                .iter()
+                .map(|range| {
+                    let (from, to) = range.split_once('-').unwrap_or((range, range));
+                    (from.parse().expect("a slot"), to.parse().expect("a slot"))
+                })
+                .collect();
+            primaries.insert(primary, ranges);
+        }
+    }
+    primaries
+}
+
+#[actix_web::test]
+async fn the_local_cluster_with_redis_cluster_makes_three_primaries_with_a_replica_each() {
+    let ports = Ports { lb: free_port_block(), base: free_port_block(), redis: free_redis_cluster_ports() };
+    let (cluster, ready) = start_local_cluster(&["--redis-cluster"], &ports, std::time::Duration::from_secs(60));
+    let servers: Vec<u16> = (ports.redis..ports.redis + 6).collect();
+    let mut roles = Vec::new();
+    for &port in &servers {
+        let info = redis_cli(port, &["cluster", "info"]);
+        assert!(info.lines().any(|l| l == "cluster_state:ok"), "{port}: {info}");
+        assert!(info.lines().any(|l| l == "cluster_known_nodes:6"), "{port}: {info}");
+        let role = redis_cli(port, &["role"]);
+        let role = role.lines().next().unwrap_or_default().to_owned();
+        if role == "slave" {
+            let replication = redis_cli(port, &["info", "replication"]);
+            assert!(replication.lines().any(|l| l == "master_link_status:up"), "{port} synced: {replication}");
+        }
+        roles.push((port, role));
+    }
+    let primaries: Vec<u16> = roles.iter().filter(|(_, role)| role == "master").map(|(port, _)| *port).collect();
+    assert_eq!(primaries.len(), 3, "{roles:?}");
+    assert_eq!(roles.iter().filter(|(_, role)| role == "slave").count(), 3, "{roles:?}");
+    // The nodes are given the primaries, and the ready line says so.
+    let seeds: Vec<String> = primaries.iter().map(|port| format!("redis://127.0.0.1:{port}")).collect();
+    assert!(ready.contains(&format!("primaries {}", seeds.join(","))), "{ready}");
+    // With the default 16 shards, the shards' hash tags land on every primary.
+    let slots = primaries_slots(ports.redis);
+    assert_eq!(slots.keys().copied().collect::<Vec<_>>(), primaries);
+    // Counted by the first slot each primary serves, so in the order of the slot ranges.
+    let mut per_primary = std::collections::BTreeMap::<u16, usize>::new();
+    for shard in 0..16 {
+        let slot: u16 = redis_cli(ports.redis, &["cluster", "keyslot", &format!("rookery:{{s{shard}}}:history:room")])
+            .trim()
+            .parse()
+            .expect("a slot");
+        let owner = slots.iter().find(|(_, ranges)| ranges.iter().any(|&(from, to)| (from..=to).contains(&slot)));
+        *per_primary.entry(owner.expect("a primary serves the slot").1[0].0).or_default() += 1;
+    }
+    assert_eq!(per_primary.values().copied().collect::<Vec<_>>(), [6, 4, 6], "{per_primary:?}");
+    // The script that made the cluster can run again: it finds the cluster and leaves it working.
+    let again = Command::new("sh")
+        .arg(repo("deploy/redis-cluster/create.sh"))
+        .args(servers.iter().map(|port| format!("127.0.0.1:{port}")))
+        .output()
+        .expect("run create.sh");
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success() && said.contains("already form a cluster"), "{said}");
+    assert_eq!(primaries_slots(ports.redis), slots, "the same cluster");
+    drop(cluster);
+}
+
+#[actix_web::test]
+#[ignore = "needs the node's Redis Cluster support (ROOKERY_REDIS_CLUSTER_NODES), landing separately"]
+async fn the_local_cluster_on_a_redis_cluster_balances_clients_over_nodes_and_they_chat() {
+    let ports = Ports { lb: free_port_block(), base: free_port_block(), redis: free_redis_cluster_ports() };
+    let (cluster, _) = start_local_cluster(&["--redis-cluster"], &ports, std::time::Duration::from_secs(60));
+    chat_through_the_balancer(ports.lb).await;
+    // The nodes ran on the cluster: their heartbeats and the room's history are there.
+    assert_eq!(redis_cli(ports.redis, &["-c", "zcard", "rookery:nodes"]).trim(), "3");
+    let histories: usize = (ports.redis..ports.redis + 6)
+        .filter(|&port| redis_cli(port, &["role"]).starts_with("master"))
+        .map(|port| redis_cli(port, &["--scan", "--pattern", "rookery:*:history:lobby"]).lines().count())
+        .sum();
+    assert_eq!(histories, 1, "the lobby's history is on one primary");
+    drop(cluster);
+}
+
+#[test]
+fn the_local_cluster_script_refuses_an_unknown_argument() {
+    let output = Command::new(repo("scripts/local-cluster.sh"))
+        .arg("--redis-sentinel")
+        .env("ROOKERY_BIN", "/nonexistent")
+        .output()
+        .expect("run scripts/local-cluster.sh");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown argument --redis-sentinel"));
 }

@@ -1,4 +1,4 @@
-//! The Kubernetes manifests: both overlays render with kustomize (`kubectl kustomize`), every
+//! The Kubernetes manifests: every overlay renders with kustomize (`kubectl kustomize`), every
 //! object validates against the Kubernetes schemas in strict mode (`kubernetes-validate`, from
 //! PyPI), and
 //! the Deployment keeps the promises the drain depends on.
@@ -123,4 +123,34 @@ fn the_production_overlay_renders_validates_and_uses_tls_redis_and_sampling() {
     assert_eq!(image, "registry.example.com/rookery:0.1.0");
     assert!(!rendered.contains("kind: Secret"), "production commits no secret");
     assert!(objects.iter().all(|o| o["kind"] != "StatefulSet"), "no in-cluster Redis in production");
+}
+
+#[test]
+fn the_redis_cluster_overlay_renders_validates_and_takes_the_cluster_from_the_secret() {
+    let rendered = render("redis-cluster");
+    validate("redis-cluster", &rendered);
+    let objects = objects(&rendered);
+    check_rookery_deployment(&objects);
+    // Production's settings, with the Redis Cluster in place of the one Redis endpoint: a node
+    // given both refuses to start.
+    let config = find(&objects, "ConfigMap", objects_config_name(&objects));
+    assert!(config["data"].get("ROOKERY_REDIS_URL").is_none(), "no single Redis endpoint: {config:?}");
+    assert!(!rendered.contains("ROOKERY_REDIS_URL"), "ROOKERY_REDIS_URL is set nowhere");
+    assert_eq!(config["data"]["ROOKERY_BUS_SHARDS"], "16", "the shards are set explicitly");
+    assert_eq!(config["data"]["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
+    let container = &find(&objects, "Deployment", "rookery")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.example.com/rookery:0.1.0");
+    // The seed URLs carry the password: they come from the Secret, by name, so a Secret without
+    // them stops the pods instead of leaving each node alone on the in-memory engine.
+    let env = container["env"].as_sequence().expect("env");
+    let nodes = env.iter().find(|e| e["name"] == "ROOKERY_REDIS_CLUSTER_NODES").expect("ROOKERY_REDIS_CLUSTER_NODES");
+    assert!(nodes.get("value").is_none(), "no seed URL is committed");
+    let secret = &nodes["valueFrom"]["secretKeyRef"];
+    assert_eq!(
+        (&secret["name"], &secret["key"]),
+        (&Value::from("rookery-secrets"), &Value::from("ROOKERY_REDIS_CLUSTER_NODES"))
+    );
+    assert_ne!(secret["optional"].as_bool(), Some(true), "the key is required");
+    assert!(!rendered.contains("kind: Secret"), "the Secret is created out of band");
+    assert!(objects.iter().all(|o| o["kind"] != "StatefulSet"), "the Redis Cluster is managed elsewhere");
 }
