@@ -277,7 +277,6 @@ pub async fn recover_replays_after_since(h: &Harness) {
     assert!(trimmed_end.expect("recover").recovered, "since at the newest trimmed id loses nothing");
     let everything = h.engine.recover(&room, Some(MessageId::default())).await.expect("recover");
     assert!(!everything.recovered, "0-0 asks for everything, and some was trimmed");
-
 }
 
 /// The ends of the id space are ordinary bounds: nothing is after the last id or before `0-0`,

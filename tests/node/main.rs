@@ -24,6 +24,7 @@ mod http_conformance;
 mod http_guard;
 mod kubernetes;
 mod limits;
+mod local_cluster;
 mod node_process;
 mod on_redis_cluster;
 mod protocol;
