@@ -6,8 +6,8 @@
 //! `/leave R`, `/history`, `/quit`. When the connection drops it reconnects with backoff and
 //! rejoins every room with `since`, so nothing is missed. Every message goes with an idempotency
 //! key: one not acknowledged when the connection dropped is sent again after the rejoin, and one
-//! answered `timeout` (it may have been stored) is sent again a few times, both with the same key,
-//! so each is stored once. At the end of stdin it waits for its messages to be acknowledged, then
+//! answered `timeout` (it may have been stored) or `not_replicated` (stored, not yet on enough
+//! Redis replicas) is sent again a few times, all with the same key, so each is stored once. At the end of stdin it waits for its messages to be acknowledged, then
 //! exits.
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
@@ -21,8 +21,9 @@ type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(10);
-/// How many times a message answered `timeout` is sent again before the client gives up on it.
-const TIMEOUT_RETRIES: u32 = 5;
+/// How many times a message answered `timeout` or `not_replicated` is sent again before the
+/// client gives up on it.
+const RETRIES: u32 = 5;
 
 /// What `rookery chat` was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -72,8 +73,8 @@ enum End {
 struct Unacked {
     /// The `send` frame, key included, exactly as it goes out again.
     frame: Value,
-    /// How many times it was answered `timeout`.
-    timeouts: u32,
+    /// How many times it was answered `timeout` or `not_replicated`.
+    retries: u32,
 }
 
 struct Chat {
@@ -226,7 +227,7 @@ impl Chat {
                     let reference = format!("s{}", self.sent);
                     let key = uuid::Uuid::new_v4().simple().to_string();
                     let frame = json!({"type":"send","room":room,"body":line,"ref":reference,"key":key});
-                    self.unacked.insert(reference, Unacked { frame: frame.clone(), timeouts: 0 });
+                    self.unacked.insert(reference, Unacked { frame: frame.clone(), retries: 0 });
                     Self::send(socket, frame).await?;
                 }
                 None => println!("! join a room first"),
@@ -235,7 +236,8 @@ impl Chat {
         Ok(true)
     }
 
-    /// Prints a server frame; returns a `send` to make again (it was answered `timeout`).
+    /// Prints a server frame; returns a `send` to make again (it was answered `timeout` or
+    /// `not_replicated`).
     fn show(&mut self, text: &str) -> Option<Value> {
         let Ok(frame) = serde_json::from_str::<Value>(text) else { return None };
         let field = |name: &str| frame[name].as_str().unwrap_or_default().to_owned();
@@ -279,9 +281,16 @@ impl Chat {
                     self.joining = self.joining.saturating_sub(1);
                 }
                 if let Some(unacked) = self.unacked.get_mut(&field("ref")) {
-                    if field("code") == "timeout" && unacked.timeouts < TIMEOUT_RETRIES {
-                        unacked.timeouts += 1;
-                        println!("* no answer in time; sending again with the same key");
+                    let why = match field("code").as_str() {
+                        "timeout" => Some("no answer in time"),
+                        "not_replicated" => Some("not on enough replicas in time"),
+                        _ => None,
+                    };
+                    if let Some(why) = why
+                        && unacked.retries < RETRIES
+                    {
+                        unacked.retries += 1;
+                        println!("* {why}; sending again with the same key");
                         return Some(unacked.frame.clone());
                     }
                     self.unacked.remove(&field("ref"));

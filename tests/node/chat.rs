@@ -154,3 +154,21 @@ async fn a_line_answered_timeout_is_sent_again_with_its_key_and_stored_once() {
         history["messages"].as_array().into_iter().flatten().filter_map(|m| m["body"].as_str()).collect();
     assert_eq!(bodies, ["through the freeze"], "stored once, though sent more than once");
 }
+
+#[actix_web::test]
+async fn a_line_not_replicated_in_time_is_sent_again_with_its_key_and_stored_once() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let vars = [("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_REDIS_MIN_REPLICAS", "1")];
+    let node = NodeProcess::start(&vars).await;
+    let mut erin = Terminal::start(&node.ws_url(""), "erin", "lobby");
+    erin.expect("* joined lobby");
+    erin.type_line("no replica here");
+    erin.expect("* not on enough replicas in time; sending again with the same key");
+    erin.expect("! not_replicated:");
+    let mut frank = node.client("frank").await;
+    let history = frank.request(serde_json::json!({"type":"history","room":"lobby"})).await;
+    let bodies: Vec<&str> =
+        history["messages"].as_array().into_iter().flatten().filter_map(|m| m["body"].as_str()).collect();
+    assert_eq!(bodies, ["no replica here"], "stored once, though sent six times");
+}
