@@ -187,31 +187,62 @@ impl Settings {
     }
 }
 
-/// The Redis to run on: one server (`ROOKERY_REDIS_URL`) or a cluster
-/// (`ROOKERY_REDIS_CLUSTER_NODES`), not both. Values are not echoed: they may hold a password.
+/// The Redis to run on: one server (`ROOKERY_REDIS_URL`), a cluster
+/// (`ROOKERY_REDIS_CLUSTER_NODES`), or the primary Sentinel names (`ROOKERY_REDIS_SENTINELS` with
+/// `ROOKERY_REDIS_SENTINEL_MASTER`); one of them at most. URLs are not echoed: they may hold a
+/// password.
 fn redis_target(env: &Env) -> Result<Option<RedisTarget>, SettingsError> {
-    let is_url = |url: &str| url.starts_with("redis://") || url.starts_with("rediss://");
-    match (env.get("ROOKERY_REDIS_URL"), env.get("ROOKERY_REDIS_CLUSTER_NODES")) {
-        (Some(_), Some(_)) => Err(env.invalid(
-            "ROOKERY_REDIS_CLUSTER_NODES",
+    let url = env.get("ROOKERY_REDIS_URL");
+    let cluster = env.get("ROOKERY_REDIS_CLUSTER_NODES");
+    let sentinels = env.get("ROOKERY_REDIS_SENTINELS");
+    let master = env.get("ROOKERY_REDIS_SENTINEL_MASTER");
+    let given = [url, cluster, sentinels].iter().filter(|v| v.is_some()).count();
+    if given > 1 {
+        let both = if sentinels.is_some() { "ROOKERY_REDIS_SENTINELS" } else { "ROOKERY_REDIS_CLUSTER_NODES" };
+        return Err(env.invalid(
+            both,
             "[REDACTED]",
-            "either ROOKERY_REDIS_URL (one Redis) or ROOKERY_REDIS_CLUSTER_NODES (a Redis Cluster), not both",
-        )),
-        (Some(url), None) if is_url(url) => Ok(Some(RedisTarget::Server(url.into()))),
-        (Some(_), None) => Err(env.invalid("ROOKERY_REDIS_URL", "[REDACTED]", "a redis:// or rediss:// URL")),
-        (None, Some(list)) => {
-            let urls: Vec<&str> = list.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
-            if urls.is_empty() || !urls.iter().all(|url| is_url(url)) {
-                return Err(env.invalid(
-                    "ROOKERY_REDIS_CLUSTER_NODES",
-                    "[REDACTED]",
-                    "a comma-separated list of redis:// or rediss:// URLs of cluster nodes",
-                ));
-            }
-            Ok(Some(RedisTarget::Cluster(urls.into_iter().map(SecretString::from).collect())))
-        }
-        (None, None) => Ok(None),
+            "one of ROOKERY_REDIS_URL (one Redis), ROOKERY_REDIS_CLUSTER_NODES (a Redis Cluster) and \
+             ROOKERY_REDIS_SENTINELS (Redis Sentinel), not several",
+        ));
     }
+    if master.is_some() != sentinels.is_some() {
+        let (variable, value) = match master {
+            Some(name) => ("ROOKERY_REDIS_SENTINEL_MASTER", name),
+            None => ("ROOKERY_REDIS_SENTINELS", "[REDACTED]"),
+        };
+        return Err(env.invalid(variable, value, "ROOKERY_REDIS_SENTINELS and ROOKERY_REDIS_SENTINEL_MASTER together"));
+    }
+    if let Some(url) = url {
+        return match is_redis_url(url) {
+            true => Ok(Some(RedisTarget::Server(url.into()))),
+            false => Err(env.invalid("ROOKERY_REDIS_URL", "[REDACTED]", "a redis:// or rediss:// URL")),
+        };
+    }
+    if let Some(list) = cluster {
+        return Ok(Some(RedisTarget::Cluster(url_list(env, "ROOKERY_REDIS_CLUSTER_NODES", list, "cluster nodes")?)));
+    }
+    match (sentinels, master) {
+        (Some(list), Some(master)) => Ok(Some(RedisTarget::Sentinel {
+            sentinels: url_list(env, "ROOKERY_REDIS_SENTINELS", list, "Sentinels")?,
+            master: master.to_owned(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn is_redis_url(url: &str) -> bool {
+    url.starts_with("redis://") || url.starts_with("rediss://")
+}
+
+/// A comma-separated list of Redis URLs, at least one.
+fn url_list(env: &Env, variable: &'static str, list: &str, of_what: &str) -> Result<Vec<SecretString>, SettingsError> {
+    let urls: Vec<&str> = list.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
+    if urls.is_empty() || !urls.iter().all(|url| is_redis_url(url)) {
+        let accepts = format!("a comma-separated list of redis:// or rediss:// URLs of {of_what}");
+        return Err(env.invalid(variable, "[REDACTED]", &accepts));
+    }
+    Ok(urls.into_iter().map(SecretString::from).collect())
 }
 
 struct Env<'a>(&'a HashMap<String, String>);

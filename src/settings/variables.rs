@@ -93,6 +93,17 @@ pub const VARIABLES: &[Variable] = &[
          run on ([cluster](docs/cluster.md#redis-cluster))",
     ),
     var(
+        "ROOKERY_REDIS_SENTINELS",
+        Text("unset"),
+        "instead of `ROOKERY_REDIS_URL`: comma-separated `redis://`/`rediss://` URLs of Redis Sentinels that name \
+         the primary ([cluster](docs/cluster.md#redis-sentinel))",
+    ),
+    var(
+        "ROOKERY_REDIS_SENTINEL_MASTER",
+        Text("unset"),
+        "with `ROOKERY_REDIS_SENTINELS`: the name they monitor the primary by",
+    ),
+    var(
         "ROOKERY_REDIS_MIN_REPLICAS",
         Value("0"),
         "a `send` is acked only once this many Redis replicas have it (`WAIT`, 250 ms), else `not_replicated` \

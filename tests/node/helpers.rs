@@ -210,6 +210,20 @@ impl Client {
         }
     }
 
+    /// Sends a message with idempotency key `key` until the node acks it (a retry with the key
+    /// stores nothing new); returns the id.
+    pub async fn say_until_acked(&mut self, room: &str, body: &str, key: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let reply = self.request(json!({"type": "send", "room": room, "body": body, "key": key})).await;
+            if reply["type"] == "ack" {
+                return reply["id"].as_str().unwrap_or_default().to_owned();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never acked: {reply}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sends a message and returns its acked id.
     pub async fn say(&mut self, room: &str, body: &str) -> String {
         let ack = self.request(json!({"type": "send", "room": room, "body": body})).await;

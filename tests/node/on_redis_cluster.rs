@@ -10,7 +10,7 @@ use rookery::{domain::RoomName, engine::redis::Keys};
 use serde_json::json;
 
 use crate::{
-    helpers::{Client, Endpoint, TestApp, http, spawn_app, wait_ready},
+    helpers::{Endpoint, TestApp, http, spawn_app, wait_ready},
     node_process::NodeProcess,
     redis_cluster::{RedisCluster, cli},
 };
@@ -135,20 +135,6 @@ async fn a_killed_node_on_a_redis_cluster_is_reaped_and_its_users_leave() {
     assert_eq!(joined["members"], json!([{"user":"bob","sessions":1},{"user":"dave","sessions":1}]));
 }
 
-/// Sends with `key` until the node acks (a retry with the key stores nothing new); returns the
-/// id.
-async fn send_until_acked(client: &mut Client, room: &str, body: &str, key: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = client.request(json!({"type":"send","room":room,"body":body,"key":key})).await;
-        if reply["type"] == "ack" {
-            return reply["id"].as_str().unwrap_or_default().to_owned();
-        }
-        assert!(Instant::now() < deadline, "never acked: {reply}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// With `ROOKERY_REDIS_MIN_REPLICAS=1` an ack means a replica has the message, so the replica
 /// that takes over has everything acked. The old primary comes back as its replica, and sends
 /// are acked again.
@@ -163,7 +149,7 @@ async fn a_killed_primary_is_replaced_by_its_replica_and_loses_nothing_acked() {
     bob.join("lobby").await;
     let mut acked = Vec::new();
     for n in 0..5 {
-        acked.push(send_until_acked(&mut alice, "lobby", &format!("before {n}"), &format!("b-{n}")).await);
+        acked.push(alice.say_until_acked("lobby", &format!("before {n}"), &format!("b-{n}")).await);
     }
 
     let history = Keys::new(rookery::settings::DEFAULT_CLUSTER_BUS_SHARDS).history(&RoomName::parse("lobby").unwrap());
@@ -190,7 +176,7 @@ async fn a_killed_primary_is_replaced_by_its_replica_and_loses_nothing_acked() {
     .expect("restart the old primary");
 
     // Sends are acked again, reach the other node once, and nothing acked was lost.
-    acked.push(send_until_acked(&mut alice, "lobby", "after", "a-1").await);
+    acked.push(alice.say_until_acked("lobby", "after", "a-1").await);
     let mut seen = Vec::new();
     while seen.len() < acked.len() {
         let (message, _) = bob.recv_until("message").await;

@@ -54,6 +54,8 @@ pub enum ReadClient {
     /// A Redis Cluster: a read covers one slot, so each inbox has a lane (and a connection) of
     /// its own.
     Cluster(Box<ClusterClient>),
+    /// Behind Sentinel: one server, the primary Sentinel names at each (re)connect.
+    Sentinel(Arc<super::sentinel::Primary>),
 }
 
 /// Inboxes read together by one blocking read, on a connection of their own.
@@ -150,7 +152,7 @@ impl BusConsumer {
                     pause = RETRY_FIRST;
                 }
                 tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "bus consumer failed; reconnecting");
-                if matches!(self.client, ReadClient::Cluster(_)) {
+                if !matches!(self.client, ReadClient::Server(_)) {
                     // A primary may have been replaced by a replica without its newest writes:
                     // catching up finds a room's position missing from its history and reports
                     // the gap, instead of going on as if nothing was lost.
@@ -169,13 +171,6 @@ impl BusConsumer {
         let node = self.shared.config.node_id.clone();
         let inboxes = self.shared.keys.inboxes(&node);
         let lanes = match &self.client {
-            ReadClient::Server(client) => {
-                // Blocking reads get a connection of their own with no response timeout.
-                let config = AsyncConnectionConfig::new().set_response_timeout(None);
-                let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
-                self.prepare(&mut conn).await?;
-                vec![Lane::new((0..inboxes.len()).collect(), &inboxes, Link::Server(conn))]
-            }
             ReadClient::Cluster(client) => {
                 let mut lanes = Vec::with_capacity(inboxes.len());
                 for shard in 0..inboxes.len() {
@@ -185,6 +180,14 @@ impl BusConsumer {
                 let mut shared_conn = self.shared.redis.clone();
                 self.prepare(&mut shared_conn).await?;
                 lanes
+            }
+            ReadClient::Server(client) => {
+                let conn = self.server_lane((**client).clone(), &inboxes).await?;
+                vec![conn]
+            }
+            ReadClient::Sentinel(primary) => {
+                let client = primary.client().await?;
+                vec![self.server_lane(client, &inboxes).await?]
             }
         };
         let mut reads: FuturesUnordered<Pin<Box<dyn Future<Output = Read> + Send>>> = FuturesUnordered::new();
@@ -223,6 +226,15 @@ impl BusConsumer {
             reads.push(Box::pin(lane.read(self.read_params(), not_before)));
         }
         Ok(())
+    }
+
+    /// The one lane of a single server: every inbox, on a connection of its own with no
+    /// response timeout (its reads block), over which Redis is prepared first.
+    async fn server_lane(&mut self, client: Client, inboxes: &[String]) -> redis::RedisResult<Lane> {
+        let config = AsyncConnectionConfig::new().set_response_timeout(None);
+        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+        self.prepare(&mut conn).await?;
+        Ok(Lane::new((0..inboxes.len()).collect(), inboxes, Link::Server(conn)))
     }
 
     /// Creates this node's groups and loads the functions (Redis may have come back empty),

@@ -18,6 +18,10 @@
 //! connection per primary and follows the topology (see `cluster`). A pipeline whose commands
 //! live in different slots is sent as one pipeline per slot (see `cluster::split_by_slot`).
 //!
+//! Behind Sentinel: the connection of the primary Sentinel names; a call that finds it gone or
+//! demoted asks Sentinel again (see `sentinel`) and, when Redis ran none of it (refused, or
+//! `READONLY`), is sent to the new primary.
+//!
 //! On a cluster, a call that finds the rookery functions missing (a primary that joined the
 //! cluster after the node started) loads them on every primary and is sent again: Redis ran
 //! none of it. (On one server, a Redis that lost the functions lost everything: the bus
@@ -38,6 +42,7 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
+use super::sentinel::Primary;
 use crate::domain::now_ms;
 
 /// How long one attempt to (re)connect may take.
@@ -50,6 +55,8 @@ const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct RedisConnection {
     link: Link<ConnectionManager>,
+    /// Behind Sentinel: the primary as last known, whose connection replaces `link`.
+    primary: Option<Arc<Primary>>,
     /// When a call last succeeded (ms since the epoch), shared by every handle.
     last_ok_ms: Arc<AtomicU64>,
 }
@@ -64,24 +71,29 @@ pub(super) enum Link<S> {
 impl RedisConnection {
     /// Connects now, so a node that cannot reach Redis fails at start.
     pub async fn connect(client: Client) -> RedisResult<Self> {
-        // Over RESP3 the connection tells the manager when Redis closes it, and the manager
-        // reconnects at once instead of on the next call.
-        let info = client.get_connection_info().clone();
-        let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(resp3))?;
-        let config =
-            ConnectionManagerConfig::new().set_number_of_retries(0).set_connection_timeout(Some(CONNECT_TIMEOUT));
-        let manager = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self::new(Link::Server(manager)))
+        Ok(Self::new(Link::Server(manager(client).await?), None))
     }
 
-    /// Wraps a connection to a Redis Cluster (see `cluster::shared_connection`).
+    /// Wraps a connection to a Redis Cluster (see `cluster`).
     pub(super) fn cluster(connection: ClusterConnection) -> Self {
-        Self::new(Link::Cluster(connection))
+        Self::new(Link::Cluster(connection), None)
     }
 
-    fn new(link: Link<ConnectionManager>) -> Self {
-        Self { link, last_ok_ms: Arc::new(AtomicU64::new(now_ms())) }
+    /// Follows the primary Sentinel names (see `sentinel`).
+    pub(super) fn sentinel(primary: Arc<Primary>) -> Self {
+        Self::new(Link::Server(primary.current()), Some(primary))
+    }
+
+    fn new(link: Link<ConnectionManager>, primary: Option<Arc<Primary>>) -> Self {
+        Self { link, primary, last_ok_ms: Arc::new(AtomicU64::new(now_ms())) }
+    }
+
+    /// Where a call goes now: behind Sentinel, the primary as last known.
+    fn current(&self) -> Link<ConnectionManager> {
+        match &self.primary {
+            Some(primary) => Link::Server(primary.current()),
+            None => self.link.clone(),
+        }
     }
 
     /// True on a Redis Cluster.
@@ -97,16 +109,28 @@ impl RedisConnection {
         Sent: Future<Output = RedisResult<T>>,
     {
         let idle_ms = now_ms().saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
-        if let Link::Server(manager) = &mut self.link
+        if let Link::Server(mut manager) = self.current()
             && idle_ms > CHECK_AFTER_IDLE.as_millis() as u64
         {
             let _ = manager.send_packed_command(&redis::cmd("PING")).await;
         }
-        let result = match send(self.link.clone()).await {
-            Err(error) if error.is_connection_refusal() && !self.is_cluster() => send(self.link.clone()).await,
+        let result = match send(self.current()).await {
+            Err(error) if self.primary.is_some() && primary_lost(&error) => {
+                if let Some(primary) = &self.primary {
+                    // The next calls go to the primary Sentinel names now; this one goes there
+                    // too if Redis ran none of it.
+                    let _ = primary.follow().await;
+                }
+                if error.is_connection_refusal() || error.code() == Some("READONLY") {
+                    send(self.current()).await
+                } else {
+                    Err(error)
+                }
+            }
+            Err(error) if error.is_connection_refusal() && !self.is_cluster() => send(self.current()).await,
             Err(error) if self.is_cluster() && super::migrate::functions_missing(&error) => {
-                super::migrate::load_library(&mut self.link.clone()).await?;
-                send(self.link.clone()).await
+                super::migrate::load_library(&mut self.current()).await?;
+                send(self.current()).await
             }
             other => other,
         };
@@ -115,6 +139,24 @@ impl RedisConnection {
         }
         result
     }
+}
+
+/// The shared connection to one server: RESP3, over which the connection tells the manager
+/// when Redis closes it, so the manager reconnects at once instead of on the next call.
+pub(super) async fn manager(client: Client) -> RedisResult<ConnectionManager> {
+    let info = client.get_connection_info().clone();
+    let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    let client = Client::open(info.set_redis_settings(resp3))?;
+    let config = ConnectionManagerConfig::new().set_number_of_retries(0).set_connection_timeout(Some(CONNECT_TIMEOUT));
+    ConnectionManager::new_with_config(client, config).await
+}
+
+/// Whether a failed call says the primary may have changed: it is gone, or it became a replica.
+fn primary_lost(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.code() == Some("READONLY")
 }
 
 impl<S: ConnectionLike + Send> ConnectionLike for Link<S> {
@@ -160,6 +202,6 @@ impl ConnectionLike for RedisConnection {
     }
 
     fn get_db(&self) -> i64 {
-        self.link.get_db()
+        self.current().get_db()
     }
 }

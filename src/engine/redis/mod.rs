@@ -2,6 +2,7 @@
 //!
 //! - `connection`: the one multiplexed connection every call but the bus's reads goes over;
 //! - `cluster`: running on a Redis Cluster (its clients; pipelines split by slot);
+//! - `sentinel`: running behind Redis Sentinel (finding and following the primary);
 //! - `keys`: the key layout; `migrate`: the versioned Redis Functions applied at start;
 //! - `epoch`: which data Redis holds, so a resume from before a data loss fails closed;
 //! - `store`: publish, history and recover, one round trip each;
@@ -23,6 +24,7 @@ mod keys;
 mod migrate;
 mod nodes;
 mod presence;
+mod sentinel;
 mod sessions;
 mod store;
 
@@ -56,13 +58,18 @@ pub enum RedisTarget {
     Server(secrecy::SecretString),
     /// A Redis Cluster, found through any of these nodes (`ROOKERY_REDIS_CLUSTER_NODES`).
     Cluster(Vec<secrecy::SecretString>),
+    /// The primary these Sentinels name for `master` (`ROOKERY_REDIS_SENTINELS`,
+    /// `ROOKERY_REDIS_SENTINEL_MASTER`).
+    Sentinel { sentinels: Vec<secrecy::SecretString>, master: String },
 }
 
 impl RedisTarget {
     fn urls(&self) -> Vec<&str> {
         match self {
             RedisTarget::Server(url) => vec![secrecy::ExposeSecret::expose_secret(url)],
-            RedisTarget::Cluster(urls) => urls.iter().map(secrecy::ExposeSecret::expose_secret).collect(),
+            RedisTarget::Cluster(urls) | RedisTarget::Sentinel { sentinels: urls, .. } => {
+                urls.iter().map(secrecy::ExposeSecret::expose_secret).collect()
+            }
         }
     }
 }
@@ -206,6 +213,11 @@ impl RedisEngine {
                 let reads = cluster::client(&seeds, true).map_err(url_error)?;
                 let redis = RedisConnection::cluster(calls.get_async_connection().await.map_err(redis_error)?);
                 (redis, bus::ReadClient::Cluster(Box::new(reads)))
+            }
+            RedisTarget::Sentinel { master, .. } => {
+                let sentinels: Vec<String> = config.target.urls().into_iter().map(str::to_owned).collect();
+                let primary = sentinel::Primary::connect(&sentinels, master).await.map_err(redis_error)?;
+                (RedisConnection::sentinel(primary.clone()), bus::ReadClient::Sentinel(primary))
             }
         };
         let keys = Keys::new(config.bus_shards);
