@@ -96,15 +96,14 @@ local function publish(keys, args)
   return id
 end
 
--- What a session needs to (re)join: the newest trimmed id, the newest id, the oldest id, and the entries
+-- What a session needs to (re)join: the newest trimmed id, the newest id, and the entries
 -- from ARGV[1] on (when given; the first is ARGV[1] itself when the history holds it, which
 -- tells the node the position is real) as a flat list id, user, body, id, user, body, ...
 -- KEYS: history, trimmed. ARGV: since ('' for none).
 local function recover(keys, args)
   local deleted = redis.call('GET', keys[2]) or '0-0'
   local newest = redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', 1)
-  local oldest = redis.call('XRANGE', keys[1], '-', '+', 'COUNT', 1)
-  local reply = {deleted, newest[1] and newest[1][1] or '', oldest[1] and oldest[1][1] or ''}
+  local reply = {deleted, newest[1] and newest[1][1] or ''}
   if args[1] ~= '' then
     for _, entry in ipairs(redis.call('XRANGE', keys[1], args[1], '+')) do
       local fields, user, body = entry[2], '', ''

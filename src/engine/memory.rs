@@ -137,21 +137,23 @@ impl Broker for MemoryEngine {
         let state = self.state();
         let before_this_run = since.is_some_and(|since| since.millis() < self.started_ms);
         let Some(log) = state.logs.get(room) else {
-            return Ok(Recovery { messages: Vec::new(), last_id: None, recovered: !before_this_run });
+            let recovered = !before_this_run && since.is_none_or(|since| super::vouches_for(since, None, false));
+            return Ok(Recovery { messages: Vec::new(), last_id: None, recovered, trimmed_through: None });
         };
         let Some(since) = since else {
-            return Ok(Recovery { messages: Vec::new(), last_id: log.last_id, recovered: true });
+            return Ok(Recovery {
+                messages: Vec::new(),
+                last_id: log.last_id,
+                recovered: true,
+                trimmed_through: log.trimmed_through,
+            });
         };
         Ok(Recovery {
             messages: log.messages.iter().filter(|m| m.id > since).cloned().collect(),
             last_id: log.last_id,
             recovered: !before_this_run
-                && super::vouches_for(
-                    since,
-                    log.trimmed_through,
-                    log.messages.front().map(|m| m.id),
-                    log.messages.iter().any(|m| m.id == since),
-                ),
+                && super::vouches_for(since, log.trimmed_through, log.messages.iter().any(|m| m.id == since)),
+            trimmed_through: log.trimmed_through,
         })
     }
 }

@@ -60,10 +60,33 @@ pub trait Delivery: Send + Sync + 'static {
     fn deliver(&self, event: BusEvent);
 
     /// The rooms with members on this node, each with the position an engine must catch up
-    /// from after it may have missed events: the newest message id delivered to the room, or,
-    /// before any, a time-based id from just before the room got its first local member.
-    fn catch_up_positions(&self) -> Vec<(RoomName, MessageId)> {
+    /// from after it may have missed events.
+    fn catch_up_positions(&self) -> Vec<CatchUpFrom> {
         Vec::new()
+    }
+}
+
+/// Where a room's catch-up starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatchUpFrom {
+    pub room: RoomName,
+    /// The newest message delivered to the room, or, before any, a time-based id from just
+    /// before the room got its first local member.
+    pub after: MessageId,
+    /// Whether `after` is a delivered message (which the history must still hold) rather than
+    /// a time.
+    pub delivered: bool,
+}
+
+impl CatchUpFrom {
+    /// Whether `recovery` (read after `after`) holds everything that followed it. A delivered
+    /// message the history no longer holds was lost; a time is whole unless trimming passed it.
+    pub fn is_whole(&self, recovery: &Recovery) -> bool {
+        if self.delivered {
+            recovery.recovered
+        } else {
+            recovery.trimmed_through.is_none_or(|trimmed| self.after >= trimmed)
+        }
     }
 }
 
@@ -126,29 +149,24 @@ pub struct Recovery {
     /// False when the history cannot vouch that it holds everything after `since` (see
     /// [`vouches_for`]).
     pub recovered: bool,
+    /// The newest id trimmed from the history, `None` while nothing was: a position from before
+    /// the room had a message (not a message id) is whole unless trimming passed it.
+    pub trimmed_through: Option<MessageId>,
 }
 
 /// Whether a room's history can vouch that nothing after `since` is missing from it, given the
-/// newest id trimmed from it (`None`: nothing ever was), the oldest id it holds (`None`: it
-/// holds none), and whether it holds `since` itself.
+/// newest id trimmed from it (`None`: nothing ever was) and whether it holds `since` itself.
 ///
-/// - A position before the trimmed end: what followed it up to that end is gone.
-/// - The trimmed end, or a message the history holds: everything after it is there.
-/// - A position before everything the history holds (a room joined before its next message):
-///   nothing can have come between.
-/// - Any other position, inside the span the history holds or past its newest message, is a
-///   message the history does not have: lost (a Redis failover that promoted a replica without
-///   the newest writes), or never stored here. Either way what followed it is unknown.
-pub fn vouches_for(
-    since: MessageId,
-    trimmed_through: Option<MessageId>,
-    oldest_held: Option<MessageId>,
-    holds_since: bool,
-) -> bool {
-    if trimmed_through.is_some_and(|trimmed| since < trimmed) {
-        return false;
+/// `since` is a message id the client received, so the history held it: it still does, or it
+/// was trimmed (then only the trimmed end itself loses nothing after it). A position the history
+/// neither holds nor trimmed was lost (a Redis failover that promoted a replica without the
+/// newest writes) or never stored here: either way what followed it is unknown. `0-0` asks for
+/// everything, which is whole while nothing was trimmed.
+pub fn vouches_for(since: MessageId, trimmed_through: Option<MessageId>, holds_since: bool) -> bool {
+    if since == MessageId::default() {
+        return trimmed_through.is_none();
     }
-    trimmed_through == Some(since) || holds_since || oldest_held.is_none_or(|oldest| since < oldest)
+    holds_since || trimmed_through == Some(since)
 }
 
 /// Stores messages in per-room order and spreads them to every node.

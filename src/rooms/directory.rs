@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     domain::{MessageId, RoomName, now_ms},
-    engine::{BusEvent, Delivery},
+    engine::{BusEvent, CatchUpFrom, Delivery},
     telemetry::Metrics,
 };
 
@@ -53,6 +53,8 @@ pub struct RoomDirectory {
 struct LocalRoom {
     /// The newest message id delivered to the room.
     delivered: std::sync::Mutex<MessageId>,
+    /// Where `delivered` started: a time just before the room got its first local member.
+    created: MessageId,
     /// The workers with members here, each with how many.
     workers: Vec<(WorkerAddr, usize)>,
     /// All local members (sessions) of the room.
@@ -70,8 +72,8 @@ impl RoomDirectory {
         let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
         let local = rooms.entry(room.clone()).or_insert_with(|| {
             self.metrics.rooms.inc();
-            let start = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
-            LocalRoom { delivered: std::sync::Mutex::new(start), workers: Vec::new(), members: 0 }
+            let created = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
+            LocalRoom { delivered: std::sync::Mutex::new(created), created, workers: Vec::new(), members: 0 }
         });
         local.members += 1;
         match local.workers.iter_mut().find(|(known, _)| known.id == worker.id) {
@@ -137,11 +139,14 @@ impl Delivery for RoomDirectory {
         }
     }
 
-    fn catch_up_positions(&self) -> Vec<(RoomName, MessageId)> {
+    fn catch_up_positions(&self) -> Vec<CatchUpFrom> {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
         rooms
             .iter()
-            .map(|(name, room)| (name.clone(), *room.delivered.lock().unwrap_or_else(|p| p.into_inner())))
+            .map(|(name, room)| {
+                let after = *room.delivered.lock().unwrap_or_else(|p| p.into_inner());
+                CatchUpFrom { room: name.clone(), after, delivered: after != room.created }
+            })
             .collect()
     }
 }

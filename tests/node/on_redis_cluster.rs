@@ -190,3 +190,68 @@ async fn a_killed_primary_is_replaced_by_its_replica_and_loses_nothing_acked() {
     wait_ready(&b).await;
     drop(cluster);
 }
+
+/// Without `ROOKERY_REDIS_MIN_REPLICAS`, a message acked while the replica was cut off is lost
+/// when the primary dies: the nodes that delivered it report a `gap`, and a resume from it is
+/// not vouched for. Never silent.
+#[actix_web::test]
+async fn a_message_a_failover_lost_is_reported_as_a_gap() {
+    let cluster = cluster(3, 1).await;
+    let (a, b) = (node(&cluster, "node-a").await, node(&cluster, "node-b").await);
+    let (mut alice, mut bob) = (a.client("alice").await, b.client("bob").await);
+    alice.join("lobby").await;
+    bob.join("lobby").await;
+    let kept = alice.say("lobby", "kept").await;
+    assert_eq!(bob.recv_until("message").await.0["id"], kept.as_str());
+
+    // The replica freezes, and the primary stores more than the socket buffers between them
+    // hold: what it stores next stays in its own output buffer, and it dies before the replica
+    // thaws. The replica never gets that message.
+    let history = Keys::new(rookery::settings::DEFAULT_CLUSTER_BUS_SHARDS).history(&RoomName::parse("lobby").unwrap());
+    let primary = cluster.primary_of(&history);
+    let replica = cluster.replica_of(primary);
+    cluster.wait_for_replication(primary, replica);
+    cluster.signal(replica, "-STOP");
+    let filler = history.replace("history:lobby", "filler");
+    let filled = tokio::task::spawn_blocking(move || fill(primary, &filler, 48 << 20)).await.expect("fill");
+    assert!(filled, "the primary took the filler");
+    let lost = alice.say("lobby", "lost").await;
+    assert_eq!(bob.recv_until("message").await.0["id"], lost.as_str(), "delivered before the primary died");
+    let mut cluster = cluster;
+    cluster.kill(primary);
+    cluster.signal(replica, "-CONT");
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.wait_for_failover();
+        cluster
+    })
+    .await
+    .expect("failover");
+    assert_eq!(cluster.primary_of(&history), replica);
+
+    let (gap, _) = bob.recv_until("gap").await;
+    assert_eq!((gap["room"].as_str(), gap["after"].as_str()), (Some("lobby"), Some(lost.as_str())), "{gap}");
+    let mut carol = b.client("carol").await;
+    for (since, vouched) in [(&lost, false), (&kept, true)] {
+        carol.send(json!({"type":"join","room":"lobby","since":since})).await;
+        let (joined, _) = carol.recv_until("joined").await;
+        assert_eq!(joined["recovered"], vouched, "since {since}: {joined}");
+        carol.request(json!({"type":"leave","room":"lobby"})).await;
+    }
+    drop(cluster);
+}
+
+/// Sets `key` on the server on `port` to `bytes` bytes; true when it answered OK.
+fn fill(port: u16, key: &str, bytes: usize) -> bool {
+    use std::io::Write;
+    let mut child = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "-x", "SET", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run redis-cli");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&vec![b'x'; bytes]);
+    }
+    let output = child.wait_with_output().expect("redis-cli output");
+    String::from_utf8_lossy(&output.stdout).trim() == "OK"
+}

@@ -55,10 +55,13 @@ async fn nodes_behind_sentinel_follow_a_failover_and_lose_nothing_acked() {
     let refused = alice.request(json!({"type":"send","room":"lobby","body":"after","key":"a-1"})).await;
     assert_eq!(refused["type"], "error", "no replica confirms it yet: {refused}");
 
-    // The old primary comes back empty; the Sentinels make it the new primary's replica.
+    // The old primary comes back empty, as the new primary's replica (the Sentinels would make
+    // it one too, in their own time).
+    let promoted = replica.port.to_string();
     let _primary = tokio::task::spawn_blocking(move || {
         let mut primary = primary;
         primary.restart();
+        crate::redis_cluster::cli(primary.port, &["REPLICAOF", "127.0.0.1", &promoted]).expect("REPLICAOF");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !primary.info("replication").contains("master_link_status:up") {
             assert!(std::time::Instant::now() < deadline, "the old primary never became a replica");

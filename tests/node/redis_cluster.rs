@@ -103,6 +103,34 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("no primary of {primaries:?} serves slot {slot}"))
     }
 
+    /// The port of a replica of the primary on `primary`.
+    pub fn replica_of(&self, primary: u16) -> u16 {
+        let info = cli(primary, &["INFO", "replication"]).unwrap_or_default();
+        let line = info.lines().find(|l| l.starts_with("slave0:")).expect("the primary has a replica");
+        let port = line.split(',').find_map(|field| field.strip_prefix("port=")).expect("a replica port");
+        port.trim().parse().expect("a port number")
+    }
+
+    /// Waits until the replica on `replica` has everything its primary on `primary` wrote.
+    pub fn wait_for_replication(&self, primary: u16, replica: u16) {
+        let offset = |port: u16| -> Option<u64> {
+            let info = cli(port, &["INFO", "replication"])?;
+            info.lines().find_map(|l| l.strip_prefix("master_repl_offset:")).and_then(|o| o.trim().parse().ok())
+        };
+        wait_for("the replica to catch up", || match (offset(primary), offset(replica)) {
+            (Some(written), Some(copied)) => copied >= written,
+            _ => false,
+        });
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server on `port`.
+    pub fn signal(&self, port: u16, signal: &str) {
+        let node = self.nodes.iter().find(|n| n.port == port).expect("a node of the cluster");
+        let pid = node.child.as_ref().expect("a running server").id();
+        let status = Command::new("kill").arg(signal).arg(pid.to_string()).status().expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Kills (SIGKILL) the server on `port`.
     pub fn kill(&mut self, port: u16) {
         let node = self.nodes.iter_mut().find(|n| n.port == port).expect("a node of the cluster");

@@ -34,7 +34,7 @@ use tracing::Instrument;
 use super::{Keys, Shared, acks::Acks, connection::Link, field};
 use crate::{
     domain::{Message, MessageId, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
-    engine::{BusEvent, Delivery, EngineError},
+    engine::{BusEvent, CatchUpFrom, Delivery, EngineError},
 };
 
 /// How long one blocking read waits for entries.
@@ -249,8 +249,8 @@ impl BusConsumer {
         match self.check_epoch(conn).await? {
             Epoch::Changed => {
                 tracing::warn!("Redis lost its data; restoring this node's sessions and reporting gaps");
-                for (room, after) in self.delivery.catch_up_positions() {
-                    self.delivery.deliver(BusEvent::Gap { room, after: Some(after) });
+                for position in self.delivery.catch_up_positions() {
+                    self.delivery.deliver(BusEvent::Gap { room: position.room, after: Some(position.after) });
                 }
                 self.pending_work.restore = true;
                 self.pending_work.catch_up = true;
@@ -307,21 +307,22 @@ impl BusConsumer {
         Ok(epoch)
     }
 
-    /// Delivers, for each room, what its history holds after `after`, preceded by a gap when
-    /// the history no longer reaches back that far.
-    async fn catch_up(&self, positions: Vec<(RoomName, MessageId)>) -> redis::RedisResult<()> {
+    /// Delivers, for each room, what its history holds after its position, preceded by a gap
+    /// when the history no longer holds everything after it (trimmed, or lost in a failover).
+    async fn catch_up(&self, positions: Vec<CatchUpFrom>) -> redis::RedisResult<()> {
         let span = tracing::info_span!("bus.catch_up", rookery.node = %self.shared.config.node_id, rookery.rooms = positions.len());
         self.catch_up_rooms(positions).instrument(span).await
     }
 
-    async fn catch_up_rooms(&self, positions: Vec<(RoomName, MessageId)>) -> redis::RedisResult<()> {
-        for (room, after) in positions {
+    async fn catch_up_rooms(&self, positions: Vec<CatchUpFrom>) -> redis::RedisResult<()> {
+        for position in positions {
+            let (room, after) = (&position.room, position.after);
             let recovery = self
                 .shared
-                .timed("recover", self.shared.store.recover(&room, Some(after)))
+                .timed("recover", self.shared.store.recover(room, Some(after)))
                 .await
                 .map_err(from_engine)?;
-            if !recovery.recovered {
+            if !position.is_whole(&recovery) {
                 self.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(after) });
             }
             for message in recovery.messages {

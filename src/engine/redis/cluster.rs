@@ -42,7 +42,9 @@ pub fn client(seeds: &[String], blocking: bool) -> RedisResult<ClusterClient> {
         .min_retry_wait(20)
         .max_retry_wait(500);
     let builder = if blocking {
-        builder.response_timeout(super::bus::BLOCK * 3).overall_response_timeout(None)
+        // A failed read surfaces instead of being sent again: the consumer reconnects every lane
+        // and catches up from history, which finds what a failover lost (see `bus`).
+        builder.retries(0).response_timeout(super::bus::BLOCK * 3).overall_response_timeout(None)
     } else {
         builder.response_timeout(RESPONSE_TIMEOUT).overall_response_timeout(Some(OVERALL_TIMEOUT))
     };

@@ -152,14 +152,13 @@ impl MessageStore {
 
 /// The recovery a `recover` reply describes.
 pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String]) -> Result<Recovery, EngineError> {
-    let [deleted, newest, oldest, entries @ ..] = reply else {
+    let [deleted, newest, entries @ ..] = reply else {
         return Err(bad_data("recover reply"));
     };
     let deleted = message_id(deleted)?;
     // `0-0` means nothing was ever trimmed.
     let trimmed_through = (deleted != MessageId::default()).then_some(deleted);
     let last_id = if newest.is_empty() { None } else { Some(message_id(newest)?) };
-    let oldest_held = if oldest.is_empty() { None } else { Some(message_id(oldest)?) };
     let mut messages = entries
         .chunks_exact(3)
         .map(|entry| {
@@ -178,7 +177,7 @@ pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String
     Ok(Recovery {
         messages,
         last_id,
-        recovered: since
-            .is_none_or(|since| crate::engine::vouches_for(since, trimmed_through, oldest_held, holds_since)),
+        recovered: since.is_none_or(|since| crate::engine::vouches_for(since, trimmed_through, holds_since)),
+        trimmed_through,
     })
 }
