@@ -24,6 +24,7 @@ export type ServerErrorCode =
   | "room_limit"
   | "unavailable"
   | "timeout"
+  | "not_replicated"
   | "internal";
 
 /** An `error` frame the node answered a request with; the connection stays open. */
@@ -50,6 +51,12 @@ export class UnavailableError extends ServerError {}
 /** The node asked its engine and got no answer in time: the message may have been stored. A
  * `send` answered so is retried with the same key (stored once) before it rejects with this. */
 export class TimeoutError extends ServerError {}
+/** The message WAS stored (and may be delivered), but fewer Redis replicas than the node asks for
+ * (`ROOKERY_REDIS_MIN_REPLICAS`) confirmed it in time: a Redis failover may lose it. A `send`
+ * answered so is retried with the same key (which stores nothing new and is acked with the first
+ * id once the replicas have it) before it rejects with this. Sending the body again under a new
+ * key would store it twice. */
+export class NotReplicatedError extends ServerError {}
 /** An unexpected failure on the node. */
 export class InternalError extends ServerError {}
 
@@ -62,6 +69,7 @@ const SERVER_ERRORS: Record<ServerErrorCode, new (code: string, message: string)
   room_limit: RoomLimitError,
   unavailable: UnavailableError,
   timeout: TimeoutError,
+  not_replicated: NotReplicatedError,
   internal: InternalError,
 };
 

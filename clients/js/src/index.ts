@@ -30,6 +30,7 @@ export {
   RoomLimitError,
   UnavailableError,
   TimeoutError,
+  NotReplicatedError,
   InternalError,
   PendingLimitError,
   DisconnectedError,

@@ -1,9 +1,10 @@
 // Sends waiting for their `ack`. A send survives reconnects: when the connection drops before the
 // ack, the same frame (same idempotency `key`) goes out again once its room is re-joined, so a
 // message the node already stored is not stored twice. A send answered `timeout` (the node's
-// engine did not answer: the message may be stored) stays here too while the client retries it
-// with the same key after a backoff. The outbox is bounded, so an application that keeps sending
-// while offline learns it at once (`PendingLimitError`) instead of filling memory.
+// engine did not answer: the message may be stored) or `not_replicated` (stored, but not yet on
+// enough Redis replicas) stays here too while the client retries it with the same key after a
+// backoff. The outbox is bounded, so an application that keeps sending while offline learns it
+// at once (`PendingLimitError`) instead of filling memory.
 
 import type { Backoff } from "./backoff.js";
 import { PendingLimitError, RookeryError } from "./errors.js";
@@ -19,11 +20,11 @@ export interface PendingSend {
   readonly body: string;
   /** The ref of the frame on the current connection; none until it is (re)transmitted. */
   ref: string | undefined;
-  /** How many times the node answered this send with `timeout`. */
-  timeouts: number;
-  /** The delays between its `timeout` retries; created at the first. */
+  /** How many times the node answered this send with `timeout` or `not_replicated`. */
+  retries: number;
+  /** The delays between those retries; created at the first. */
   backoff: Backoff | undefined;
-  /** The retry waiting out its delay after a `timeout`, if any. */
+  /** The retry waiting out its delay after such an answer, if any. */
   retryTimer: ReturnType<typeof setTimeout> | undefined;
   resolve(ack: Ack): void;
   reject(error: RookeryError): void;
@@ -45,7 +46,7 @@ export class Outbox {
     if (this.pending.size >= this.limit) return new PendingLimitError(this.limit);
     let entry!: PendingSend;
     const acked = new Promise<Ack>((resolve, reject) => {
-      entry = { key, room, body, ref: undefined, timeouts: 0, backoff: undefined, retryTimer: undefined, resolve, reject };
+      entry = { key, room, body, ref: undefined, retries: 0, backoff: undefined, retryTimer: undefined, resolve, reject };
     });
     this.pending.set(key, entry);
     return { entry, acked };
@@ -79,8 +80,9 @@ export class Outbox {
     return this.pending.get(entry.key) === entry;
   }
 
-  /** The node answered the send with `timeout`: it stays pending, no longer answered by its ref,
-   * until it is sent again (by a retry, or after a re-join, whichever comes first). */
+  /** The node answered the send with `timeout` or `not_replicated`: it stays pending, no longer
+   * answered by its ref, until it is sent again (by a retry, or after a re-join, whichever comes
+   * first). */
   detach(entry: PendingSend): void {
     if (entry.ref !== undefined) this.byRef.delete(entry.ref);
     entry.ref = undefined;

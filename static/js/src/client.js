@@ -3,12 +3,13 @@
 // connection, joins each room again from the last message the application received and resends
 // the unacknowledged messages with their idempotency keys. Reconnecting follows the close code
 // (close-codes.ts) with backoff (backoff.ts); a silent connection is found by the watchdog. A send
-// the node answers `timeout` (its engine did not answer: the message may be stored) is sent again
-// with the same key after a backoff of its own, a bounded number of times, before it rejects.
+// the node answers `timeout` (its engine did not answer: the message may be stored) or
+// `not_replicated` (stored, but not yet on enough Redis replicas) is sent again with the same key
+// after a backoff of its own, a bounded number of times, before it rejects.
 import { Backoff, DEFAULT_BACKOFF } from "./backoff.js";
 import { CLIENT_GAVE_UP, closeVerdict, RECONNECT_CODES, SERVER_RESTARTING } from "./close-codes.js";
 import { Emitter } from "./emitter.js";
-import { AuthError, ClosedError, DisconnectedError, NotJoinedError, PendingLimitError, RookeryError, serverError, TimeoutError, } from "./errors.js";
+import { AuthError, ClosedError, DisconnectedError, NotJoinedError, NotReplicatedError, PendingLimitError, RookeryError, serverError, TimeoutError, } from "./errors.js";
 import { parseFrame } from "./frames.js";
 import { Watchdog } from "./heartbeat.js";
 import { newKey, Outbox } from "./outbox.js";
@@ -17,9 +18,12 @@ import { Room } from "./room.js";
 import { abandon, connectUrl, OPEN, refusedStatus, webSocketImplementation, } from "./socket.js";
 /** Retry a re-join the node could not serve right now (`unavailable`, `internal`) after this. */
 const REJOIN_RETRY_MS = 1000;
-/** A `send` answered `timeout` is retried this many times by default, then rejected. */
+/** A `send` answered `timeout` or `not_replicated` is retried this many times by default, then
+ * rejected. One budget for both: each means the same key makes a retry safe and may settle it,
+ * and a send answered one, then the other, is still bounded by it. */
 export const DEFAULT_TIMEOUT_RETRIES = 5;
-/** The default delays before those retries: short, since the node is up and only its engine was slow. */
+/** The default delays before those retries: short, since the node is up and only its engine (or a
+ * Redis replica) was slow. */
 export const DEFAULT_TIMEOUT_BACKOFF = { initialDelayMs: 250, maxDelayMs: 4000, factor: 2 };
 export class Rookery extends Emitter {
     /** Connects to `url` (or, for failover, to each of several nodes' URLs in turn). */
@@ -323,10 +327,11 @@ export class Rookery extends Emitter {
         }
     }
     /** An `error` frame: it rejects the request it answers, if any is waiting (a send answered
-     * `timeout` is retried first, see `retryTimedOut`). */
+     * `timeout` or `not_replicated` is retried first, see `retryUnsettled`). */
     failed(ref, error) {
         if (ref !== undefined) {
-            if (error instanceof TimeoutError && this.retryTimedOut(ref))
+            const unsettled = error instanceof TimeoutError || error instanceof NotReplicatedError;
+            if (unsettled && this.retryUnsettled(ref))
                 return;
             if (this.outbox.fail(ref, error) || this.requests.reject(ref, error))
                 return;
@@ -339,15 +344,16 @@ export class Rookery extends Emitter {
         }
         this.emit("error", error);
     }
-    /** The send that went out with `ref` was answered `timeout`: the node may have stored it. Unless
-     * it has used up its retries, it stays pending and goes out again with the same key after a
-     * jittered delay (the node answers a key it has stored with that message's ack), or at its
-     * room's re-join if the connection drops meanwhile. False when `ref` is no such send. */
-    retryTimedOut(ref) {
+    /** The send that went out with `ref` was answered `timeout` (the node may have stored it) or
+     * `not_replicated` (it did, but a Redis failover may lose it). Unless it has used up its
+     * retries, it stays pending and goes out again with the same key after a jittered delay (the
+     * node answers a key it has stored with that message's ack, once its replicas have it), or at
+     * its room's re-join if the connection drops meanwhile. False when `ref` is no such send. */
+    retryUnsettled(ref) {
         const entry = this.outbox.byReference(ref);
-        if (!entry || entry.timeouts >= (this.options.timeoutRetries ?? DEFAULT_TIMEOUT_RETRIES))
+        if (!entry || entry.retries >= (this.options.timeoutRetries ?? DEFAULT_TIMEOUT_RETRIES))
             return false;
-        entry.timeouts += 1;
+        entry.retries += 1;
         this.outbox.detach(entry);
         entry.backoff ?? (entry.backoff = new Backoff({ ...DEFAULT_TIMEOUT_BACKOFF, ...this.options.timeoutBackoff }));
         entry.retryTimer = setTimeout(() => {

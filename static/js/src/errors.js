@@ -41,6 +41,13 @@ export class UnavailableError extends ServerError {
  * `send` answered so is retried with the same key (stored once) before it rejects with this. */
 export class TimeoutError extends ServerError {
 }
+/** The message WAS stored (and may be delivered), but fewer Redis replicas than the node asks for
+ * (`ROOKERY_REDIS_MIN_REPLICAS`) confirmed it in time: a Redis failover may lose it. A `send`
+ * answered so is retried with the same key (which stores nothing new and is acked with the first
+ * id once the replicas have it) before it rejects with this. Sending the body again under a new
+ * key would store it twice. */
+export class NotReplicatedError extends ServerError {
+}
 /** An unexpected failure on the node. */
 export class InternalError extends ServerError {
 }
@@ -53,6 +60,7 @@ const SERVER_ERRORS = {
     room_limit: RoomLimitError,
     unavailable: UnavailableError,
     timeout: TimeoutError,
+    not_replicated: NotReplicatedError,
     internal: InternalError,
 };
 /** The typed error for an `error` frame; a code this client does not know stays a `ServerError`. */

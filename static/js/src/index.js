@@ -5,4 +5,4 @@ export { Room } from "./room.js";
 export { Backoff, DEFAULT_BACKOFF } from "./backoff.js";
 export { RECONNECT_CODES } from "./close-codes.js";
 export { compareIds } from "./message-id.js";
-export { RookeryError, ServerError, BadRequestError, NotJoinedError, ForbiddenError, TooLargeError, RateLimitedError, RoomLimitError, UnavailableError, TimeoutError, InternalError, PendingLimitError, DisconnectedError, ClosedError, AuthError, } from "./errors.js";
+export { RookeryError, ServerError, BadRequestError, NotJoinedError, ForbiddenError, TooLargeError, RateLimitedError, RoomLimitError, UnavailableError, TimeoutError, NotReplicatedError, InternalError, PendingLimitError, DisconnectedError, ClosedError, AuthError, } from "./errors.js";

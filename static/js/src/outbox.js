@@ -1,9 +1,10 @@
 // Sends waiting for their `ack`. A send survives reconnects: when the connection drops before the
 // ack, the same frame (same idempotency `key`) goes out again once its room is re-joined, so a
 // message the node already stored is not stored twice. A send answered `timeout` (the node's
-// engine did not answer: the message may be stored) stays here too while the client retries it
-// with the same key after a backoff. The outbox is bounded, so an application that keeps sending
-// while offline learns it at once (`PendingLimitError`) instead of filling memory.
+// engine did not answer: the message may be stored) or `not_replicated` (stored, but not yet on
+// enough Redis replicas) stays here too while the client retries it with the same key after a
+// backoff. The outbox is bounded, so an application that keeps sending while offline learns it
+// at once (`PendingLimitError`) instead of filling memory.
 import { PendingLimitError } from "./errors.js";
 export class Outbox {
     constructor(limit) {
@@ -21,7 +22,7 @@ export class Outbox {
             return new PendingLimitError(this.limit);
         let entry;
         const acked = new Promise((resolve, reject) => {
-            entry = { key, room, body, ref: undefined, timeouts: 0, backoff: undefined, retryTimer: undefined, resolve, reject };
+            entry = { key, room, body, ref: undefined, retries: 0, backoff: undefined, retryTimer: undefined, resolve, reject };
         });
         this.pending.set(key, entry);
         return { entry, acked };
@@ -50,8 +51,9 @@ export class Outbox {
     isPending(entry) {
         return this.pending.get(entry.key) === entry;
     }
-    /** The node answered the send with `timeout`: it stays pending, no longer answered by its ref,
-     * until it is sent again (by a retry, or after a re-join, whichever comes first). */
+    /** The node answered the send with `timeout` or `not_replicated`: it stays pending, no longer
+     * answered by its ref, until it is sent again (by a retry, or after a re-join, whichever comes
+     * first). */
     detach(entry) {
         if (entry.ref !== undefined)
             this.byRef.delete(entry.ref);

@@ -9,7 +9,14 @@ import { closeVerdict, RECONNECT_CODES } from "../../dist/close-codes.js";
 import { compareIds } from "../../dist/message-id.js";
 import { Outbox } from "../../dist/outbox.js";
 import { Room } from "../../dist/room.js";
-import { PendingLimitError, RateLimitedError, ServerError, serverError, TimeoutError } from "../../dist/errors.js";
+import {
+  NotReplicatedError,
+  PendingLimitError,
+  RateLimitedError,
+  ServerError,
+  serverError,
+  TimeoutError,
+} from "../../dist/errors.js";
 
 test("ids order as (ms, seq), not as text", () => {
   assert.ok(compareIds("5-10", "5-9") > 0);
@@ -39,7 +46,9 @@ test("every error code has its class; unknown codes stay ServerError", () => {
   const limited = serverError("rate_limited", "slow down");
   assert.ok(limited instanceof RateLimitedError && limited.code === "rate_limited");
   assert.ok(serverError("timeout", "") instanceof TimeoutError);
-  for (const code of ["bad_request", "not_joined", "forbidden", "too_large", "rate_limited", "room_limit", "unavailable", "timeout", "internal"]) {
+  assert.ok(serverError("not_replicated", "") instanceof NotReplicatedError);
+  const codes = ["bad_request", "not_joined", "forbidden", "too_large", "rate_limited", "room_limit", "unavailable", "timeout", "not_replicated", "internal"];
+  for (const code of codes) {
     const error = serverError(code, "");
     assert.notEqual(error.constructor, ServerError, code);
     assert.equal(error.code, code);

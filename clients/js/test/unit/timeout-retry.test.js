@@ -1,11 +1,12 @@
-// The `timeout` retry of `send`, against a scripted fake socket: how many times a send answered
-// `timeout` goes out again, with which key, after which delays, and what it rejects with in the
-// end. Only the count and the backoff are claimed here; that the node stores such a retry once is
-// shown against the real binary in cluster.test.js.
+// The retry of a `send` answered `timeout` or `not_replicated`, against a scripted fake socket:
+// how many times such a send goes out again, with which key, after which delays, and what it
+// rejects with in the end. Only the count and the backoff are claimed here; that the node stores
+// such a retry once is shown against the real binary in cluster.test.js (`timeout`) and
+// replication.test.js (`not_replicated`).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { PendingLimitError, Rookery, TimeoutError, UnavailableError } from "../../dist/index.js";
+import { NotReplicatedError, PendingLimitError, Rookery, TimeoutError, UnavailableError } from "../../dist/index.js";
 
 const WELCOME = {
   type: "welcome",
@@ -131,6 +132,53 @@ test("the default is five retries; `timeoutRetries: 0` rejects at the first time
   } finally {
     a.client.close();
     b.client.close();
+  }
+});
+
+test("a send answered `not_replicated` goes out again with the same key until it is acked", async () => {
+  const node = fakeNode(["not_replicated", "not_replicated", "ack"]);
+  const { client, room } = await joined({ WebSocket: node.WebSocket, timeoutBackoff: { initialDelayMs: 10, maxDelayMs: 20 } });
+  try {
+    assert.deepEqual(await room.send("at risk"), { id: "1-3" });
+    assert.equal(node.sends.length, 3, "the first send and two retries");
+    assert.equal(new Set(node.sends.map((s) => s.key)).size, 1, "every retry with the first key");
+  } finally {
+    client.close();
+  }
+});
+
+test("a send still not replicated after `timeoutRetries` retries rejects with NotReplicatedError", async () => {
+  const node = fakeNode(Array(10).fill("not_replicated"));
+  const { client, room } = await joined({
+    WebSocket: node.WebSocket,
+    timeoutRetries: 2,
+    timeoutBackoff: { initialDelayMs: 10, maxDelayMs: 20 },
+  });
+  try {
+    await assert.rejects(room.send("never replicated"), (e) => e instanceof NotReplicatedError && e.code === "not_replicated");
+    assert.equal(node.sends.length, 3, "the first send and two retries");
+    assert.equal(new Set(node.sends.map((s) => s.key)).size, 1);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(node.sends.length, 3, "nothing more after the rejection");
+  } finally {
+    client.close();
+  }
+});
+
+test("`timeout` and `not_replicated` answers share one budget; the send rejects with the last one's error", async () => {
+  const backoff = { initialDelayMs: 5, maxDelayMs: 10 };
+  const a = fakeNode(["timeout", "not_replicated", "timeout", "not_replicated"]);
+  const b = fakeNode(["not_replicated", "timeout", "not_replicated", "timeout"]);
+  const first = await joined({ WebSocket: a.WebSocket, timeoutRetries: 2, timeoutBackoff: backoff });
+  const second = await joined({ WebSocket: b.WebSocket, timeoutRetries: 2, timeoutBackoff: backoff });
+  try {
+    await assert.rejects(first.room.send("x"), TimeoutError);
+    assert.equal(a.sends.length, 3, "two retries in all, whichever answer asked for them");
+    await assert.rejects(second.room.send("y"), NotReplicatedError);
+    assert.equal(b.sends.length, 3);
+  } finally {
+    first.client.close();
+    second.client.close();
   }
 });
 
