@@ -255,3 +255,60 @@ fn fill(port: u16, key: &str, bytes: usize) -> bool {
     let output = child.wait_with_output().expect("redis-cli output");
     String::from_utf8_lossy(&output.stdout).trim() == "OK"
 }
+
+/// Slots move (`redis-cli --cluster reshard`) while messages flow through a room on one of
+/// them: every acked message reaches the other node once, in order, and is stored once.
+#[actix_web::test]
+async fn messages_flow_through_a_slot_migration_without_loss_or_duplicates() {
+    let cluster = cluster(3, 0).await;
+    let (a, b) = (node(&cluster, "node-a").await, node(&cluster, "node-b").await);
+    // A room on the shard whose tag has the lowest slot of the first primary's range, so moving
+    // the first few hundred slots of that primary moves it.
+    let keys = Keys::new(rookery::settings::DEFAULT_CLUSTER_BUS_SHARDS);
+    let room = (0..)
+        .map(|n| format!("moving-{n}"))
+        .find(|name| keys.shard(&RoomName::parse(name).unwrap()) == 14)
+        .expect("a room on shard 14");
+    let history = keys.history(&RoomName::parse(&room).unwrap());
+    let slot: u16 = cluster.ask("CLUSTER", &["KEYSLOT", &history]).parse().expect("a slot");
+    assert!(slot < 400, "shard 14's tag is on slot {slot}");
+    let from = cluster.primary_of(&history);
+    let to = *cluster.primary_ports().iter().find(|&&port| port != from).expect("another primary");
+
+    let (mut alice, mut bob) = (a.client("alice").await, b.client("bob").await);
+    alice.join(&room).await;
+    bob.join(&room).await;
+    let sender = {
+        let room = room.clone();
+        actix_web::rt::spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0..150 {
+                acked.push(alice.say_until_acked(&room, &format!("m{n}"), &format!("k{n}")).await);
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.reshard(from, to, slot + 1);
+        cluster
+    })
+    .await
+    .expect("reshard");
+    assert_eq!(cluster.primary_of(&history), to, "the room's slot moved");
+    assert!(!sender.is_finished(), "messages were still flowing when the slots had moved");
+    let acked = sender.await.expect("the sender");
+
+    let mut seen = Vec::new();
+    while seen.len() < acked.len() {
+        let (message, _) = bob.recv_until("message").await;
+        seen.push(message["id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(seen, acked, "every acked message once, in order");
+    let query = json!({"type":"history","room":room,"limit":500});
+    let page = bob.request(query).await;
+    let stored: Vec<&str> = page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(stored, acked, "each stored once");
+    drop(cluster);
+}

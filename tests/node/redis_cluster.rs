@@ -111,6 +111,27 @@ impl RedisCluster {
         port.trim().parse().expect("a port number")
     }
 
+    /// The cluster id of the server on `port`.
+    pub fn node_id(&self, port: u16) -> String {
+        let nodes = cli(port, &["CLUSTER", "NODES"]).unwrap_or_default();
+        let line = nodes.lines().find(|l| l.split_whitespace().nth(2).is_some_and(|f| f.contains("myself")));
+        line.and_then(|l| l.split_whitespace().next()).expect("the node's own line").to_owned()
+    }
+
+    /// Moves the first `slots` slots of the primary on `from` to the one on `to` with
+    /// `redis-cli --cluster reshard`, keys and all.
+    pub fn reshard(&self, from: u16, to: u16, slots: u16) {
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &self.node_id(from), "--cluster-to", &self.node_id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run redis-cli --cluster reshard");
+        assert!(output.status.success(), "reshard: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
     /// Waits until the replica on `replica` has everything its primary on `primary` wrote.
     pub fn wait_for_replication(&self, primary: u16, replica: u16) {
         let offset = |port: u16| -> Option<u64> {
