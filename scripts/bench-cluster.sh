@@ -2,23 +2,27 @@
 # Runs rookery-bench against a local cluster: one redis-server and NODES rookery nodes (release
 # builds) on loopback, then stops them all. Everything after the options goes to rookery-bench.
 #
-#   scripts/bench-cluster.sh [--nodes N] [--idle-node C] [--traces] [rookery-bench options...]
+#   scripts/bench-cluster.sh [--nodes N] [--idle-node C] [--redis-cluster] [--traces] [rookery-bench options...]
 #
+# --redis-cluster runs the nodes on a Redis Cluster of three primaries (ports 16379-16381, no
+# replicas) instead of one redis-server, and reports each primary's CPU and their commands.
 # --idle-node C starts one more node that the bench does not send through, holding C idle
 # connections in rooms of their own (two per room), and reports its CPU: what a node pays for
 # traffic in rooms where it has no member.
 # --traces exports every trace to a local OTLP sink (scripts/otlp-sink.py). Node settings can be
 # given as ROOKERY_* variables in the environment; ROOKERY_BIN runs another build of the node
 # and ROOKERY_BENCH_BIN another build of the load generator (to compare two versions under the
-# same load). Ports: Redis 16379, nodes 18081.., sink 14318.
+# same load). Ports: Redis 16379 (16379-16381 with --redis-cluster), nodes 18081.., sink 14318.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 nodes=2
 traces=false
 idle_connections=0
+redis_cluster=false
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --redis-cluster) redis_cluster=true; shift ;;
     --nodes) nodes="$2"; shift 2 ;;
     --traces) traces=true; shift ;;
     --idle-node) idle_connections="$2"; shift 2 ;;
@@ -38,9 +42,31 @@ cleanup() {
 }
 trap cleanup EXIT
 
-redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" &
-pids+=($!)
-redis_pid=$!
+redis_ports=(16379)
+if $redis_cluster; then redis_ports=(16379 16380 16381); fi
+redis_pids=()
+for port in "${redis_ports[@]}"; do
+  mkdir -p "$work/redis-$port"
+  cluster_args=()
+  if $redis_cluster; then
+    cluster_args=(--cluster-enabled yes --cluster-config-file nodes.conf --cluster-port $((port + 100)))
+  fi
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/redis-$port" \
+    "${cluster_args[@]}" >"$work/redis-$port.log" &
+  pids+=($!)
+  redis_pids+=($!)
+done
+for port in "${redis_ports[@]}"; do
+  until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+done
+redis_env=(ROOKERY_REDIS_URL=redis://127.0.0.1:16379)
+if $redis_cluster; then
+  redis-cli --cluster create 127.0.0.1:16379 127.0.0.1:16380 127.0.0.1:16381 --cluster-replicas 0 --cluster-yes >/dev/null
+  for port in "${redis_ports[@]}"; do
+    until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+  done
+  redis_env=(ROOKERY_REDIS_CLUSTER_NODES=redis://127.0.0.1:16379,redis://127.0.0.1:16380,redis://127.0.0.1:16381)
+fi
 if $traces; then
   python3 scripts/otlp-sink.py 14318 >"$work/sink.log" &
   sink_pid=$!
@@ -55,7 +81,7 @@ all_nodes=$nodes
 if ((idle_connections > 0)); then all_nodes=$((nodes + 1)); fi
 for ((n = 1; n <= all_nodes; n++)); do
   port=$((18080 + n))
-  ROOKERY_REDIS_URL=redis://127.0.0.1:16379 ROOKERY_NODE_ID="bench-node-$n" ROOKERY_BIND="127.0.0.1:$port" \
+  env "${redis_env[@]}" ROOKERY_NODE_ID="bench-node-$n" ROOKERY_BIND="127.0.0.1:$port" \
     ROOKERY_WORKERS="${ROOKERY_WORKERS:-1}" ROOKERY_RATE_PER_SEC="${ROOKERY_RATE_PER_SEC:-1000}" \
     ROOKERY_RATE_BURST="${ROOKERY_RATE_BURST:-1000}" RUST_LOG="${RUST_LOG:-warn}" \
     "${ROOKERY_BIN:-target/release/rookery}" >"$work/node-$n.log" 2>&1 &
@@ -90,10 +116,13 @@ if ((idle_connections > 0)); then
   done
   idle_cpu_before=$(awk '{print $14 + $15}' "/proc/$idle_pid/stat")
 fi
-redis_cpu_before=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
+cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+redis_cpu_before=()
+for pid in "${redis_pids[@]}"; do redis_cpu_before+=("$(cpu_of "$pid")"); done
 status=0
 "${ROOKERY_BENCH_BIN:-target/release/rookery-bench}" --pids "$(IFS=,; echo "${node_pids[*]}")" "$@" "${urls[@]}" || status=$?
-redis_cpu_after=$(awk '{print $14 + $15}' "/proc/$redis_pid/stat")
+redis_cpu_after=()
+for pid in "${redis_pids[@]}"; do redis_cpu_after+=("$(cpu_of "$pid")"); done
 if ((idle_connections > 0)); then
   idle_cpu_after=$(awk '{print $14 + $15}' "/proc/$idle_pid/stat")
   echo "idle node ($idle_connections connections in rooms of their own): CPU $(( (idle_cpu_after - idle_cpu_before) * 10 )) ms during the run," \
@@ -102,6 +131,15 @@ fi
 for ((n = 1; n <= all_nodes; n++)); do
   echo "node $n gauges: $(curl -sf "http://127.0.0.1:$((18080 + n))/metrics" | grep -E '^rookery_(connections|rooms) ' | tr '\n' ' ')" >&2
 done
-echo "redis-server CPU: $(( (redis_cpu_after - redis_cpu_before) * 10 )) ms; commands:" >&2
-redis-cli -p 16379 INFO commandstats | grep -E 'cmdstat_(fcall|fcall_ro|xreadgroup|xack|evalsha|hset|xpending)' >&2 || true
+total=0
+for i in "${!redis_pids[@]}"; do
+  ms=$(( (redis_cpu_after[i] - redis_cpu_before[i]) * 10 ))
+  total=$((total + ms))
+  if $redis_cluster; then echo "redis-server ${redis_ports[i]} CPU: $ms ms" >&2; fi
+done
+echo "redis-server CPU: $total ms; commands:" >&2
+for port in "${redis_ports[@]}"; do redis-cli -p "$port" INFO commandstats; done |
+  grep -E 'cmdstat_(fcall|fcall_ro|xreadgroup|xack|evalsha|hset|xpending|wait)' | tr -d '\r' |
+  awk -F'[:=,]' '{calls[$1] += $3; usec[$1] += $5} END {for (c in calls) printf "%s:calls=%d,usec=%d,usec_per_call=%.2f\n", c, calls[c], usec[c], usec[c] / calls[c]}' |
+  sort >&2 || true
 exit "$status"
