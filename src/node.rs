@@ -8,7 +8,7 @@ use std::sync::{
 
 use crate::{
     auth::Authenticator, engine::Engine, http::PendingRequests, protocol::Limits, rooms::RoomDirectory,
-    settings::Settings, shutdown::ShutdownSignal, telemetry::Metrics,
+    settings::Settings, shutdown::ShutdownSignal, telemetry::Metrics, ws::budget::OutboundBudget,
 };
 
 /// The node's shared state, handed to routes as `web::Data<Node>`.
@@ -23,6 +23,8 @@ pub struct Node {
     pub shutdown: ShutdownSignal,
     /// HTTP connections that have not finished their request (see `http::pending`).
     pub pending: PendingRequests,
+    /// What every session's outbound queue may hold together (see `ws::budget`).
+    pub outbound_budget: Arc<OutboundBudget>,
     connections: Arc<AtomicUsize>,
 }
 
@@ -37,6 +39,7 @@ impl Node {
         Self {
             limits: settings.limits(),
             pending: PendingRequests::new(settings.max_pending_requests, settings.request_timeout, metrics.clone()),
+            outbound_budget: OutboundBudget::new(settings.outbound_budget_bytes, metrics.clone()),
             settings,
             engine,
             directory,

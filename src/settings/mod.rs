@@ -51,6 +51,8 @@ pub struct Settings {
     pub heartbeat: Duration,
     pub outbound_queue_frames: usize,
     pub outbound_queue_bytes: usize,
+    /// What all sessions' outbound queues may hold together; over it the largest are closed.
+    pub outbound_budget_bytes: usize,
     pub max_frame_bytes: usize,
     pub max_body_bytes: usize,
     pub rate_per_sec: u32,
@@ -133,6 +135,7 @@ impl Settings {
             heartbeat: Duration::from_millis(env.number("ROOKERY_HEARTBEAT_MS", 10..=3_600_000)?),
             outbound_queue_frames: env.number("ROOKERY_OUTBOUND_QUEUE_FRAMES", 1..=1 << 20)?,
             outbound_queue_bytes: env.number("ROOKERY_OUTBOUND_QUEUE_BYTES", 1024..=1 << 30)?,
+            outbound_budget_bytes: env.number("ROOKERY_OUTBOUND_BUDGET_BYTES", 1 << 20..=1 << 40)?,
             max_frame_bytes: env.number("ROOKERY_MAX_FRAME_BYTES", 256..=16 << 20)?,
             max_body_bytes: env.number("ROOKERY_MAX_BODY_BYTES", 1..=16 << 20)?,
             rate_per_sec: env.number("ROOKERY_RATE_PER_SEC", 1..=1_000_000)?,

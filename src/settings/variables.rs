@@ -71,6 +71,11 @@ pub const VARIABLES: &[Variable] = &[
     var("ROOKERY_MAX_ROOMS_PER_SESSION", Value("64"), "rooms one session may be in"),
     var("ROOKERY_OUTBOUND_QUEUE_FRAMES", Value("1024"), "frames queued for a session before it is closed with 1013"),
     var("ROOKERY_OUTBOUND_QUEUE_BYTES", Value("4194304"), "bytes queued for a session before it is closed with 1013"),
+    var(
+        "ROOKERY_OUTBOUND_BUDGET_BYTES",
+        Value("536870912"),
+        "bytes queued for all sessions of the node together; over it the sessions holding the most are closed with 1013",
+    ),
     var("ROOKERY_HISTORY_LEN", Value("1000"), "messages retained per room (for `history` and resume)"),
     var(
         "ROOKERY_PRESENCE_MAX_USERS",

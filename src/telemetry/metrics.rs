@@ -64,6 +64,10 @@ pub struct MetricSet {
     pub slow_consumer_drops: Counter,
     /// Connections reset because the peer took none of their last frames for a heartbeat.
     pub connections_reset: Counter,
+    /// Bytes held for sending by every session of the node (see `ws::budget`).
+    pub outbound_bytes: Gauge,
+    /// Sessions closed because the node was over its outbound budget.
+    pub outbound_evictions: Counter,
     api_errors: Labeled<u16>,
     /// HTTP connections that have not finished their request (head or body), or wait for the
     /// next one on a kept-alive connection (`http::pending`).
@@ -129,6 +133,18 @@ impl MetricSet {
                 r,
                 "connections_reset",
                 "Connections reset because the peer took none of their last frames for a heartbeat interval",
+                Counter::default(),
+            ),
+            outbound_bytes: register(
+                r,
+                "outbound_bytes",
+                "Bytes held for sending by every session of the node, queued or being written",
+                Gauge::default(),
+            ),
+            outbound_evictions: register(
+                r,
+                "outbound_evictions",
+                "Sessions closed (1013) because the node was over ROOKERY_OUTBOUND_BUDGET_BYTES",
                 Counter::default(),
             ),
             api_errors: register(r, "api_errors", "Server API errors by HTTP status", Labeled::default()),

@@ -38,6 +38,9 @@ use super::{
 /// How long a closed connection waits for the peer to close its side.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
+/// How long an evicted connection's close frame may take to go out before it is reset.
+const EVICTED_CLOSE_WAIT: Duration = Duration::from_millis(100);
+
 /// Driver -> actor: a timer went off.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -83,8 +86,8 @@ where
         let mut writing = pin!(write(&stream, outbound));
         let reading = pin!(read(&mut reader, timers, &actor));
         match race(writing.as_mut(), reading).await {
-            Finished::First(()) => true,
-            Finished::Second(()) => tokio::time::timeout(flush_grace, writing).await.is_ok(),
+            Finished::First(ended_cleanly) => ended_cleanly,
+            Finished::Second(()) => tokio::time::timeout(flush_grace, writing).await.unwrap_or(false),
         }
     };
     // When the socket failed under the writer, the actor has not heard of it yet.
@@ -97,12 +100,36 @@ where
     }
 }
 
-/// Writes the outbound queue until its close frame is out, it is dropped, or the socket fails.
-async fn write(stream: &TcpStream, mut outbound: OutboundBody) {
-    while let Some(Ok(bytes)) = outbound.next().await {
-        if socket::write_all(stream, &bytes).await.is_err() {
-            return;
+/// Writes the outbound queue until its close frame is out, it is dropped, or the socket fails
+/// (then the connection is closed), or the node's outbound budget evicts the session: then what
+/// is queued is dropped and, between two writes, a 1013 close frame gets a moment to go out;
+/// a connection evicted mid-write, or whose close frame does not go out, is reset. Returns
+/// whether the connection ends cleanly (closed rather than reset).
+async fn write(stream: &TcpStream, mut outbound: OutboundBody) -> bool {
+    let eviction = outbound.eviction();
+    let mut evicted = pin!(eviction.wait());
+    loop {
+        let bytes = tokio::select! {
+            next = outbound.next() => match next {
+                Some(Ok(bytes)) => bytes,
+                _ => return true,
+            },
+            () = &mut evicted => break,
+        };
+        tokio::select! {
+            written = socket::write_all(stream, &bytes) => if written.is_err() { return true },
+            () = &mut evicted => {
+                // Part of a frame may be out: nothing valid can follow it.
+                let _ = outbound.evict();
+                return false;
+            }
         }
+    }
+    match outbound.evict() {
+        Ok(close) => tokio::time::timeout(EVICTED_CLOSE_WAIT, socket::write_all(stream, &close))
+            .await
+            .is_ok_and(|written| written.is_ok()),
+        Err(_) => false,
     }
 }
 

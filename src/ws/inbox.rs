@@ -225,7 +225,7 @@ mod tests {
 
     #[actix_web::test]
     async fn writes_each_message_of_its_rooms_once_and_nothing_of_other_rooms() {
-        let (outbound, mut body) = Outbound::new(16, 1024);
+        let (outbound, mut body) = Outbound::new(16, 1024, crate::ws::budget::unbounded_share());
         let (inbox, _) = inbox(&outbound, 16);
         inbox.rooms().insert(room("lobby"), Membership::default());
         inbox.deliver(&event("lobby", Some(2), "m2"));
@@ -239,7 +239,7 @@ mod tests {
 
     #[actix_web::test]
     async fn drops_what_was_delivered_before_its_join() {
-        let (outbound, mut body) = Outbound::new(16, 1024);
+        let (outbound, mut body) = Outbound::new(16, 1024, crate::ws::budget::unbounded_share());
         let (inbox, _) = inbox(&outbound, 16);
         inbox.rooms().insert(room("lobby"), Membership { joined_at: 100, ..Membership::default() });
         inbox.deliver(&RoomEvent { seq: 99, ..event("lobby", None, "before") });
@@ -250,7 +250,7 @@ mod tests {
 
     #[actix_web::test]
     async fn holds_events_back_during_a_join_and_tells_the_session_once_when_over_the_bound() {
-        let (outbound, mut body) = Outbound::new(16, 1024);
+        let (outbound, mut body) = Outbound::new(16, 1024, crate::ws::budget::unbounded_share());
         let (inbox, overflows) = inbox(&outbound, 2);
         inbox.rooms().insert(room("lobby"), Membership { held: Some(Vec::new()), ..Membership::default() });
         for seq in 1..=4 {
@@ -268,7 +268,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_full_queue_tells_the_session() {
-        let (outbound, _body) = Outbound::new(1, 1024);
+        let (outbound, _body) = Outbound::new(1, 1024, crate::ws::budget::unbounded_share());
         let (inbox, overflows) = inbox(&outbound, 16);
         inbox.rooms().insert(room("lobby"), Membership::default());
         inbox.deliver(&event("lobby", Some(1), "m1"));

@@ -8,7 +8,9 @@
 //! stops being polled, so frames wait here, where the bound is: pushing never waits, and when the
 //! queue is over its frame or byte bound the push fails and the session closes as a slow
 //! consumer, so one stalled socket never holds up its rooms. Close frames always fit, and end
-//! the body.
+//! the body. Every byte queued, and every byte taken for a write until the write is done, also
+//! counts against the node-wide budget (`budget`), which may evict the session: the driver then
+//! drops what is queued and closes (see [`OutboundBody::evict`]).
 
 use std::{
     cell::RefCell,
@@ -23,6 +25,8 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Message, ProtocolError};
 use actix_web::web::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream;
+
+use super::budget::{Eviction, Share};
 
 /// The queue was over its bound; the frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +50,18 @@ struct Queue {
     body_gone: bool,
     /// The driver's waker, while the body is waiting for frames.
     waker: Option<Waker>,
+    /// This session's part of the node's budget: what is queued plus the write in progress.
+    share: Share,
 }
 
 impl Queue {
+    /// Drops every queued frame, giving its bytes back.
+    fn discard(&mut self) {
+        self.frames.clear();
+        self.share.give_back(self.bytes);
+        self.bytes = 0;
+    }
+
     fn wake(&mut self) {
         if let Some(waker) = self.waker.take() {
             waker.wake();
@@ -74,6 +87,8 @@ pub struct OutboundBody {
     codec: Codec,
     /// The close frame went out: the body is over.
     done: bool,
+    /// Payload bytes of the last write handed to the driver, counted until it asks for more.
+    writing: usize,
 }
 
 fn payload_len(message: &Message) -> usize {
@@ -85,8 +100,9 @@ fn payload_len(message: &Message) -> usize {
 }
 
 impl Outbound {
-    /// A queue bounded by `max_frames` and `max_bytes` of payload, and the body that drains it.
-    pub fn new(max_frames: usize, max_bytes: usize) -> (Self, OutboundBody) {
+    /// A queue bounded by `max_frames` and `max_bytes` of payload, counted in `share` of the
+    /// node's budget, and the body that drains it.
+    pub fn new(max_frames: usize, max_bytes: usize, share: Share) -> (Self, OutboundBody) {
         let queue = Rc::new(RefCell::new(Queue {
             frames: VecDeque::new(),
             bytes: 0,
@@ -95,8 +111,9 @@ impl Outbound {
             finished: false,
             body_gone: false,
             waker: None,
+            share,
         }));
-        let body = OutboundBody { queue: queue.clone(), codec: Codec::new(), done: false };
+        let body = OutboundBody { queue: queue.clone(), codec: Codec::new(), done: false, writing: 0 };
         (Self { sender: OutboundSender { queue } }, body)
     }
 
@@ -122,8 +139,7 @@ impl Outbound {
             return;
         }
         if discard {
-            queue.frames.clear();
-            queue.bytes = 0;
+            queue.discard();
         }
         let mut end = reason.len().min(MAX_CLOSE_REASON_BYTES);
         while !reason.is_char_boundary(end) {
@@ -150,6 +166,7 @@ impl OutboundSender {
             return Err(QueueFull);
         }
         queue.bytes += len;
+        queue.share.take(len);
         queue.frames.push_back(message);
         queue.wake();
         Ok(())
@@ -194,10 +211,12 @@ impl Stream for OutboundBody {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, ProtocolError>>> {
         let this = self.get_mut();
+        let mut queue = this.queue.borrow_mut();
+        // The driver asks again once the last write is done: its bytes are out.
+        queue.share.give_back(std::mem::take(&mut this.writing));
         if this.done {
             return Poll::Ready(None);
         }
-        let mut queue = this.queue.borrow_mut();
         if queue.frames.is_empty() {
             if queue.finished {
                 return Poll::Ready(None);
@@ -211,13 +230,14 @@ impl Stream for OutboundBody {
         let mut buf = BytesMut::with_capacity((queue.bytes + 10 * queue.frames.len()).min(MAX_WRITE_BYTES));
         while buf.len() < MAX_WRITE_BYTES {
             let Some(frame) = queue.frames.pop_front() else { break };
-            queue.bytes -= payload_len(&frame);
+            let len = payload_len(&frame);
+            queue.bytes -= len;
+            this.writing += len;
             let is_close = matches!(frame, Message::Close(_));
             this.codec.encode(frame, &mut buf)?;
             if is_close {
                 this.done = true;
-                queue.frames.clear();
-                queue.bytes = 0;
+                queue.discard();
                 break;
             }
         }
@@ -225,12 +245,37 @@ impl Stream for OutboundBody {
     }
 }
 
+impl OutboundBody {
+    /// What tells the driver that the node's budget evicted this session.
+    pub fn eviction(&self) -> Eviction {
+        self.queue.borrow().share.eviction()
+    }
+
+    /// Evicted: drops everything queued and the write in progress, takes nothing more, and
+    /// returns the close frame to send (1013), for a driver that was not in the middle of a
+    /// write.
+    pub fn evict(&mut self) -> Result<Bytes, ProtocolError> {
+        let mut queue = self.queue.borrow_mut();
+        queue.discard();
+        queue.share.give_back(std::mem::take(&mut self.writing));
+        queue.body_gone = true;
+        self.done = true;
+        let reason = CloseReason {
+            code: CloseCode::Again,
+            description: Some("slow consumer: node over its outbound budget".into()),
+        };
+        let mut buf = BytesMut::new();
+        self.codec.encode(Message::Close(Some(reason)), &mut buf)?;
+        Ok(buf.freeze())
+    }
+}
+
 impl Drop for OutboundBody {
     fn drop(&mut self) {
         let mut queue = self.queue.borrow_mut();
         queue.body_gone = true;
-        queue.frames.clear();
-        queue.bytes = 0;
+        queue.discard();
+        queue.share.give_back(std::mem::take(&mut self.writing));
     }
 }
 
@@ -245,7 +290,7 @@ mod tests {
 
     #[test]
     fn encodes_everything_waiting_into_one_write_and_ends_after_the_close_frame() {
-        let (outbound, mut body) = Outbound::new(10, 1000);
+        let (outbound, mut body) = Outbound::new(10, 1000, crate::ws::budget::unbounded_share());
         assert!(poll(&mut body).is_pending());
         outbound.text("ab".into()).unwrap();
         outbound.text("cd".into()).unwrap();
@@ -259,7 +304,7 @@ mod tests {
 
     #[test]
     fn refuses_frames_over_either_bound_but_always_takes_the_close_frame() {
-        let (outbound, mut body) = Outbound::new(2, 5);
+        let (outbound, mut body) = Outbound::new(2, 5, crate::ws::budget::unbounded_share());
         outbound.text("abc".into()).unwrap();
         assert_eq!(outbound.text("def".into()), Err(QueueFull), "over the byte bound");
         outbound.text("gh".into()).unwrap();
@@ -271,7 +316,7 @@ mod tests {
 
     #[test]
     fn drops_frames_quietly_once_the_connection_is_gone() {
-        let (outbound, body) = Outbound::new(1, 10);
+        let (outbound, body) = Outbound::new(1, 10, crate::ws::budget::unbounded_share());
         drop(body);
         for _ in 0..3 {
             assert_eq!(outbound.text("x".into()), Ok(()));
@@ -280,7 +325,7 @@ mod tests {
 
     #[test]
     fn cuts_a_long_close_reason_to_fit_a_control_frame() {
-        let (outbound, mut body) = Outbound::new(1, 10);
+        let (outbound, mut body) = Outbound::new(1, 10, crate::ws::budget::unbounded_share());
         outbound.close(1000, &"é".repeat(100), false);
         let Poll::Ready(Some(Ok(bytes))) = poll(&mut body) else { panic!("expected a write") };
         assert_eq!(bytes[1] as usize, 2 + 122, "122 bytes of whole characters plus the code");

@@ -67,7 +67,8 @@ async fn upgrade(
 ) {
     let Some((switched, admitted)) = handshake(request, framed, &node).await else { return };
     let settings = &node.settings;
-    let (outbound, body) = Outbound::new(settings.outbound_queue_frames, settings.outbound_queue_bytes);
+    let share = node.outbound_budget.join();
+    let (outbound, body) = Outbound::new(settings.outbound_queue_frames, settings.outbound_queue_bytes, share);
     let connection = Upgraded {
         stream: switched.stream,
         early: switched.early,

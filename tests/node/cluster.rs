@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::{
-    helpers::{Client, Endpoint, TestApp, http, http_text, spawn_app},
+    helpers::{Client, Endpoint, TestApp, http, http_text, metric, spawn_app},
     node_process::NodeProcess,
     redis_server::RedisServer,
 };
@@ -159,14 +159,6 @@ async fn nodes_reach_redis_over_tls_and_refuse_a_server_they_cannot_verify() {
     let _ = std::fs::remove_file(&empty);
     assert!(!status.success());
     assert!(stderr.starts_with("rookery: cannot reach Redis"), "{stderr}");
-}
-
-/// The value of the metric line that starts with `series `, or `None` when no line does (so a
-/// renamed metric fails the checks instead of reading as 0).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|value| value.parse().ok())
 }
 
 #[actix_web::test]

@@ -435,3 +435,11 @@ pub async fn http_text(
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// The value of the metric line that starts with `series `, or `None` when no line does (so a
+/// renamed metric fails the checks instead of reading as 0).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.parse().ok())
+}

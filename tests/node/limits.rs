@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{Endpoint, RawSocket, TestApp, WAIT, http, spawn_app};
+use crate::helpers::{Endpoint, RawSocket, TestApp, WAIT, http, http_text, metric, spawn_app};
 
 #[actix_web::test]
 async fn bad_requests_get_errors_and_ten_in_a_minute_close_with_1008() {
@@ -224,4 +224,51 @@ async fn a_history_page_larger_than_the_outbound_queue_is_cut_and_says_so() {
         }
     }
     assert_eq!(seen, ids, "the cut pages together are the whole history");
+}
+
+#[actix_web::test]
+async fn sessions_that_never_read_are_closed_largest_first_when_the_node_is_over_its_outbound_budget() {
+    const BUDGET: usize = 24 << 20;
+    let budget = BUDGET.to_string();
+    // Queues big enough that each session could hold its pages whole (64 MiB each).
+    let vars = [
+        ("ROOKERY_API_KEY", "k"),
+        ("ROOKERY_OUTBOUND_BUDGET_BYTES", &budget),
+        ("ROOKERY_OUTBOUND_QUEUE_BYTES", "67108864"),
+    ];
+    let app = spawn_app(&vars).await;
+    room_of_large_messages(&app).await;
+    // Six clients each ask three times for the room's 270 messages of 16 KB (4.3 MB a page) and
+    // read none of it: what the sockets do not absorb, about 9 MB each, stays on the node.
+    let mut stalled = Vec::new();
+    for n in 0..6 {
+        let mut socket = RawSocket::connect_with_receive_buffer(&app, &format!("/ws?user=stalled-{n}"), 4096).await;
+        let ask = json!({"type":"history","room":"big","limit":300}).to_string();
+        for _ in 0..3 {
+            socket.frame(0x81, ask.as_bytes()).await;
+        }
+        stalled.push(socket);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let page = loop {
+        let (_, page) = http_text(&app, "GET", "/metrics", &[], None).await;
+        let value = |series| metric(&page, series).unwrap_or(-1.0);
+        if value("rookery_outbound_evictions_total") >= 1.0
+            && value("rookery_outbound_bytes") <= BUDGET as f64
+            && value("rookery_connections") + value("rookery_outbound_evictions_total") == 6.0
+        {
+            break page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the node stayed over its budget:\n{page}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let held = metric(&page, "rookery_outbound_bytes").unwrap_or(-1.0);
+    assert!(held > 0.0 && held <= BUDGET as f64, "{held} bytes held");
+    assert!(metric(&page, "rookery_connections").unwrap_or(0.0) >= 1.0, "not every session was closed");
+    // An evicted session hears 1013 when its socket has room for the close frame, or is reset.
+    // Everyone else is served.
+    let mut alice = app.client("alice").await;
+    alice.join("lobby").await;
+    alice.say("lobby", "still here").await;
+    drop(stalled);
 }
