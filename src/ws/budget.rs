@@ -22,7 +22,6 @@ use crate::telemetry::Metrics;
 /// The node's outbound bytes and the sessions holding them.
 pub struct OutboundBudget {
     limit: usize,
-    held: AtomicUsize,
     tenants: Mutex<Vec<Arc<Tenant>>>,
     next_id: AtomicU64,
     metrics: Metrics,
@@ -46,13 +45,7 @@ pub struct Share {
 
 impl OutboundBudget {
     pub fn new(limit: usize, metrics: Metrics) -> Arc<Self> {
-        Arc::new(Self {
-            limit,
-            held: AtomicUsize::new(0),
-            tenants: Mutex::default(),
-            next_id: AtomicU64::new(0),
-            metrics,
-        })
+        Arc::new(Self { limit, tenants: Mutex::default(), next_id: AtomicU64::new(0), metrics })
     }
 
     /// A share for a new session.
@@ -67,9 +60,9 @@ impl OutboundBudget {
         Share { budget: self.clone(), tenant }
     }
 
-    /// The bytes counted now.
+    /// The bytes counted now. The metric is the count: one atomic add per frame, not two.
     pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+        self.metrics.outbound_bytes.get().max(0) as usize
     }
 
     /// Evicts the tenants holding the most until what the others hold fits the limit.
@@ -95,8 +88,7 @@ impl Share {
     /// Counts `bytes` more for this session; evicts sessions when the node is over its budget.
     pub fn take(&self, bytes: usize) {
         self.tenant.held.fetch_add(bytes, Ordering::Relaxed);
-        let held = self.budget.held.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.budget.metrics.outbound_bytes.set(held as i64);
+        let held = (self.budget.metrics.outbound_bytes.inc_by(bytes as i64) as usize).saturating_add(bytes);
         if held > self.budget.limit && !self.is_evicted() {
             self.budget.evict_over_limit();
         }
@@ -105,9 +97,10 @@ impl Share {
     /// Counts `bytes` fewer (written to the socket, or dropped).
     pub fn give_back(&self, bytes: usize) {
         let bytes = bytes.min(self.tenant.held.load(Ordering::Relaxed));
-        self.tenant.held.fetch_sub(bytes, Ordering::Relaxed);
-        let held = self.budget.held.fetch_sub(bytes, Ordering::Relaxed).saturating_sub(bytes);
-        self.budget.metrics.outbound_bytes.set(held as i64);
+        if bytes > 0 {
+            self.tenant.held.fetch_sub(bytes, Ordering::Relaxed);
+            self.budget.metrics.outbound_bytes.dec_by(bytes as i64);
+        }
     }
 
     pub fn is_evicted(&self) -> bool {
