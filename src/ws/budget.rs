@@ -15,7 +15,7 @@ use std::sync::{
     atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
 };
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 use crate::telemetry::Metrics;
 
@@ -32,8 +32,9 @@ pub struct Tenant {
     id: u64,
     held: AtomicUsize,
     evicted: AtomicBool,
-    /// Wakes the session's driver when it is evicted.
-    notify: Notify,
+    /// The session driver's waker, woken when it is evicted (smaller than a `Notify`: it is
+    /// paid per connection).
+    waker: AtomicWaker,
 }
 
 /// A session's handle on the budget: it counts the session's bytes and, dropped, gives back
@@ -54,7 +55,7 @@ impl OutboundBudget {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             held: AtomicUsize::new(0),
             evicted: AtomicBool::new(false),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
         });
         self.tenants.lock().unwrap_or_else(|p| p.into_inner()).push(tenant.clone());
         Share { budget: self.clone(), tenant }
@@ -78,7 +79,7 @@ impl OutboundBudget {
             }
             total = total.saturating_sub(tenant.held.load(Ordering::Relaxed));
             tenant.evicted.store(true, Ordering::Release);
-            tenant.notify.notify_one();
+            tenant.waker.wake();
             self.metrics.outbound_evictions.inc();
         }
     }
@@ -119,13 +120,11 @@ pub struct Eviction(Arc<Tenant>);
 impl Eviction {
     /// Resolves once the session is evicted.
     pub async fn wait(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            if self.0.evicted.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+        std::future::poll_fn(|cx| {
+            self.0.waker.register(cx.waker());
+            if self.0.evicted.load(Ordering::Acquire) { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        })
+        .await
     }
 }
 
