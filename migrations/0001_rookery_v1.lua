@@ -136,6 +136,17 @@ local function join(keys, args)
   return {users, redis.call('HGETALL', keys[1])}
 end
 
+-- A session's join and what it needs to resume, in one atomic call: the replay is read first,
+-- so a call that fails (the history is not a stream, say) fails before the session is added or
+-- announced, and no other member ever sees a join of a session that did not join. Returns
+-- {join's reply, recover's reply}.
+-- KEYS: presence, members, room nodes, history, trimmed. ARGV: as for join, then since.
+local function join_recover(keys, args)
+  local recovered = recover({keys[4], keys[5]}, {args[8]})
+  local joined = join({keys[1], keys[2], keys[3]}, args)
+  return {joined, recovered}
+end
+
 -- Removes a session of node ARGV[5] from a room, and the node from the room's node set with its
 -- last session there (its intake of the room stops); the user's last session announces a leave
 -- to the nodes still serving the room, unless the room had more than ARGV[4] users.
@@ -219,5 +230,6 @@ redis.register_function('rookery_v1_heartbeat', heartbeat)
 redis.register_function{function_name = 'rookery_v1_silent_nodes', callback = silent_nodes, flags = {'no-writes'}}
 redis.register_function('rookery_v1_claim_silent', claim_silent)
 redis.register_function('rookery_v1_join', join)
+redis.register_function('rookery_v1_join_recover', join_recover)
 redis.register_function('rookery_v1_leave', leave)
 redis.register_function{function_name = 'rookery_v1_recover', callback = recover, flags = {'no-writes'}}

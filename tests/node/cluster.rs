@@ -225,3 +225,28 @@ async fn ids_at_the_ends_of_the_id_space_are_answered_as_the_memory_engine_does(
     assert_eq!((presence["event"].as_str(), presence["user"].as_str()), (Some("join"), Some("bob")));
     alice.expect_silence(std::time::Duration::from_millis(300)).await;
 }
+
+/// A join that fails inside Redis fails before the session is added: the other members see
+/// neither a join nor a leave of it.
+#[actix_web::test]
+async fn a_join_that_fails_in_redis_is_never_announced() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "node-a").await;
+    let (mut alice, mut bob) = (a.client("alice").await, a.client("bob").await);
+    alice.join("w").await;
+    // The room's history is broken (a string where a stream belongs): reading the replay fails.
+    let history = rookery::engine::redis::Keys::new(rookery::settings::DEFAULT_BUS_SHARDS)
+        .history(&rookery::domain::RoomName::parse("w").expect("a room"));
+    let mut conn = redis.connection().await;
+    let () = redis::cmd("SET").arg(&history).arg("not a stream").query_async(&mut conn).await.expect("SET");
+    let failed = bob.request(json!({"type":"join","room":"w"})).await;
+    assert_eq!((failed["type"].as_str(), failed["code"].as_str()), (Some("error"), Some("internal")), "{failed}");
+    alice.expect_silence(std::time::Duration::from_millis(500)).await;
+    let (status, members) = http(&a, "GET", "/api/v1/rooms/w/members", &[("Authorization", "Bearer k")], None).await;
+    assert_eq!((status, members["members"].clone()), (200, json!([{"user":"alice","sessions":1}])));
+    // Repaired, the same join goes through and is announced once.
+    let () = redis::cmd("DEL").arg(&history).query_async(&mut conn).await.expect("DEL");
+    bob.join("w").await;
+    let (presence, _) = alice.recv_until("presence").await;
+    assert_eq!((presence["event"].as_str(), presence["user"].as_str()), (Some("join"), Some("bob")));
+}

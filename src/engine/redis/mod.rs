@@ -368,7 +368,10 @@ impl Engine for RedisEngine {
         "redis"
     }
 
-    /// The join pipeline and the replay's read, in one round trip.
+    /// The session record, the epoch, and the join with the replay's read (one atomic call), in
+    /// one round trip. The join failed only when that call did: a record or epoch that could
+    /// not be written or read leaves a join that happened (then without an epoch the replay is
+    /// not vouched for), so no member sees a join undone for a failure that came after it.
     async fn join_and_recover(
         &self,
         room: &RoomName,
@@ -376,13 +379,22 @@ impl Engine for RedisEngine {
         session: SessionId,
         since: Option<MessageId>,
     ) -> Result<(RoomPresence, Recovery), EngineError> {
-        let mut pipe = self.shared.join_pipeline(room, user, session);
-        pipe.add_command(self.shared.store.recover_cmd(room, since)).add_command(epoch::get());
+        let mut pipe = redis::pipe();
+        if let Some(record) = self.shared.sessions.set_room(session, room, true) {
+            pipe.add_command(record).ignore();
+        }
+        let since_arg = since.map(|id| id.to_string()).unwrap_or_default();
+        pipe.add_command(epoch::get())
+            .add_command(self.shared.presence.join_recover(room, user, session, &since_arg))
+            .ignore_errors();
         self.shared
             .timed("join", async {
                 let mut conn = self.shared.redis.clone();
-                let (joined, recovered, epoch): (presence::JoinReply, Vec<String>, Option<String>) =
+                let (epoch, joined): (redis::Value, redis::Value) =
                     pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+                let (joined, recovered): (presence::JoinReply, Vec<String>) =
+                    redis::from_redis_value(joined).map_err(|e| engine_error(&e.into()))?;
+                let epoch: Option<String> = redis::from_redis_value(epoch).ok().flatten();
                 let recovery = store::recovery_reply(room, since, &recovered)?;
                 let recovery = epoch::vouch(recovery, since, epoch.as_deref());
                 Ok((presence::presence_reply(joined)?, recovery))

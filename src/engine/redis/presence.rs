@@ -51,6 +51,29 @@ impl RedisPresence {
         self.call("rookery_v1_join", room, user, session, &self.node)
     }
 
+    /// [`Self::join`] and the replay after `since` (as the store's `recover_cmd` reads it), in one
+    /// atomic call that reads the replay first: when it fails, the session was not added and
+    /// nothing was announced. Replies with a [`JoinReply`] and a recover reply.
+    pub fn join_recover(&self, room: &RoomName, user: &UserName, session: SessionId, since: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("rookery_v1_join_recover")
+            .arg(5)
+            .arg(self.keys.presence(room))
+            .arg(self.keys.members(room))
+            .arg(self.keys.room_nodes(room))
+            .arg(self.keys.history(room))
+            .arg(self.keys.trimmed(room))
+            .arg(room.as_str())
+            .arg(user.as_str())
+            .arg(session.to_string())
+            .arg(self.max_users)
+            .arg(&self.node)
+            .arg(self.retention_ms)
+            .arg(self.keys.inbox_prefix(room))
+            .arg(since);
+        cmd
+    }
+
     /// Removes this node's session; a no-op for a session that is not in the room.
     pub fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> redis::Cmd {
         self.leave_of(&self.node, room, user, session)
