@@ -53,7 +53,7 @@ impl RedisPresence {
 
     /// [`Self::join`] and the replay after `since` (as the store's `recover_cmd` reads it), in one
     /// atomic call that reads the replay first: when it fails, the session was not added and
-    /// nothing was announced. Replies with a [`JoinReply`] and a recover reply.
+    /// nothing was announced. Replies with a `JoinReply` and a recover reply.
     pub fn join_recover(&self, room: &RoomName, user: &UserName, session: SessionId, since: &str) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("rookery_v1_join_recover")
