@@ -90,3 +90,19 @@ async fn keys_are_forgotten_after_the_bus_retention_on_either_engine() {
         assert_ne!(later["id"], first["id"], "forgotten after it: stored again");
     }
 }
+
+/// A send whose connection breaks after it went out (Redis frozen, then killed) may have been
+/// stored as far as the node can tell: `timeout`, never `unavailable`.
+#[actix_web::test]
+async fn a_send_cut_off_after_it_went_out_is_answered_timeout() {
+    let mut redis = RedisServer::start();
+    let app = node(&redis, "node-a", "600000").await;
+    let mut alice = app.client("alice").await;
+    alice.join("lobby").await;
+    redis.pause();
+    alice.send(json!({"type":"send","room":"lobby","body":"in flight","key":"k-1","ref":"s"})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    redis.kill();
+    let (reply, _) = alice.recv_until("error").await;
+    assert_eq!((reply["ref"].as_str(), reply["code"].as_str()), (Some("s"), Some("timeout")), "{reply}");
+}

@@ -432,18 +432,21 @@ impl Engine for RedisEngine {
     }
 }
 
-/// A Redis failure as the engine reports it: a call that timed out after it was sent is
-/// `NoAnswer` (it may have taken effect: a retry needs the same idempotency key); other connection
-/// trouble is `Unavailable` (the caller may retry); anything else `Internal`.
+/// A Redis failure as the engine reports it, saying no more than is known.
+///
+/// - `Unavailable` (nothing was done, retry) only when Redis cannot have run the call: the
+///   connection could not be made, or Redis refused it (the functions are missing: a Redis that
+///   came back empty, until the bus consumer loads them again).
+/// - `NoAnswer` (it may have been done: a retry needs the same idempotency key) for every other
+///   connection failure: a timeout, or a connection that broke. The `redis` crate reports a
+///   request that never reached the socket and one whose answer was lost alike (a broken
+///   pipe), so a broken connection cannot vouch that nothing was stored.
+/// - `Internal` for anything else.
 pub(crate) fn engine_error(error: &redis::RedisError) -> EngineError {
-    if error.is_timeout() {
-        return EngineError::NoAnswer(error.to_string());
-    }
-    // A Redis that came back empty has lost the functions until the bus consumer reconnects and
-    // loads them again: retryable too.
-    let functions_lost = migrate::functions_missing(error);
-    if functions_lost || error.is_io_error() || error.is_connection_refusal() || error.is_connection_dropped() {
+    if error.is_connection_refusal() || migrate::functions_missing(error) {
         EngineError::Unavailable(error.to_string())
+    } else if error.is_timeout() || error.is_io_error() || error.is_connection_dropped() {
+        EngineError::NoAnswer(error.to_string())
     } else {
         EngineError::Internal(error.to_string())
     }
