@@ -224,6 +224,23 @@ impl Client {
         }
     }
 
+    /// The ids of the next `count` messages, skipping other frames.
+    pub async fn message_ids(&mut self, count: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(count);
+        while ids.len() < count {
+            let (message, _) = self.recv_until("message").await;
+            ids.push(message["id"].as_str().unwrap_or_default().to_owned());
+        }
+        ids
+    }
+
+    /// The ids of the room's history (up to 500), oldest first.
+    pub async fn history_ids(&mut self, room: &str) -> Vec<String> {
+        let page = self.request(json!({"type": "history", "room": room, "limit": 500})).await;
+        let messages = page["messages"].as_array().cloned().unwrap_or_default();
+        messages.iter().map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect()
+    }
+
     /// Sends a message and returns its acked id.
     pub async fn say(&mut self, room: &str, body: &str) -> String {
         let ack = self.request(json!({"type": "send", "room": room, "body": body})).await;

@@ -166,8 +166,7 @@ async fn a_killed_primary_is_replaced_by_its_replica_and_loses_nothing_acked() {
     assert_ne!(cluster.primary_of(&history), primary, "a replica took over the lobby's slot");
     // The new primary has no replica until the old one comes back as one.
     let refused = alice.request(json!({"type":"send","room":"lobby","body":"after","key":"a-1"})).await;
-    let successor = cluster.primary_of(&history);
-    assert_eq!(refused["type"], "error", "{refused} {:?}", cli(successor, &["INFO", "replication"]));
+    assert_eq!(refused["type"], "error", "{refused}");
     cluster = tokio::task::spawn_blocking(move || {
         cluster.restart(primary);
         cluster
@@ -177,14 +176,8 @@ async fn a_killed_primary_is_replaced_by_its_replica_and_loses_nothing_acked() {
 
     // Sends are acked again, reach the other node once, and nothing acked was lost.
     acked.push(alice.say_until_acked("lobby", "after", "a-1").await);
-    let mut seen = Vec::new();
-    while seen.len() < acked.len() {
-        let (message, _) = bob.recv_until("message").await;
-        seen.push(message["id"].as_str().unwrap_or_default().to_owned());
-    }
-    assert_eq!(seen, acked, "bob got every acked message once, in order");
-    let page = bob.request(json!({"type":"history","room":"lobby"})).await;
-    let stored: Vec<&str> = page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(bob.message_ids(acked.len()).await, acked, "bob got every acked message once, in order");
+    let stored = bob.history_ids("lobby").await;
     assert_eq!(stored, acked);
     wait_ready(&a).await;
     wait_ready(&b).await;
@@ -300,15 +293,7 @@ async fn messages_flow_through_a_slot_migration_without_loss_or_duplicates() {
     assert!(!sender.is_finished(), "messages were still flowing when the slots had moved");
     let acked = sender.await.expect("the sender");
 
-    let mut seen = Vec::new();
-    while seen.len() < acked.len() {
-        let (message, _) = bob.recv_until("message").await;
-        seen.push(message["id"].as_str().unwrap_or_default().to_owned());
-    }
-    assert_eq!(seen, acked, "every acked message once, in order");
-    let query = json!({"type":"history","room":room,"limit":500});
-    let page = bob.request(query).await;
-    let stored: Vec<&str> = page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(stored, acked, "each stored once");
+    assert_eq!(bob.message_ids(acked.len()).await, acked, "every acked message once, in order");
+    assert_eq!(bob.history_ids(&room).await, acked, "each stored once");
     drop(cluster);
 }

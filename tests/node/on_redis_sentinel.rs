@@ -73,14 +73,8 @@ async fn nodes_behind_sentinel_follow_a_failover_and_lose_nothing_acked() {
     .expect("restart the old primary");
     acked.push(alice.say_until_acked("lobby", "after", "a-1").await);
 
-    let mut seen = Vec::new();
-    while seen.len() < acked.len() {
-        let (message, _) = bob.recv_until("message").await;
-        seen.push(message["id"].as_str().unwrap_or_default().to_owned());
-    }
-    assert_eq!(seen, acked, "bob got every acked message once, in order");
-    let page = bob.request(json!({"type":"history","room":"lobby"})).await;
-    let stored: Vec<&str> = page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(bob.message_ids(acked.len()).await, acked, "bob got every acked message once, in order");
+    let stored = bob.history_ids("lobby").await;
     assert_eq!(stored, acked, "the promoted replica has everything acked");
     wait_ready(&a).await;
     wait_ready(&b).await;
