@@ -51,6 +51,11 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A connection unused for this long is checked with a PING before the next call.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
+/// How long that check may delay the call. It is there to find a connection Redis closed, which
+/// fails at once; a Redis that does not answer is the call's own timeout to report, and waiting
+/// out a whole response timeout first would double the time a session waits for it.
+const CHECK_AT_MOST: Duration = Duration::from_millis(100);
+
 /// A cheap-to-clone handle on the shared connection.
 #[derive(Clone)]
 pub struct RedisConnection {
@@ -112,7 +117,7 @@ impl RedisConnection {
         if let Link::Server(mut manager) = self.current()
             && idle_ms > CHECK_AFTER_IDLE.as_millis() as u64
         {
-            let _ = manager.send_packed_command(&redis::cmd("PING")).await;
+            let _ = tokio::time::timeout(CHECK_AT_MOST, manager.send_packed_command(&redis::cmd("PING"))).await;
         }
         let result = match send(self.current()).await {
             Err(error) if self.primary.is_some() && primary_lost(&error) => {
