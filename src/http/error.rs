@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use serde_json::json;
 
-use crate::engine::EngineError;
+use crate::{engine::EngineError, protocol::ErrorCode};
 
 /// An HTTP error answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,13 +58,12 @@ impl ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
-        let (status, code) = match error {
-            EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            EngineError::NoAnswer(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-            EngineError::NotReplicated(_) => (StatusCode::GATEWAY_TIMEOUT, "not_replicated"),
-            EngineError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        let status = match error {
+            EngineError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::NoAnswer(_) | EngineError::NotReplicated(_) => StatusCode::GATEWAY_TIMEOUT,
+            EngineError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        Self::new(status, code, error.client_message())
+        Self::new(status, ErrorCode::from(&error).as_str(), error.client_message())
     }
 }
 

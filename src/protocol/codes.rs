@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::engine::EngineError;
+
 /// The `code` of an `error` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +59,18 @@ impl ErrorCode {
             Self::Timeout => "timeout",
             Self::NotReplicated => "not_replicated",
             Self::Internal => "internal",
+        }
+    }
+}
+
+impl From<&EngineError> for ErrorCode {
+    /// The code a failed engine call is answered with, on `/ws` and on the server API alike.
+    fn from(error: &EngineError) -> Self {
+        match error {
+            EngineError::Unavailable(_) => Self::Unavailable,
+            EngineError::NoAnswer(_) => Self::Timeout,
+            EngineError::NotReplicated(_) => Self::NotReplicated,
+            EngineError::Internal(_) => Self::Internal,
         }
     }
 }

@@ -74,15 +74,6 @@ fn record_outcome<T>(span: &tracing::Span, result: &Result<T, EngineError>) {
     }
 }
 
-fn engine_error_code(error: &EngineError) -> ErrorCode {
-    match error {
-        EngineError::Unavailable(_) => ErrorCode::Unavailable,
-        EngineError::NoAnswer(_) => ErrorCode::Timeout,
-        EngineError::NotReplicated(_) => ErrorCode::NotReplicated,
-        EngineError::Internal(_) => ErrorCode::Internal,
-    }
-}
-
 impl Session {
     pub(super) fn run(&mut self, request: Request, ctx: &mut Context<Self>) -> Reply {
         let reference = request.reference;
@@ -102,7 +93,7 @@ impl Session {
     /// Answers a failed engine call; the command had no effect.
     fn engine_failed(&mut self, ctx: &mut Context<Self>, reference: Option<&str>, error: &EngineError) {
         tracing::warn!(session = %self.id, %error, "engine call failed");
-        self.error(ctx, reference, engine_error_code(error), error.client_message());
+        self.error(ctx, reference, ErrorCode::from(error), error.client_message());
     }
 
     /// Join: register with the local room first, so no live event can be missed, then add

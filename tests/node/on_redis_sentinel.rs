@@ -62,11 +62,7 @@ async fn nodes_behind_sentinel_follow_a_failover_and_lose_nothing_acked() {
         let mut primary = primary;
         primary.restart();
         crate::redis_cluster::cli(primary.port, &["REPLICAOF", "127.0.0.1", &promoted]).expect("REPLICAOF");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !primary.info("replication").contains("master_link_status:up") {
-            assert!(std::time::Instant::now() < deadline, "the old primary never became a replica");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        primary.wait_until_synced();
         primary
     })
     .await

@@ -241,7 +241,8 @@ pub fn cli(port: u16, args: &[&str]) -> Option<String> {
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: a loaded CI machine makes cluster creation and failover slow.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));

@@ -57,12 +57,17 @@ impl RedisServer {
         let mut replica = Self::launch(free_port(), false, false);
         replica.replica_of = Some(primary.port);
         replica.restart();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !replica.info("replication").contains("master_link_status:up") {
-            assert!(Instant::now() < deadline, "the replica on {} did not sync", replica.port);
+        replica.wait_until_synced();
+        replica
+    }
+
+    /// Waits until this server, a replica, has synced with its primary.
+    pub fn wait_until_synced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.info("replication").contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "the replica on {} did not sync", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
-        replica
     }
 
     /// `INFO section`, as redis-cli prints it.

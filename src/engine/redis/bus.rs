@@ -60,6 +60,8 @@ pub enum ReadClient {
 
 /// Inboxes read together by one blocking read, on a connection of their own.
 struct Lane {
+    /// The node's settings (group name, batch) and what acknowledgements are timed by.
+    shared: Arc<Shared>,
     /// The shards of the inboxes, in the order of `inboxes`.
     shards: Vec<usize>,
     inboxes: Vec<String>,
@@ -175,7 +177,7 @@ impl BusConsumer {
                 let mut lanes = Vec::with_capacity(inboxes.len());
                 for shard in 0..inboxes.len() {
                     let conn = client.get_async_connection().await?;
-                    lanes.push(Lane::new(vec![shard], &inboxes, Link::Cluster(conn)));
+                    lanes.push(Lane::new(&self.shared, vec![shard], &inboxes, Link::Cluster(conn)));
                 }
                 let mut shared_conn = self.shared.redis.clone();
                 self.prepare(&mut shared_conn).await?;
@@ -192,7 +194,7 @@ impl BusConsumer {
         };
         let mut reads: FuturesUnordered<Pin<Box<dyn Future<Output = Read> + Send>>> = FuturesUnordered::new();
         for lane in lanes {
-            reads.push(Box::pin(lane.read(self.read_params(), None)));
+            reads.push(Box::pin(lane.read(None)));
         }
         // Pending entries first, until none is left; then new ones. Each lane goes on reading
         // as soon as its read is handled; the node stops once every lane's read is in.
@@ -210,7 +212,7 @@ impl BusConsumer {
                 }
             };
             if self.stopping() {
-                lane.acknowledge(&self.shared).await?;
+                lane.acknowledge().await?;
                 continue;
             }
             // Reads that come back with less than a full batch start at most every read
@@ -221,9 +223,9 @@ impl BusConsumer {
             let batch = self.shared.config.read_batch;
             let not_before = (read > 0 && read < batch).then(|| started + self.shared.config.read_interval);
             if read == 0 || lane.acks.due(batch) {
-                lane.acknowledge(&self.shared).await?;
+                lane.acknowledge().await?;
             }
-            reads.push(Box::pin(lane.read(self.read_params(), not_before)));
+            reads.push(Box::pin(lane.read(not_before)));
         }
         Ok(())
     }
@@ -234,7 +236,7 @@ impl BusConsumer {
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
         let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
         self.prepare(&mut conn).await?;
-        Ok(Lane::new((0..inboxes.len()).collect(), inboxes, Link::Server(conn)))
+        Ok(Lane::new(&self.shared, (0..inboxes.len()).collect(), inboxes, Link::Server(conn)))
     }
 
     /// Creates this node's groups and loads the functions (Redis may have come back empty),
@@ -262,10 +264,6 @@ impl BusConsumer {
             Epoch::Same => {}
         }
         self.catch_up_if_needed().await
-    }
-
-    fn read_params(&self) -> ReadParams {
-        ReadParams { group: self.shared.config.node_id.clone(), batch: self.shared.config.read_batch }
     }
 
     fn stopping(&self) -> bool {
@@ -380,27 +378,29 @@ impl BusConsumer {
     }
 }
 
-/// What every read asks for.
-struct ReadParams {
-    group: String,
-    batch: usize,
-}
-
 impl Lane {
-    fn new(shards: Vec<usize>, inboxes: &[String], conn: Link<MultiplexedConnection>) -> Self {
+    fn new(shared: &Arc<Shared>, shards: Vec<usize>, inboxes: &[String], conn: Link<MultiplexedConnection>) -> Self {
         let lane_inboxes: Vec<String> = shards.iter().map(|&shard| inboxes[shard].clone()).collect();
         let count = lane_inboxes.len();
-        Self { shards, inboxes: lane_inboxes, conn, acks: Acks::new(count), from: vec!["0".to_owned(); count] }
+        Self {
+            shared: shared.clone(),
+            shards,
+            inboxes: lane_inboxes,
+            conn,
+            acks: Acks::new(count),
+            from: vec!["0".to_owned(); count],
+        }
     }
 
     /// One read over the lane's inboxes, started no earlier than `not_before`; blocks while
     /// there is nothing new (no longer than a waiting acknowledgement may wait).
-    async fn read(mut self, params: ReadParams, not_before: Option<tokio::time::Instant>) -> Read {
+    async fn read(mut self, not_before: Option<tokio::time::Instant>) -> Read {
         if let Some(at) = not_before {
             tokio::time::sleep_until(at).await;
         }
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&params.group).arg(&params.group).arg("COUNT").arg(params.batch);
+        let (group, batch) = (&self.shared.config.node_id, self.shared.config.read_batch);
+        cmd.arg("GROUP").arg(group).arg(group).arg("COUNT").arg(batch);
         if self.from.iter().all(|from| from == ">") {
             cmd.arg("BLOCK").arg(self.acks.block_for(BLOCK).as_millis() as u64);
         }
@@ -411,9 +411,9 @@ impl Lane {
     }
 
     /// Acknowledges every entry handed over so far, in one round trip.
-    async fn acknowledge(&mut self, shared: &Shared) -> redis::RedisResult<()> {
-        if let Some(pipe) = self.acks.take_pipeline(&self.inboxes, &shared.config.node_id) {
-            let () = shared.timed("bus_ack", pipe.query_async(&mut self.conn)).await?;
+    async fn acknowledge(&mut self) -> redis::RedisResult<()> {
+        if let Some(pipe) = self.acks.take_pipeline(&self.inboxes, &self.shared.config.node_id) {
+            let () = self.shared.timed("bus_ack", pipe.query_async(&mut self.conn)).await?;
         }
         Ok(())
     }

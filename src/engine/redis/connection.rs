@@ -114,8 +114,8 @@ impl RedisConnection {
         Sent: Future<Output = RedisResult<T>>,
     {
         let idle_ms = now_ms().saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
-        if let Link::Server(mut manager) = self.current()
-            && idle_ms > CHECK_AFTER_IDLE.as_millis() as u64
+        if idle_ms > CHECK_AFTER_IDLE.as_millis() as u64
+            && let Link::Server(mut manager) = self.current()
         {
             let _ = tokio::time::timeout(CHECK_AT_MOST, manager.send_packed_command(&redis::cmd("PING"))).await;
         }
