@@ -187,8 +187,13 @@ async fn the_local_cluster_on_a_redis_cluster_balances_clients_over_nodes_and_th
     let ports = Ports { lb: free_port_block(), base: free_port_block(), redis: free_redis_cluster_ports() };
     let (cluster, _) = start_local_cluster(&["--redis-cluster"], &ports, std::time::Duration::from_secs(60));
     chat_through_the_balancer(ports.lb).await;
-    // The nodes ran on the cluster: their heartbeats and the room's history are there.
-    assert_eq!(redis_cli(ports.redis, &["-c", "zcard", "rookery:nodes"]).trim(), "3");
+    // The nodes ran on the cluster: their heartbeats (one every node TTL / 5, so a node whose
+    // first one met a cluster still settling registers at its next) and the room's history.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while redis_cli(ports.redis, &["-c", "zcard", "rookery:nodes"]).trim() != "3" {
+        assert!(std::time::Instant::now() < deadline, "the three nodes never all heartbeat into the cluster");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let histories: usize = (ports.redis..ports.redis + 6)
         .filter(|&port| redis_cli(port, &["role"]).starts_with("master"))
         .map(|port| redis_cli(port, &["--scan", "--pattern", "rookery:*:history:lobby"]).lines().count())
