@@ -63,26 +63,30 @@ local function remember_key(hash, order, key, id, now, window_ms, max_keys)
   redis.call('PEXPIRE', order, window_ms)
 end
 
--- Appends a message to the room's history (exactly ARGV[4] entries kept, the newest trimmed id
--- recorded, because XINFO's max-deleted-entry-id ignores trimming) and to the inbox of every node
+-- Appends a message to the room's history (trimmed back to ARGV[4] entries once it holds more
+-- than ARGV[4] + ARGV[11], the newest trimmed id recorded, because XINFO's max-deleted-entry-id
+-- ignores trimming) and to the inbox of every node
 -- serving the room, in one step; returns the message id. With an idempotency key (ARGV[8]) that
 -- the room has seen within the window, it stores nothing and returns the id stored then.
 -- KEYS: history, trimmed, room nodes, sent keys (hash), sent keys by time (sorted set).
 -- ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency key ('' for
--- none), key window ms, keys kept per room.
+-- none), key window ms, keys kept per room, trim step (see `engine::history_trim_step`).
 local function publish(keys, args)
   local key = args[8]
   if key ~= '' then
     local stored = redis.call('HGET', keys[4], key)
     if stored then return stored end
   end
+  local id = redis.call('XADD', keys[1], '*', 'user', args[2], 'body', args[3])
+  -- Trimmed in steps: taking entries off a stream's head one at a time rewrites its head node
+  -- every time, and the newest trimmed id would be read every time too.
   local limit = tonumber(args[4])
   local length = redis.call('XLEN', keys[1])
-  if length >= limit then
-    local leaving = redis.call('XRANGE', keys[1], '-', '+', 'COUNT', length - limit + 1)
+  if length > limit + tonumber(args[11]) then
+    local leaving = redis.call('XRANGE', keys[1], '-', '+', 'COUNT', length - limit)
     redis.call('SET', keys[2], leaving[#leaving][1])
+    redis.call('XTRIM', keys[1], 'MAXLEN', limit)
   end
-  local id = redis.call('XADD', keys[1], 'MAXLEN', limit, '*', 'user', args[2], 'body', args[3])
   local event = {'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3]}
   if args[6] ~= '' then
     table.insert(event, 'trace'); table.insert(event, args[6])

@@ -21,7 +21,8 @@ use crate::{
     protocol::HistoryQuery,
 };
 
-/// The in-memory engine. History lives until the process exits, `history_len` messages per room.
+/// The in-memory engine. History lives until the process exits, `history_len` messages per room
+/// (trimmed as [`super::history_trim_step`] says).
 pub struct MemoryEngine {
     state: Mutex<State>,
     history_len: usize,
@@ -121,8 +122,10 @@ impl Broker for MemoryEngine {
         }
         let stored = Message { room: message.room, id, user: message.user, body: message.body, trace: String::new() };
         log.messages.push_back(stored.clone());
-        while log.messages.len() > self.history_len {
-            log.trimmed_through = log.messages.pop_front().map(|m| m.id);
+        if log.messages.len() > self.history_len + super::history_trim_step(self.history_len) {
+            while log.messages.len() > self.history_len {
+                log.trimmed_through = log.messages.pop_front().map(|m| m.id);
+            }
         }
         // The trace context travels with the delivery only, as on the Redis bus.
         self.delivery.deliver(BusEvent::Message(Arc::new(Message { trace: message.trace, ..stored })));

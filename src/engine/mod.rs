@@ -154,6 +154,18 @@ pub struct Recovery {
     pub trimmed_through: Option<MessageId>,
 }
 
+/// How far a room's history may grow past `history_len` before it is trimmed back to exactly
+/// `history_len`: an eighth of it. A history holds between `history_len` and `history_len` plus
+/// this many of the room's newest messages, the same in every engine.
+///
+/// Why not trim to exactly `history_len` on every publish: on Redis, taking one entry off the
+/// head of a stream rewrites the head node, and finding the id trimmed reads it; once a room's
+/// history is full that was a quarter of Redis's CPU per message (BENCHMARKS.md, change 21).
+/// Trimming an eighth at a time costs about the same once per eighth.
+pub fn history_trim_step(history_len: usize) -> usize {
+    history_len / 8
+}
+
 /// Whether a room's history can vouch that nothing after `since` is missing from it, given the
 /// newest id trimmed from it (`None`: nothing ever was) and whether it holds `since` itself.
 ///

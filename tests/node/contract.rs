@@ -221,16 +221,29 @@ pub async fn history_pages_in_id_order(h: &Harness) {
     assert_eq!(empty.expect("history").len(), 0);
 }
 
-/// History keeps the newest `HISTORY_LEN` messages.
+/// History keeps the newest `HISTORY_LEN` messages, and up to a trim step more: past that it is
+/// trimmed back to exactly `HISTORY_LEN` (see `engine::history_trim_step`).
 pub async fn history_is_bounded(h: &Harness) {
     let room = unique_room("bounded");
+    let step = rookery::engine::history_trim_step(HISTORY_LEN);
+    assert!(step > 0, "the contract's history trims in steps");
+    let kept = || async {
+        let query = HistoryQuery { limit: 500, ..HistoryQuery::default() };
+        h.engine.history(&room, query).await.expect("history").iter().map(|m| m.id).collect::<Vec<_>>()
+    };
     let mut ids = Vec::new();
-    for n in 0..HISTORY_LEN + 5 {
+    for n in 0..HISTORY_LEN + step {
         ids.push(h.publish(&room, "alice", &n.to_string()).await);
     }
-    let query = HistoryQuery { limit: 500, ..HistoryQuery::default() };
-    let kept = h.engine.history(&room, query).await.expect("history");
-    assert_eq!(kept.iter().map(|m| m.id).collect::<Vec<_>>(), ids[5..].to_vec());
+    assert_eq!(kept().await, ids, "up to a step past the length, nothing is trimmed");
+    ids.push(h.publish(&room, "alice", "one more").await);
+    assert_eq!(kept().await, ids[step + 1..].to_vec(), "one more: back to exactly the length");
+    let trimmed = h.engine.recover(&room, Some(ids[step])).await.expect("recover");
+    assert_eq!(trimmed.trimmed_through, Some(ids[step]), "the newest trimmed id is known");
+    for n in 0..step {
+        ids.push(h.publish(&room, "alice", &format!("then {n}")).await);
+    }
+    assert_eq!(kept().await, ids[step + 1..].to_vec(), "and it grows by a step again");
 }
 
 /// `recover` replays what follows `since` and says whether anything was trimmed in between.

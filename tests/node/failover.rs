@@ -467,6 +467,7 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
             .arg("")
             .arg(600_000)
             .arg(100)
+            .arg(0)
             .ignore();
     }
     let () = pipe.query_async(&mut conn).await.expect("publish the backlog");

@@ -72,7 +72,7 @@ fn message(room: &RoomName, body: &str) -> NewMessage {
 }
 
 #[tokio::test]
-async fn publish_keeps_exactly_history_len_and_feeds_the_inboxes_of_the_rooms_nodes() {
+async fn publish_trims_to_history_len_in_steps_and_feeds_the_inboxes_of_the_rooms_nodes() {
     let redis = RedisServer::start();
     let (store, pool) = store(&redis, 20).await;
     let room = RoomName::parse("lobby").expect("room");
@@ -80,18 +80,21 @@ async fn publish_keeps_exactly_history_len_and_feeds_the_inboxes_of_the_rooms_no
     let _: i64 =
         query(&pool, redis::cmd("HSET").arg(keys.room_nodes(&room)).arg("node-a").arg(1).arg("node-b").arg(2)).await;
     let mut ids = Vec::new();
-    for n in 0..25 {
+    // 20 kept, trimmed in steps of 2: the 23rd message trims back to 20, the 26th again.
+    for n in 0..26 {
         ids.push(store.publish(&message(&room, &n.to_string())).await.expect("publish"));
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
     let all = store.history(&room, HistoryQuery { limit: 500, ..HistoryQuery::default() }).await.expect("history");
-    assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids[5..].to_vec(), "exactly the newest 20");
-    assert_eq!((all[0].user.as_str(), all[0].body.as_str()), ("alice", "5"));
+    assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), ids[6..].to_vec(), "exactly the newest 20");
+    let trimmed: String = query(&pool, redis::cmd("GET").arg(keys.trimmed(&room))).await;
+    assert_eq!(trimmed, ids[5].to_string(), "the newest trimmed id is recorded");
+    assert_eq!((all[0].user.as_str(), all[0].body.as_str()), ("alice", "6"));
 
     let shard = keys.shard(&room);
     for node in ["node-a", "node-b"] {
         let inbox_len: usize = query(&pool, redis::cmd("XLEN").arg(keys.inbox(shard, node))).await;
-        assert_eq!(inbox_len, 25, "every message is in the inbox of {node}, which serves the room");
+        assert_eq!(inbox_len, 26, "every message is in the inbox of {node}, which serves the room");
     }
     let elsewhere: usize = query(&pool, redis::cmd("XLEN").arg(keys.inbox(shard, "node-c"))).await;
     assert_eq!(elsewhere, 0, "a node that does not serve the room gets nothing of it");
@@ -102,7 +105,7 @@ async fn publish_keeps_exactly_history_len_and_feeds_the_inboxes_of_the_rooms_no
         limit,
     };
     let bodies = |messages: Vec<rookery::domain::Message>| messages.into_iter().map(|m| m.body).collect::<Vec<_>>();
-    assert_eq!(bodies(store.history(&room, page(None, None, 3)).await.expect("page")), ["22", "23", "24"]);
+    assert_eq!(bodies(store.history(&room, page(None, None, 3)).await.expect("page")), ["23", "24", "25"]);
     assert_eq!(bodies(store.history(&room, page(Some(10), None, 3)).await.expect("page")), ["11", "12", "13"]);
     assert_eq!(bodies(store.history(&room, page(None, Some(10), 2)).await.expect("page")), ["8", "9"]);
     assert_eq!(bodies(store.history(&room, page(Some(10), Some(13), 50)).await.expect("page")), ["11", "12"]);
@@ -125,9 +128,10 @@ async fn recover_replays_after_since_and_reports_trimming() {
     assert!(resumed.recovered);
     assert_eq!(resumed.messages.iter().map(|m| m.id).collect::<Vec<_>>(), ids[11..].to_vec());
     let partial = store.recover(&room, Some(ids[1])).await.expect("recover");
-    assert!(!partial.recovered, "ids 2 to 4 were trimmed");
-    assert_eq!(partial.messages.first().map(|m| m.id), Some(ids[5]), "what is retained is replayed");
-    assert!(store.recover(&room, Some(ids[4])).await.expect("recover").recovered, "nothing after ids[4] was trimmed");
+    // 20 kept, trimmed in steps of 2: the 23rd message trimmed ids 0 to 2.
+    assert!(!partial.recovered, "ids[2] was trimmed");
+    assert_eq!(partial.messages.first().map(|m| m.id), Some(ids[3]), "what is retained is replayed");
+    assert!(store.recover(&room, Some(ids[2])).await.expect("recover").recovered, "nothing after ids[2] was trimmed");
 }
 
 #[tokio::test]

@@ -86,7 +86,8 @@ impl MessageStore {
             .arg(message.key.as_deref().unwrap_or_default())
             // Keys are remembered at least as long as the inboxes keep entries.
             .arg(self.bus_retention_ms)
-            .arg(KEYS_PER_ROOM);
+            .arg(KEYS_PER_ROOM)
+            .arg(crate::engine::history_trim_step(self.history_len));
         cmd
     }
 
