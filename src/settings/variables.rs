@@ -76,7 +76,11 @@ pub const VARIABLES: &[Variable] = &[
         Value("536870912"),
         "bytes queued for all sessions of the node together; over it the sessions holding the most are closed with 1013",
     ),
-    var("ROOKERY_HISTORY_LEN", Value("1000"), "messages retained per room (for `history` and resume; up to an eighth more before a trim)"),
+    var(
+        "ROOKERY_HISTORY_LEN",
+        Value("1000"),
+        "messages retained per room (for `history` and resume; up to an eighth more before a trim)",
+    ),
     var(
         "ROOKERY_PRESENCE_MAX_USERS",
         Value("100"),

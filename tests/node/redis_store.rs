@@ -278,4 +278,81 @@ mod cluster {
             redis::cmd("XPENDING").arg(&bus).arg("node-x").query_async(&mut conn).await.expect("pending");
         assert_eq!(pending.0, 0, "and acknowledged");
     }
+
+    fn connected_clients(server: &RedisServer) -> u32 {
+        let info = server.info("clients");
+        info.lines().find_map(|l| l.strip_prefix("connected_clients:")?.trim().parse().ok()).unwrap_or(0)
+    }
+
+    #[test]
+    fn each_publishing_thread_has_a_connection_of_its_own() {
+        let server = RedisServer::start();
+        let engine_runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let engine = Arc::new(engine_runtime.block_on(async {
+            RedisEngine::connect(
+                config(&server, "node-a"),
+                Arc::new(Recorder::default()),
+                rookery::telemetry::Metrics::new(),
+            )
+            .await
+            .expect("node")
+        }));
+        let before = connected_clients(&server);
+        // Two threads publish, three times each, and hold their connections until counted.
+        let (published, counted) = (Arc::new(std::sync::Barrier::new(3)), Arc::new(std::sync::Barrier::new(3)));
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let (engine, room) = (engine.clone(), unique_room("threads"));
+                let (published, counted) = (published.clone(), counted.clone());
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                    runtime.block_on(async {
+                        for n in 0..3 {
+                            engine.publish(super::message(&room, &format!("{t}:{n}"))).await.expect("publish");
+                        }
+                    });
+                    published.wait();
+                    counted.wait();
+                })
+            })
+            .collect();
+        published.wait();
+        let during = connected_clients(&server);
+        counted.wait();
+        for thread in threads {
+            thread.join().expect("thread");
+        }
+        assert_eq!(during, before + 2, "one connection per publishing thread, reused by its publishes");
+    }
+
+    #[tokio::test]
+    async fn a_publish_waits_no_longer_than_a_call_may_take_when_redis_does_not_answer() {
+        let server = RedisServer::start();
+        let engine = RedisEngine::connect(
+            config(&server, "node-a"),
+            Arc::new(Recorder::default()),
+            rookery::telemetry::Metrics::new(),
+        )
+        .await
+        .expect("node");
+        // This thread has no connection of its own yet: the publish opens one, against a Redis
+        // that accepts the TCP connection and then never answers. Nothing was sent.
+        server.pause();
+        let started = std::time::Instant::now();
+        let outcome = engine.publish(super::message(&unique_room("frozen"), "never sent")).await;
+        let waited = started.elapsed();
+        assert!(matches!(outcome, Err(rookery::engine::EngineError::Unavailable(_))), "{outcome:?}");
+        assert!(waited < std::time::Duration::from_millis(800), "answered after {waited:?}");
+        // With the connection open, a publish Redis holds may have been stored.
+        server.resume();
+        let room = unique_room("frozen");
+        engine.publish(super::message(&room, "opens the connection")).await.expect("publish");
+        server.pause();
+        let started = std::time::Instant::now();
+        let outcome = engine.publish(super::message(&room, "maybe stored")).await;
+        let waited = started.elapsed();
+        server.resume();
+        assert!(matches!(outcome, Err(rookery::engine::EngineError::NoAnswer(_))), "{outcome:?}");
+        assert!(waited < std::time::Duration::from_millis(800), "answered after {waited:?}");
+    }
 }

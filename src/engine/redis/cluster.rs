@@ -23,10 +23,7 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use super::connection::CONNECT_TIMEOUT;
-
-/// How long one answer may take (as on one server: the `redis` crate's default).
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+use super::connection::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
 
 /// How long a call may take with its redirections and retries, through a failover's first
 /// seconds; past it the caller gets a timeout (the call may have been carried out).

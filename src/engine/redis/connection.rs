@@ -48,6 +48,10 @@ use crate::domain::now_ms;
 /// How long one attempt to (re)connect may take.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long one answer may take on one server (the `redis` crate's default, set explicitly
+/// because the engine's deadlines are built on it).
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// A connection unused for this long is checked with a PING before the next call.
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
@@ -55,6 +59,33 @@ const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// fails at once; a Redis that does not answer is the call's own timeout to report, and waiting
 /// out a whole response timeout first would double the time a session waits for it.
 const CHECK_AT_MOST: Duration = Duration::from_millis(100);
+
+/// Connections of their own for the threads that publish, on one server: a publish then goes out
+/// and its answer comes back on the publishing session's thread, instead of waking the thread
+/// that runs the shared connection twice a message (BENCHMARKS.md, change 22). Each is opened by
+/// its thread's first publish and lives as long as the engine.
+pub struct ThreadConnections {
+    client: Client,
+    /// Set once per thread; a call that finds it being opened waits for that opening.
+    connections: thread_local::ThreadLocal<tokio::sync::OnceCell<RedisConnection>>,
+}
+
+impl ThreadConnections {
+    pub fn new(client: Client) -> Self {
+        Self { client, connections: thread_local::ThreadLocal::new() }
+    }
+
+    /// This thread's connection, opened now if it has none.
+    pub async fn get(&self) -> RedisResult<RedisConnection> {
+        let cell = self.connections.get_or_default();
+        cell.get_or_try_init(|| RedisConnection::connect(self.client.clone())).await.cloned()
+    }
+
+    /// Whether this thread has its connection.
+    pub fn is_open(&self) -> bool {
+        self.connections.get().is_some_and(|cell| cell.initialized())
+    }
+}
 
 /// A cheap-to-clone handle on the shared connection.
 #[derive(Clone)]
@@ -98,6 +129,17 @@ impl RedisConnection {
         match &self.primary {
             Some(primary) => Link::Server(primary.current()),
             None => self.link.clone(),
+        }
+    }
+
+    /// The longest one call may take before it fails: the response timeout on one server (twice
+    /// behind Sentinel, where a call refused by a demoted primary is sent again to the new one),
+    /// the overall timeout on a cluster, which follows redirections and failovers.
+    pub fn longest_call(&self) -> Duration {
+        match (&self.link, &self.primary) {
+            (Link::Cluster(_), _) => super::cluster::OVERALL_TIMEOUT,
+            (Link::Server(_), None) => RESPONSE_TIMEOUT,
+            (Link::Server(_), Some(_)) => RESPONSE_TIMEOUT * 2,
         }
     }
 
@@ -152,7 +194,10 @@ pub(super) async fn manager(client: Client) -> RedisResult<ConnectionManager> {
     let info = client.get_connection_info().clone();
     let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
     let client = Client::open(info.set_redis_settings(resp3))?;
-    let config = ConnectionManagerConfig::new().set_number_of_retries(0).set_connection_timeout(Some(CONNECT_TIMEOUT));
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
     ConnectionManager::new_with_config(client, config).await
 }
 

@@ -35,7 +35,7 @@ use std::sync::{
 
 use async_trait::async_trait;
 
-pub use connection::RedisConnection;
+pub use connection::{RedisConnection, ThreadConnections};
 pub use keys::Keys;
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrate};
 pub use presence::RedisPresence;
@@ -112,8 +112,10 @@ pub enum ConnectError {
 /// What the engine's calls, its bus consumer and its heartbeat share.
 pub(crate) struct Shared {
     config: RedisConfig,
-    /// Everything but the bus's blocking reads (see `connection`).
+    /// Everything but the bus's blocking reads and, on one server, publishes (see `connection`).
     redis: RedisConnection,
+    /// On one server: the publishing threads' own connections.
+    thread_connections: Option<ThreadConnections>,
     keys: Keys,
     store: MessageStore,
     presence: RedisPresence,
@@ -201,10 +203,12 @@ impl RedisEngine {
         }
         let url_error = |e: redis::RedisError| ConnectError::Url(e.to_string());
         let redis_error = |e: redis::RedisError| ConnectError::Redis(e.to_string());
+        let mut thread_connections = None;
         let (redis, read_client) = match &config.target {
             RedisTarget::Server(url) => {
                 let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(url)).map_err(url_error)?;
                 let redis = RedisConnection::connect(client.clone()).await.map_err(redis_error)?;
+                thread_connections = Some(ThreadConnections::new(client.clone()));
                 (redis, bus::ReadClient::Server(Box::new(client)))
             }
             RedisTarget::Cluster(_) => {
@@ -240,6 +244,7 @@ impl RedisEngine {
             catch_up_requested: AtomicBool::new(false),
             keys,
             redis,
+            thread_connections,
             config,
         });
         let mut conn = shared.redis.clone();
@@ -276,8 +281,29 @@ impl Drop for RedisEngine {
 
 #[async_trait]
 impl Broker for RedisEngine {
+    /// Over the thread's own connection on one server, the shared one otherwise. The caller
+    /// waits no longer than one call may take, opening the connection included: a session
+    /// waiting on a Redis that does not answer stays able to answer its heartbeats. Out of time
+    /// before the connection was open, nothing was sent (`unavailable`); after, it may have been.
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
-        self.shared.timed("publish", self.shared.store.publish(&message)).await
+        let shared = &self.shared;
+        let deadline = shared.redis.longest_call();
+        let connected = AtomicBool::new(false);
+        let publish = async {
+            let conn = match &shared.thread_connections {
+                Some(connections) => connections.get().await.map_err(|e| engine_error(&e))?,
+                None => shared.redis.clone(),
+            };
+            connected.store(true, Ordering::Relaxed);
+            shared.store.publish_over(conn, &message).await
+        };
+        shared.timed("publish", tokio::time::timeout(deadline, publish)).await.unwrap_or_else(|_| {
+            Err(if connected.load(Ordering::Relaxed) {
+                EngineError::NoAnswer(format!("no answer within {deadline:?}"))
+            } else {
+                EngineError::Unavailable(format!("no connection to Redis within {deadline:?}"))
+            })
+        })
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
@@ -302,7 +328,18 @@ impl Broker for RedisEngine {
 
 #[async_trait]
 impl PresenceStore for RedisEngine {
+    /// Also opens this thread's connection for publishes in the background, when it has none
+    /// yet, so a session's first `send` finds it open.
     async fn connect(&self, session: SessionId, user: &UserName) -> Result<(), EngineError> {
+        if self.shared.thread_connections.as_ref().is_some_and(|connections| !connections.is_open()) {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                if let Some(connections) = &shared.thread_connections {
+                    // A failure is met again by the first publish, which reports it.
+                    let _ = connections.get().await;
+                }
+            });
+        }
         let record = self.shared.sessions.connect(session, user);
         self.shared
             .timed("connect", async {

@@ -49,7 +49,16 @@ impl MessageStore {
     /// same connection, so it covers this write): fewer confirmations in time is
     /// [`EngineError::NotReplicated`].
     pub async fn publish(&self, message: &NewMessage) -> Result<MessageId, EngineError> {
-        let mut conn = self.redis.clone();
+        self.publish_over(self.redis.clone(), message).await
+    }
+
+    /// [`Self::publish`] over `conn` (a connection of the caller's thread, see
+    /// `connection::ThreadConnections`).
+    pub async fn publish_over(
+        &self,
+        mut conn: RedisConnection,
+        message: &NewMessage,
+    ) -> Result<MessageId, EngineError> {
         let publish = self.publish_cmd(message);
         if self.min_replicas == 0 {
             let id: String = publish.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
