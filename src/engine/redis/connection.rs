@@ -1,7 +1,9 @@
-//! The node's connection to Redis for everything but the bus's blocking reads.
+//! The node's connections to Redis for everything but the bus's blocking reads.
 //!
 //! On one server: one multiplexed connection, shared by every task (their requests are
-//! pipelined over it), that reconnects by itself. A pool checks each connection it hands out
+//! pipelined over it), that reconnects by itself; and for publishes, the hot path, one such
+//! connection per publishing thread ([`ThreadConnections`]), so a publish's round trip stays on
+//! the session's thread. A pool checks each connection it hands out
 //! with a PING round trip, which doubled the round trips of every engine call; this connection
 //! checks itself only after it has been idle for [`CHECK_AFTER_IDLE`], which costs nothing under
 //! load.

@@ -1,6 +1,7 @@
 //! The Redis engine: messages, history, presence and sessions in Redis, so many nodes act as one.
 //!
-//! - `connection`: the one multiplexed connection every call but the bus's reads goes over;
+//! - `connection`: the one multiplexed connection every call but the bus's reads goes over, and
+//!   on one server the publishing threads' own connections;
 //! - `cluster`: running on a Redis Cluster (its clients; pipelines split by slot);
 //! - `sentinel`: running behind Redis Sentinel (finding and following the primary);
 //! - `keys`: the key layout; `migrate`: the versioned Redis Functions applied at start;
