@@ -182,6 +182,13 @@ mod cluster {
         }
     }
 
+    /// An engine ("node") whose deliveries nobody looks at.
+    async fn quiet_engine(server: &RedisServer, node: &str) -> RedisEngine {
+        RedisEngine::connect(config(server, node), Arc::new(Recorder::default()), rookery::telemetry::Metrics::new())
+            .await
+            .expect("node")
+    }
+
     fn message_ids(events: &[BusEvent]) -> Vec<String> {
         events
             .iter()
@@ -220,13 +227,7 @@ mod cluster {
     #[tokio::test]
     async fn a_restarted_node_delivers_what_it_had_read_but_not_acknowledged() {
         let server = RedisServer::start();
-        let first = RedisEngine::connect(
-            config(&server, "node-x"),
-            Arc::new(Recorder::default()),
-            rookery::telemetry::Metrics::new(),
-        )
-        .await
-        .expect("first run");
+        let first = quiet_engine(&server, "node-x").await;
         drop(first);
         let room = unique_room("pending");
         let keys = Keys::new(4);
@@ -239,13 +240,7 @@ mod cluster {
             .query_async(&mut conn)
             .await
             .expect("HSET");
-        let publisher = RedisEngine::connect(
-            config(&server, "publisher"),
-            Arc::new(Recorder::default()),
-            rookery::telemetry::Metrics::new(),
-        )
-        .await
-        .expect("publisher");
+        let publisher = quiet_engine(&server, "publisher").await;
         for n in 0..3 {
             publisher.publish(super::message(&room, &n.to_string())).await.expect("publish");
         }
@@ -288,15 +283,7 @@ mod cluster {
     fn each_publishing_thread_has_a_connection_of_its_own() {
         let server = RedisServer::start();
         let engine_runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let engine = Arc::new(engine_runtime.block_on(async {
-            RedisEngine::connect(
-                config(&server, "node-a"),
-                Arc::new(Recorder::default()),
-                rookery::telemetry::Metrics::new(),
-            )
-            .await
-            .expect("node")
-        }));
+        let engine = Arc::new(engine_runtime.block_on(async { quiet_engine(&server, "node-a").await }));
         let before = connected_clients(&server);
         // Two threads publish, three times each, and hold their connections until counted.
         let (published, counted) = (Arc::new(std::sync::Barrier::new(3)), Arc::new(std::sync::Barrier::new(3)));
@@ -328,13 +315,7 @@ mod cluster {
     #[tokio::test]
     async fn a_publish_waits_no_longer_than_a_call_may_take_when_redis_does_not_answer() {
         let server = RedisServer::start();
-        let engine = RedisEngine::connect(
-            config(&server, "node-a"),
-            Arc::new(Recorder::default()),
-            rookery::telemetry::Metrics::new(),
-        )
-        .await
-        .expect("node");
+        let engine = quiet_engine(&server, "node-a").await;
         // This thread has no connection of its own yet: the publish opens one, against a Redis
         // that accepts the TCP connection and then never answers. Nothing was sent.
         server.pause();
