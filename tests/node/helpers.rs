@@ -460,3 +460,24 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|value| value.parse().ok())
 }
+
+/// Freezes process `pid` (SIGSTOP) and returns once every thread of it has stopped: `kill` only
+/// queues the signal, and a thread may still run for a moment, long enough to take what a test
+/// sends right after. Linux only (it reads /proc).
+pub fn freeze(pid: u32) {
+    let status = std::process::Command::new("kill").arg("-STOP").arg(pid.to_string()).status().expect("run kill");
+    assert!(status.success(), "kill -STOP {pid} failed");
+    // A thread's state follows its name's closing parenthesis (the name may hold any).
+    let state = |stat: String| stat.rfind(')').and_then(|end| stat[end + 1..].trim_start().chars().next());
+    let stopped = || {
+        let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+        threads
+            .flatten()
+            .all(|thread| std::fs::read_to_string(thread.path().join("stat")).ok().and_then(state) == Some('T'))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !stopped() {
+        assert!(std::time::Instant::now() < deadline, "process {pid} did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}

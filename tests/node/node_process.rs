@@ -86,7 +86,7 @@ impl NodeProcess {
 
     /// Freezes the process (SIGSTOP) until [`Self::resume`].
     pub fn pause(&self) {
-        self.signal("-STOP");
+        crate::helpers::freeze(self.child.id());
     }
 
     pub fn resume(&self) {

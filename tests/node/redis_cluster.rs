@@ -30,14 +30,8 @@ impl RedisCluster {
         let dir = std::env::temp_dir().join(format!("rookery-cluster-{}", uuid::Uuid::new_v4().simple()));
         let mut cluster = RedisCluster { nodes: Vec::new(), primaries, dir };
         for _ in 0..primaries * (1 + replicas) {
-            let port = free_port();
-            let child = cluster.spawn(port);
+            let (port, child) = cluster.spawn_on_free_ports();
             cluster.nodes.push(ClusterNode { port, child: Some(child) });
-        }
-        for node in &cluster.nodes {
-            wait_for(&format!("redis-server on {}", node.port), || {
-                cli(node.port, &["PING"]).as_deref() == Some("PONG")
-            });
         }
         let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let created = Command::new("redis-cli")
@@ -59,6 +53,31 @@ impl RedisCluster {
             wait_for("replicas in sync", || cluster.replicas_in_sync());
         }
         cluster
+    }
+
+    /// Starts a node on free ports and waits until it answers. A free port can be taken by
+    /// another test's socket before the server binds it (then the server exits): it is started
+    /// again on other ports.
+    fn spawn_on_free_ports(&self) -> (u16, Child) {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = self.spawn(port);
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(30) {
+                // Ours, not another test's server that took the port first.
+                let pid = format!("process_id:{}", child.id());
+                if cli(port, &["INFO", "server"]).is_some_and(|info| info.lines().any(|l| l.trim() == pid)) {
+                    return (port, child);
+                }
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("no redis-server of the cluster started in five attempts");
     }
 
     fn spawn(&self, port: u16) -> Child {

@@ -86,7 +86,8 @@ impl RedisServer {
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        let Some(child) = &self.child else { panic!("redis-server is not running") };
+        crate::helpers::freeze(child.id());
     }
 
     /// Thaws a paused server (SIGCONT): it carries out what it was sent meanwhile.

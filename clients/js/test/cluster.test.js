@@ -72,7 +72,7 @@ describe("two nodes on one redis-server", () => {
     const saw = record(room);
     // Frozen, node a takes the frame into its socket buffer but never reads it; killed, it
     // never will. The client's only copy is in its outbox.
-    a.pause();
+    await a.pause();
     const acked = room.send("in flight");
     await sleep(50);
     await a.stop("SIGKILL");
@@ -156,7 +156,7 @@ describe("a redis-server that stops answering for a while", () => {
     try {
       const room = await within(sender.join("slow"), "join");
       const saw = record(room);
-      redis.pause();
+      await redis.pause();
       let acked;
       try {
         acked = room.send("slow store");
@@ -188,7 +188,7 @@ describe("a redis-server that stops answering for a while", () => {
     });
     try {
       const room = await within(sender.join("slower"), "join");
-      redis.pause();
+      await redis.pause();
       try {
         await assert.rejects(within(room.send("never acked"), "the rejection", 15_000), TimeoutError);
       } finally {

@@ -83,7 +83,7 @@ describe("one node, memory engine", () => {
     const seenStates = states(erin);
     const room = await within(erin.join("frozen"), "join");
     const saw = record(room);
-    node.pause();
+    await node.pause();
     let thawed = false;
     try {
       // Two heartbeats (400 ms) of silence: the watchdog gives the connection up.

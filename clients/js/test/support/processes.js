@@ -3,7 +3,7 @@
 // node holding a port.
 
 import { spawn } from "node:child_process";
-import { createWriteStream, mkdirSync } from "node:fs";
+import { createWriteStream, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -24,6 +24,32 @@ export function start(name, command, args, env = {}) {
   exited.then(() => running.delete(child));
   child.on("error", (error) => log.write(`spawn failed: ${error}\n`));
   return { child, exited };
+}
+
+/**
+ * Freezes `child` (SIGSTOP) and resolves once every thread of it has stopped: `kill` only
+ * queues the signal, and a thread may still run for a moment, long enough to read a frame a
+ * test sends right after. Linux only (it reads /proc).
+ */
+export async function freeze(child) {
+  child.kill("SIGSTOP");
+  const stopped = () => {
+    try {
+      const threads = readdirSync(`/proc/${child.pid}/task`);
+      // The state follows the command name's closing parenthesis (the name may hold any).
+      const state = (t) => {
+        const stat = readFileSync(`/proc/${child.pid}/task/${t}/stat`, "utf8");
+        return stat[stat.lastIndexOf(")") + 2];
+      };
+      return threads.every((t) => state(t) === "T");
+    } catch {
+      return false;
+    }
+  };
+  for (const started = Date.now(); !stopped(); ) {
+    if (Date.now() - started > 2000) throw new Error(`process ${child.pid} did not stop`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /** Kills every process still running (SIGKILL: tests that need a clean stop do it themselves). */

@@ -5,7 +5,7 @@ import { mkdirSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { freePort } from "./ports.js";
-import { ARTIFACTS, start } from "./processes.js";
+import { ARTIFACTS, freeze, start } from "./processes.js";
 import { waitFor } from "./wait.js";
 
 /** Starts a redis-server; with `replicaOf` (a port), as a replica of the one on that port. */
@@ -28,7 +28,7 @@ export async function startRedis({ replicaOf } = {}) {
     port,
     stop: () => child.kill("SIGKILL"),
     /** Freezes (SIGSTOP) or thaws (SIGCONT) redis-server: what it is sent waits, unanswered. */
-    pause: () => child.kill("SIGSTOP"),
+    pause: () => freeze(child),
     resume: () => child.kill("SIGCONT"),
     /** Deletes every key, as a Redis restarted without its data would have none. */
     flushAll: () => inline(port, "FLUSHALL"),

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { freePort } from "./ports.js";
-import { start } from "./processes.js";
+import { freeze, start } from "./processes.js";
 import { waitFor, within } from "./wait.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -84,8 +84,8 @@ export class RookeryNode {
   }
 
   /** Freezes (SIGSTOP) or thaws (SIGCONT) the node: its sockets stay open but nothing answers. */
-  pause() {
-    this.process.child.kill("SIGSTOP");
+  async pause() {
+    await freeze(this.process.child);
   }
 
   resume() {
