@@ -82,7 +82,7 @@ local function publish(keys, args)
   -- every time, and the newest trimmed id would be read every time too.
   local limit = tonumber(args[4])
   local length = redis.call('XLEN', keys[1])
-  if length > limit + tonumber(args[11]) then
+  if length > limit + (tonumber(args[11]) or 0) then
     local leaving = redis.call('XRANGE', keys[1], '-', '+', 'COUNT', length - limit)
     redis.call('SET', keys[2], leaving[#leaving][1])
     redis.call('XTRIM', keys[1], 'MAXLEN', limit)

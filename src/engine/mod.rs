@@ -155,16 +155,21 @@ pub struct Recovery {
 }
 
 /// How far a room's history may grow past `history_len` before it is trimmed back to exactly
-/// `history_len`: an eighth of it. A history holds between `history_len` and `history_len` plus
-/// this many of the room's newest messages, the same in every engine.
+/// `history_len`: an eighth of it, at most [`MAX_TRIM_STEP`]. A history holds between
+/// `history_len` and `history_len` plus this many of the room's newest messages, the same in
+/// every engine.
 ///
 /// Why not trim to exactly `history_len` on every publish: on Redis, taking one entry off the
 /// head of a stream rewrites the head node, and finding the id trimmed reads it; once a room's
 /// history is full that was a quarter of Redis's CPU per message (BENCHMARKS.md, change 21).
-/// Trimming an eighth at a time costs about the same once per eighth.
+/// Trimming a step at a time costs about the same once per step.
 pub fn history_trim_step(history_len: usize) -> usize {
-    history_len / 8
+    (history_len / 8).min(MAX_TRIM_STEP)
 }
+
+/// The largest trim step: the publish that trims reads the entries it trims (to record the
+/// newest id), bodies and all, so a step of a large history would hold Redis for long.
+pub const MAX_TRIM_STEP: usize = 64;
 
 /// Whether a room's history can vouch that nothing after `since` is missing from it, given the
 /// newest id trimmed from it (`None`: nothing ever was) and whether it holds `since` itself.

@@ -79,7 +79,7 @@ pub const VARIABLES: &[Variable] = &[
     var(
         "ROOKERY_HISTORY_LEN",
         Value("1000"),
-        "messages retained per room (for `history` and resume; up to an eighth more before a trim)",
+        "messages retained per room (for `history` and resume; up to an eighth more, at most 64, before a trim)",
     ),
     var(
         "ROOKERY_PRESENCE_MAX_USERS",

@@ -283,7 +283,7 @@ mod cluster {
     fn each_publishing_thread_has_a_connection_of_its_own() {
         let server = RedisServer::start();
         let engine_runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let engine = Arc::new(engine_runtime.block_on(async { quiet_engine(&server, "node-a").await }));
+        let engine = Arc::new(engine_runtime.block_on(async { ready_engine(&server, "node-a").await }));
         let before = connected_clients(&server);
         // Two threads publish, three times each, and hold their connections until counted.
         let (published, counted) = (Arc::new(std::sync::Barrier::new(3)), Arc::new(std::sync::Barrier::new(3)));
@@ -310,6 +310,31 @@ mod cluster {
             thread.join().expect("thread");
         }
         assert_eq!(during, before + 2, "one connection per publishing thread, reused by its publishes");
+    }
+
+    /// An engine whose bus consumer has read once, so it holds all of its own connections.
+    async fn ready_engine(server: &RedisServer, node: &str) -> RedisEngine {
+        let engine = quiet_engine(server, node).await;
+        while engine.check_ready().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        engine
+    }
+
+    #[tokio::test]
+    async fn a_session_connecting_opens_its_threads_connection_for_publishes_once() {
+        let server = RedisServer::start();
+        let engine = ready_engine(&server, "node-a").await;
+        let before = connected_clients(&server);
+        let user = rookery::domain::UserName::parse("alice").expect("user");
+        // Two sessions connect on this thread at once: one opening, in the background.
+        for _ in 0..2 {
+            engine.connect(rookery::domain::SessionId::random(), &user).await.expect("connect");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(connected_clients(&server), before + 1, "the thread's connection is open before any send");
+        engine.publish(super::message(&unique_room("warm"), "first")).await.expect("publish");
+        assert_eq!(connected_clients(&server), before + 1, "and the first send goes over it");
     }
 
     #[tokio::test]

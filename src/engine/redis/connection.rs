@@ -64,28 +64,49 @@ const CHECK_AT_MOST: Duration = Duration::from_millis(100);
 
 /// Connections of their own for the threads that publish, on one server: a publish then goes out
 /// and its answer comes back on the publishing session's thread, instead of waking the thread
-/// that runs the shared connection twice a message (BENCHMARKS.md, change 22). Each is opened by
-/// its thread's first publish and lives as long as the engine.
+/// that runs the shared connection twice a message (BENCHMARKS.md, change 22). Each is opened in
+/// the background when the first session connects on its thread ([`Self::open_soon`]), or by
+/// the thread's first publish, and lives as long as the engine.
 pub struct ThreadConnections {
     client: Client,
-    /// Set once per thread; a call that finds it being opened waits for that opening.
-    connections: thread_local::ThreadLocal<tokio::sync::OnceCell<RedisConnection>>,
+    threads: thread_local::ThreadLocal<ThreadSlot>,
+}
+
+/// A thread's connection, and whether an opening in the background is under way.
+#[derive(Default)]
+struct ThreadSlot {
+    /// Set once; a call that finds it being opened waits for that opening.
+    connection: tokio::sync::OnceCell<RedisConnection>,
+    opening: std::sync::atomic::AtomicBool,
 }
 
 impl ThreadConnections {
     pub fn new(client: Client) -> Self {
-        Self { client, connections: thread_local::ThreadLocal::new() }
+        Self { client, threads: thread_local::ThreadLocal::new() }
     }
 
     /// This thread's connection, opened now if it has none.
     pub async fn get(&self) -> RedisResult<RedisConnection> {
-        let cell = self.connections.get_or_default();
-        cell.get_or_try_init(|| RedisConnection::connect(self.client.clone())).await.cloned()
+        let slot = self.threads.get_or_default();
+        slot.connection.get_or_try_init(|| RedisConnection::connect(self.client.clone())).await.cloned()
     }
 
-    /// Whether this thread has its connection.
-    pub fn is_open(&self) -> bool {
-        self.connections.get().is_some_and(|cell| cell.initialized())
+    /// Opens this thread's connection in the background, unless it is open or being opened: at
+    /// most one opening per thread at a time, which holds the connections only as long as it
+    /// runs (one connect timeout at most), not the engine.
+    pub fn open_soon(self: &Arc<Self>) {
+        let slot = self.threads.get_or_default();
+        if slot.connection.initialized() || slot.opening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let connections = Arc::downgrade(self);
+        tokio::spawn(async move {
+            if let Some(connections) = connections.upgrade() {
+                // A failure is met again by the first publish, which reports it.
+                let _ = connections.get().await;
+                connections.threads.get_or_default().opening.store(false, Ordering::Release);
+            }
+        });
     }
 }
 
@@ -134,14 +155,16 @@ impl RedisConnection {
         }
     }
 
-    /// The longest one call may take before it fails: the response timeout on one server (twice
-    /// behind Sentinel, where a call refused by a demoted primary is sent again to the new one),
-    /// the overall timeout on a cluster, which follows redirections and failovers.
+    /// The longest one call may take before it fails: the response timeout on one server, after
+    /// the idle check; behind Sentinel, twice that and a connect, for a call refused by a demoted
+    /// primary and sent again to the new one; on a cluster, the overall timeout, which follows
+    /// redirections and failovers.
     pub fn longest_call(&self) -> Duration {
         match (&self.link, &self.primary) {
             (Link::Cluster(_), _) => super::cluster::OVERALL_TIMEOUT,
-            (Link::Server(_), None) => RESPONSE_TIMEOUT,
-            (Link::Server(_), Some(_)) => RESPONSE_TIMEOUT * 2,
+            (Link::Server(_), None) => RESPONSE_TIMEOUT + CHECK_AT_MOST,
+            // Asking the Sentinels and connecting to the new primary come between the two.
+            (Link::Server(_), Some(_)) => RESPONSE_TIMEOUT * 2 + CONNECT_TIMEOUT + CHECK_AT_MOST,
         }
     }
 

@@ -116,7 +116,7 @@ pub(crate) struct Shared {
     /// Everything but the bus's blocking reads and, on one server, publishes (see `connection`).
     redis: RedisConnection,
     /// On one server: the publishing threads' own connections.
-    thread_connections: Option<ThreadConnections>,
+    thread_connections: Option<Arc<ThreadConnections>>,
     keys: Keys,
     store: MessageStore,
     presence: RedisPresence,
@@ -209,7 +209,7 @@ impl RedisEngine {
             RedisTarget::Server(url) => {
                 let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(url)).map_err(url_error)?;
                 let redis = RedisConnection::connect(client.clone()).await.map_err(redis_error)?;
-                thread_connections = Some(ThreadConnections::new(client.clone()));
+                thread_connections = Some(Arc::new(ThreadConnections::new(client.clone())));
                 (redis, bus::ReadClient::Server(Box::new(client)))
             }
             RedisTarget::Cluster(_) => {
@@ -292,7 +292,8 @@ impl Broker for RedisEngine {
         let connected = AtomicBool::new(false);
         let publish = async {
             let conn = match &shared.thread_connections {
-                Some(connections) => connections.get().await.map_err(|e| engine_error(&e))?,
+                // Nothing was sent when the connection cannot be opened, whatever the reason.
+                Some(connections) => connections.get().await.map_err(|e| EngineError::Unavailable(e.to_string()))?,
                 None => shared.redis.clone(),
             };
             connected.store(true, Ordering::Relaxed);
@@ -332,14 +333,8 @@ impl PresenceStore for RedisEngine {
     /// Also opens this thread's connection for publishes in the background, when it has none
     /// yet, so a session's first `send` finds it open.
     async fn connect(&self, session: SessionId, user: &UserName) -> Result<(), EngineError> {
-        if self.shared.thread_connections.as_ref().is_some_and(|connections| !connections.is_open()) {
-            let shared = self.shared.clone();
-            tokio::spawn(async move {
-                if let Some(connections) = &shared.thread_connections {
-                    // A failure is met again by the first publish, which reports it.
-                    let _ = connections.get().await;
-                }
-            });
+        if let Some(connections) = &self.shared.thread_connections {
+            connections.open_soon();
         }
         let record = self.shared.sessions.connect(session, user);
         self.shared
