@@ -241,6 +241,13 @@ impl Client {
         messages.iter().map(|m| m["id"].as_str().unwrap_or_default().to_owned()).collect()
     }
 
+    /// Asserts that the next messages this client gets are exactly `acked`, once each and in
+    /// order, and that the room's history holds exactly them: nothing acked was lost or doubled.
+    pub async fn expect_exactly_acked(&mut self, room: &str, acked: &[String]) {
+        assert_eq!(self.message_ids(acked.len()).await, acked, "every acked message once, in order");
+        assert_eq!(self.history_ids(room).await, acked, "every acked message stored once");
+    }
+
     /// Sends a message and returns its acked id.
     pub async fn say(&mut self, room: &str, body: &str) -> String {
         let ack = self.request(json!({"type": "send", "room": room, "body": body})).await;
@@ -402,7 +409,6 @@ impl RawSocket {
     }
 }
 
-/// One HTTP/1.1 request; returns the status and the body parsed as JSON (or as a string).
 /// Waits until the node's `/readyz` answers 200.
 pub async fn wait_ready(node: &impl Endpoint) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -412,6 +418,7 @@ pub async fn wait_ready(node: &impl Endpoint) {
     }
 }
 
+/// One HTTP/1.1 request; returns the status and the body parsed as JSON (or as a string).
 pub async fn http(
     app: &impl Endpoint,
     method: &str,

@@ -176,9 +176,7 @@ async fn a_killed_primary_is_replaced_by_its_replica_and_loses_nothing_acked() {
 
     // Sends are acked again, reach the other node once, and nothing acked was lost.
     acked.push(alice.say_until_acked("lobby", "after", "a-1").await);
-    assert_eq!(bob.message_ids(acked.len()).await, acked, "bob got every acked message once, in order");
-    let stored = bob.history_ids("lobby").await;
-    assert_eq!(stored, acked);
+    bob.expect_exactly_acked("lobby", &acked).await;
     wait_ready(&a).await;
     wait_ready(&b).await;
     drop(cluster);
@@ -294,7 +292,6 @@ async fn messages_flow_through_a_slot_migration_without_loss_or_duplicates() {
     assert!(!sender.is_finished(), "messages were still flowing when the slots had moved");
     let acked = sender.await.expect("the sender");
 
-    assert_eq!(bob.message_ids(acked.len()).await, acked, "every acked message once, in order");
-    assert_eq!(bob.history_ids(&room).await, acked, "each stored once");
+    bob.expect_exactly_acked(&room, &acked).await;
     drop(cluster);
 }

@@ -34,16 +34,10 @@ impl RedisCluster {
             cluster.nodes.push(ClusterNode { port, child: Some(child) });
         }
         let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-        let created = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addresses)
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(created.status.success(), "cluster create: {}", String::from_utf8_lossy(&created.stderr));
+        let mut create = vec!["create".to_owned()];
+        create.extend(addresses);
+        create.extend(["--cluster-replicas".to_owned(), replicas.to_string(), "--cluster-yes".to_owned()]);
+        cluster_command(&create);
         for node in &cluster.nodes {
             wait_for("cluster_state:ok", || {
                 cli(node.port, &["CLUSTER", "INFO"]).is_some_and(|info| info.contains("cluster_state:ok"))
@@ -140,15 +134,17 @@ impl RedisCluster {
     /// Moves the first `slots` slots of the primary on `from` to the one on `to` with
     /// `redis-cli --cluster reshard`, keys and all.
     pub fn reshard(&self, from: u16, to: u16, slots: u16) {
-        let output = Command::new("redis-cli")
-            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
-            .args(["--cluster-from", &self.node_id(from), "--cluster-to", &self.node_id(to)])
-            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run redis-cli --cluster reshard");
-        assert!(output.status.success(), "reshard: {}", String::from_utf8_lossy(&output.stderr));
+        cluster_command(&[
+            "reshard".to_owned(),
+            format!("127.0.0.1:{from}"),
+            "--cluster-from".to_owned(),
+            self.node_id(from),
+            "--cluster-to".to_owned(),
+            self.node_id(to),
+            "--cluster-slots".to_owned(),
+            slots.to_string(),
+            "--cluster-yes".to_owned(),
+        ]);
     }
 
     /// Waits until the replica on `replica` has everything its primary on `primary` wrote.
@@ -253,6 +249,23 @@ fn own_slots(port: u16) -> Vec<u16> {
 }
 
 /// `redis-cli -p port args...`, its output trimmed; `None` when it failed.
+/// Runs `redis-cli --cluster <args>`; a failure fails the test with what redis-cli said.
+fn cluster_command(args: &[String]) {
+    let output = Command::new("redis-cli")
+        .arg("--cluster")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run redis-cli --cluster");
+    assert!(
+        output.status.success(),
+        "redis-cli --cluster {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 pub fn cli(port: u16, args: &[&str]) -> Option<String> {
     let output = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();

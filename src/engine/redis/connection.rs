@@ -69,7 +69,7 @@ const CHECK_AT_MOST: Duration = Duration::from_millis(100);
 /// the thread's first publish, and lives as long as the engine.
 pub struct ThreadConnections {
     client: Client,
-    threads: thread_local::ThreadLocal<ThreadSlot>,
+    threads: thread_local::ThreadLocal<Arc<ThreadSlot>>,
 }
 
 /// A thread's connection, and whether an opening in the background is under way.
@@ -80,6 +80,12 @@ struct ThreadSlot {
     opening: std::sync::atomic::AtomicBool,
 }
 
+impl ThreadSlot {
+    async fn open(&self, client: &Client) -> RedisResult<RedisConnection> {
+        self.connection.get_or_try_init(|| RedisConnection::connect(client.clone())).await.cloned()
+    }
+}
+
 impl ThreadConnections {
     pub fn new(client: Client) -> Self {
         Self { client, threads: thread_local::ThreadLocal::new() }
@@ -87,25 +93,22 @@ impl ThreadConnections {
 
     /// This thread's connection, opened now if it has none.
     pub async fn get(&self) -> RedisResult<RedisConnection> {
-        let slot = self.threads.get_or_default();
-        slot.connection.get_or_try_init(|| RedisConnection::connect(self.client.clone())).await.cloned()
+        self.threads.get_or_default().open(&self.client).await
     }
 
     /// Opens this thread's connection in the background, unless it is open or being opened: at
-    /// most one opening per thread at a time, which holds the connections only as long as it
-    /// runs (one connect timeout at most), not the engine.
-    pub fn open_soon(self: &Arc<Self>) {
+    /// most one opening per thread at a time. The opening holds the thread's slot, not the
+    /// engine, and fills that slot whichever thread it runs on.
+    pub fn open_soon(&self) {
         let slot = self.threads.get_or_default();
         if slot.connection.initialized() || slot.opening.swap(true, Ordering::AcqRel) {
             return;
         }
-        let connections = Arc::downgrade(self);
+        let (slot, client) = (slot.clone(), self.client.clone());
         tokio::spawn(async move {
-            if let Some(connections) = connections.upgrade() {
-                // A failure is met again by the first publish, which reports it.
-                let _ = connections.get().await;
-                connections.threads.get_or_default().opening.store(false, Ordering::Release);
-            }
+            // A failure is met again by the first publish, which reports it.
+            let _ = slot.open(&client).await;
+            slot.opening.store(false, Ordering::Release);
         });
     }
 }

@@ -116,7 +116,7 @@ pub(crate) struct Shared {
     /// Everything but the bus's blocking reads and, on one server, publishes (see `connection`).
     redis: RedisConnection,
     /// On one server: the publishing threads' own connections.
-    thread_connections: Option<Arc<ThreadConnections>>,
+    thread_connections: Option<ThreadConnections>,
     keys: Keys,
     store: MessageStore,
     presence: RedisPresence,
@@ -209,7 +209,7 @@ impl RedisEngine {
             RedisTarget::Server(url) => {
                 let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(url)).map_err(url_error)?;
                 let redis = RedisConnection::connect(client.clone()).await.map_err(redis_error)?;
-                thread_connections = Some(Arc::new(ThreadConnections::new(client.clone())));
+                thread_connections = Some(ThreadConnections::new(client.clone()));
                 (redis, bus::ReadClient::Server(Box::new(client)))
             }
             RedisTarget::Cluster(_) => {
@@ -288,24 +288,24 @@ impl Broker for RedisEngine {
     /// before the connection was open, nothing was sent (`unavailable`); after, it may have been.
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
         let shared = &self.shared;
-        let deadline = shared.redis.longest_call();
-        let connected = AtomicBool::new(false);
-        let publish = async {
+        let within = shared.redis.longest_call();
+        let deadline = tokio::time::Instant::now() + within;
+        let published = async {
             let conn = match &shared.thread_connections {
                 // Nothing was sent when the connection cannot be opened, whatever the reason.
-                Some(connections) => connections.get().await.map_err(|e| EngineError::Unavailable(e.to_string()))?,
+                Some(connections) => match tokio::time::timeout_at(deadline, connections.get()).await {
+                    Ok(opened) => opened.map_err(|e| EngineError::Unavailable(e.to_string()))?,
+                    Err(_) => {
+                        return Err(EngineError::Unavailable(format!("no connection to Redis within {within:?}")));
+                    }
+                },
                 None => shared.redis.clone(),
             };
-            connected.store(true, Ordering::Relaxed);
-            shared.store.publish_over(conn, &message).await
+            tokio::time::timeout_at(deadline, shared.store.publish_over(conn, &message))
+                .await
+                .unwrap_or_else(|_| Err(EngineError::NoAnswer(format!("no answer within {within:?}"))))
         };
-        shared.timed("publish", tokio::time::timeout(deadline, publish)).await.unwrap_or_else(|_| {
-            Err(if connected.load(Ordering::Relaxed) {
-                EngineError::NoAnswer(format!("no answer within {deadline:?}"))
-            } else {
-                EngineError::Unavailable(format!("no connection to Redis within {deadline:?}"))
-            })
-        })
+        shared.timed("publish", published).await
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {
