@@ -8,7 +8,8 @@
 --   rookery:{s<shard>}:trimmed:<room>   string: the newest id trimmed from that history
 --   rookery:{s<shard>}:presence:<room>  hash: user -> number of sessions in the room
 --   rookery:{s<shard>}:members:<room>   set: "<user>|<session>" of every session in the room
---   rookery:{s<shard>}:nodes:<room>     hash: node -> number of its sessions in the room
+--   rookery:{s<shard>}:nodes:<room>     hash: node -> number of its sessions in the room, and
+--                                       '#' -> the number of the room's latest event
 --   rookery:{s<shard>}:inbox:<node>     stream: the events of the shard's rooms where the node has
 --                                       sessions, for that node alone
 --   rookery:{s<shard>}:sent:<room>      hash: idempotency key -> id of the message stored with it
@@ -31,15 +32,27 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Appends an event (a flat field, value, ... list) to the inbox of every node in the room's node
--- set, each trimmed to the entries of the `retention_ms` before `now` (approximately).
-local function to_nodes(nodes_key, inbox_prefix, now, retention_ms, event)
-  local nodes = redis.call('HKEYS', nodes_key)
-  if #nodes == 0 then return end
+-- The field of a room's node set that numbers the room's events: no node id has a '#'.
+local EVENTS = '#'
+
+-- Numbers a room event (a flat field, value, ... list) and appends it, with its number, to the
+-- inbox of every node in the room's node set but `publisher`, each inbox trimmed to the entries
+-- of the `retention_ms` before `now` (approximately). The publishing node delivers its own
+-- message from the call's reply instead, and puts it in order by its number. Returns the number,
+-- and whether the publisher is one of the room's nodes.
+local function to_nodes(nodes_key, inbox_prefix, now, retention_ms, event, publisher)
+  local seq = redis.call('HINCRBY', nodes_key, EVENTS, 1)
+  table.insert(event, 'seq'); table.insert(event, tostring(seq))
   local min_id = string.format('%d', now - tonumber(retention_ms))
-  for _, node in ipairs(nodes) do
-    redis.call('XADD', inbox_prefix .. node, 'MINID', '~', min_id, '*', unpack(event))
+  local serves = false
+  for _, node in ipairs(redis.call('HKEYS', nodes_key)) do
+    if node == publisher then
+      serves = true
+    elseif node ~= EVENTS then
+      redis.call('XADD', inbox_prefix .. node, 'MINID', '~', min_id, '*', unpack(event))
+    end
   end
+  return seq, serves
 end
 
 -- Remembers a send's idempotency key: key -> id in the room's hash, key by time in the room's
@@ -66,16 +79,19 @@ end
 -- Appends a message to the room's history (trimmed back to ARGV[4] entries once it holds more
 -- than ARGV[4] + ARGV[11], the newest trimmed id recorded, because XINFO's max-deleted-entry-id
 -- ignores trimming) and to the inbox of every node
--- serving the room, in one step; returns the message id. With an idempotency key (ARGV[8]) that
--- the room has seen within the window, it stores nothing and returns the id stored then.
+-- serving the room but the publishing node ARGV[12], in one step. Returns {id, event number}
+-- when the publishing node serves the room (it delivers the message to its own members), {id}
+-- when it does not. With an idempotency key (ARGV[8]) that the room has seen within the window,
+-- it stores nothing and returns {the id stored then}.
 -- KEYS: history, trimmed, room nodes, sent keys (hash), sent keys by time (sorted set).
 -- ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency key ('' for
--- none), key window ms, keys kept per room, trim step (see `engine::history_trim_step`).
+-- none), key window ms, keys kept per room, trim step (see `engine::history_trim_step`),
+-- publishing node.
 local function publish(keys, args)
   local key = args[8]
   if key ~= '' then
     local stored = redis.call('HGET', keys[4], key)
-    if stored then return stored end
+    if stored then return {stored} end
   end
   local id = redis.call('XADD', keys[1], '*', 'user', args[2], 'body', args[3])
   -- Trimmed in steps: taking entries off a stream's head one at a time rewrites its head node
@@ -93,11 +109,12 @@ local function publish(keys, args)
   end
   -- The id's milliseconds are the server's clock: no TIME call needed.
   local now = tonumber(string.match(id, '^%d+'))
-  to_nodes(keys[3], args[7], now, args[5], event)
+  local seq, serves = to_nodes(keys[3], args[7], now, args[5], event, args[12])
   if key ~= '' then
     remember_key(keys[4], keys[5], key, id, now, tonumber(args[9]), tonumber(args[10]))
   end
-  return id
+  if serves then return {id, seq} end
+  return {id}
 end
 
 -- What a session needs to (re)join: the newest trimmed id, the newest id, and the entries
@@ -124,7 +141,8 @@ end
 -- events reach the node from this call on; the user's first session announces a join to the
 -- room's nodes, ordered with the room's messages, unless the room then has more than ARGV[4]
 -- users (a large room has no presence events). Returns the number of users, and their session
--- counts (flat: user, count, ...) or false when there are more than ARGV[4] of them.
+-- counts (flat: user, count, ...) or false when there are more than ARGV[4] of them, and the
+-- number of the room's latest event (see `to_nodes`).
 -- KEYS: presence, members, room nodes. ARGV: room, user, session, max users with presence, node,
 -- retention_ms, inbox prefix.
 local function join(keys, args)
@@ -136,8 +154,10 @@ local function join(keys, args)
     end
   end
   local users = redis.call('HLEN', keys[1])
-  if users > max_users then return {users, false} end
-  return {users, redis.call('HGETALL', keys[1])}
+  -- Events numbered up to this one came before the join.
+  local seq = tonumber(redis.call('HGET', keys[3], EVENTS) or '0')
+  if users > max_users then return {users, false, seq} end
+  return {users, redis.call('HGETALL', keys[1]), seq}
 end
 
 -- A session's join and what it needs to resume, in one atomic call: the replay is read first,

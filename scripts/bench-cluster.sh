@@ -126,7 +126,7 @@ for pid in "${redis_pids[@]}"; do redis_cpu_after+=("$(cpu_of "$pid")"); done
 if ((idle_connections > 0)); then
   idle_cpu_after=$(awk '{print $14 + $15}' "/proc/$idle_pid/stat")
   echo "idle node ($idle_connections connections in rooms of their own): CPU $(( (idle_cpu_after - idle_cpu_before) * 10 )) ms during the run," \
-    "bus entries read: $(curl -sf "http://127.0.0.1:$((18080 + all_nodes))/metrics" | awk '/^rookery_bus_events_total/{n += $2} END {print n + 0}')" >&2
+    "bus entries read: $(curl -sf "http://127.0.0.1:$((18080 + all_nodes))/metrics" | awk '/^rookery_bus_entries_read_total /{n += $2} END {print n + 0}')" >&2
 fi
 for ((n = 1; n <= all_nodes; n++)); do
   echo "node $n gauges: $(curl -sf "http://127.0.0.1:$((18080 + n))/metrics" | grep -E '^rookery_(connections|rooms) ' | tr '\n' ' ')" >&2

@@ -66,4 +66,8 @@ pub struct RoomPresence {
     /// Every user with their session count, sorted by user; `None` when the room has more
     /// users than the presence limit, and then joins and leaves are not announced either.
     pub members: Option<Vec<Member>>,
+    /// The number of the room's latest event when the session joined (see `rooms::order`):
+    /// the events numbered up to it came before the join. `None` from an engine that does not
+    /// number events (it delivers them in order as they happen).
+    pub seq: Option<u64>,
 }

@@ -180,7 +180,7 @@ impl PresenceStore for MemoryEngine {
                 kind: PresenceKind::Join,
             }));
         }
-        Ok(RoomPresence { user_count, members: listed.then(|| members_of(Some(users))) })
+        Ok(RoomPresence { user_count, members: listed.then(|| members_of(Some(users))), seq: None })
     }
 
     async fn leave(&self, room: &RoomName, user: &UserName, session: SessionId) -> Result<(), EngineError> {

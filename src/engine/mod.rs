@@ -59,6 +59,33 @@ impl BusEvent {
 pub trait Delivery: Send + Sync + 'static {
     fn deliver(&self, event: BusEvent);
 
+    /// Delivers event number `seq` of its room (an engine that numbers each room's events, see
+    /// `rooms::order`): the node hands the room's numbered events on in number order, whichever
+    /// thread each comes from.
+    fn deliver_numbered(&self, seq: u64, event: BusEvent) {
+        let _ = seq;
+        self.deliver(event);
+    }
+
+    /// The rooms whose events have waited since before `before` for a number that did not come,
+    /// and those asked to be checked ([`Self::check_soon`]) before it, with their catch-up
+    /// positions. The engine catches each up, then calls [`Self::stop_waiting`].
+    fn overdue(&self, before: std::time::Instant) -> Vec<CatchUpFrom> {
+        let _ = before;
+        Vec::new()
+    }
+
+    /// Hands on what waits in `room`, in order, giving up on the numbers that did not come.
+    fn stop_waiting(&self, room: &RoomName) {
+        let _ = room;
+    }
+
+    /// A publish to `room` from this node may have stored a message whose reply never came (the
+    /// node delivers its own messages from the reply): the room is to be caught up soon.
+    fn check_soon(&self, room: &RoomName) {
+        let _ = room;
+    }
+
     /// The rooms with members on this node, each with the position an engine must catch up
     /// from after it may have missed events.
     fn catch_up_positions(&self) -> Vec<CatchUpFrom> {

@@ -19,13 +19,15 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
     },
+    time::Instant,
 };
 
 use super::{
     event,
+    order::EventOrder,
     worker::{Fanout, WorkerAddr},
 };
 use crate::{
@@ -45,14 +47,18 @@ pub struct RoomDirectory {
     /// Deliveries so far, over all rooms: numbered under the map's read lock, read under its
     /// write lock by a join, so every event is plainly before or after each join.
     deliveries: Arc<AtomicU64>,
+    /// Rooms where events wait for a lower number (see `order`), or asked to be checked, each
+    /// with since when; only the engine's catch-up takes a room off.
+    waiting: Arc<Mutex<HashMap<RoomName, Wait>>>,
     /// This node's id, for the delivery spans.
     node: Arc<str>,
     metrics: Metrics,
 }
 
 struct LocalRoom {
-    /// The newest message id delivered to the room.
-    delivered: std::sync::Mutex<MessageId>,
+    /// What was delivered, and what waits; locked while an event is handed on, so the room's
+    /// events leave in one order whichever thread delivers them.
+    state: Mutex<RoomState>,
     /// Where `delivered` started: a time just before the room got its first local member.
     created: MessageId,
     /// The workers with members here, each with how many.
@@ -61,26 +67,61 @@ struct LocalRoom {
     members: usize,
 }
 
+/// A room in the waiting list.
+#[derive(Clone, Copy)]
+struct Wait {
+    since: Instant,
+    /// Asked to be checked ([`Delivery::check_soon`]): caught up even if nothing waits.
+    check: bool,
+}
+
+struct RoomState {
+    /// The newest message id delivered to the room.
+    delivered: MessageId,
+    order: EventOrder,
+}
+
 impl RoomDirectory {
     pub fn new(node: &str, metrics: Metrics) -> Self {
-        Self { rooms: Arc::default(), deliveries: Arc::default(), node: Arc::from(node), metrics }
+        Self {
+            rooms: Arc::default(),
+            deliveries: Arc::default(),
+            waiting: Arc::default(),
+            node: Arc::from(node),
+            metrics,
+        }
     }
 
     /// Adds a member on `worker` to `room`; the room's events reach that worker from now on.
     /// Returns the number of deliveries so far: the member takes only events numbered above it.
+    /// The member's engine join is to be reported with [`Self::joined`].
     pub fn join(&self, room: &RoomName, worker: &WorkerAddr) -> u64 {
         let mut rooms = self.rooms.write().unwrap_or_else(|p| p.into_inner());
-        let local = rooms.entry(room.clone()).or_insert_with(|| {
-            self.metrics.rooms.inc();
-            let created = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
-            LocalRoom { delivered: std::sync::Mutex::new(created), created, workers: Vec::new(), members: 0 }
-        });
+        let local = match rooms.entry(room.clone()) {
+            std::collections::hash_map::Entry::Occupied(entry) => {
+                let local = entry.into_mut();
+                local.state.get_mut().unwrap_or_else(|p| p.into_inner()).order.another_join();
+                local
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                self.metrics.rooms.inc();
+                let created = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
+                let state = RoomState { delivered: created, order: EventOrder::joining() };
+                entry.insert(LocalRoom { state: Mutex::new(state), created, workers: Vec::new(), members: 0 })
+            }
+        };
         local.members += 1;
         match local.workers.iter_mut().find(|(known, _)| known.id == worker.id) {
             Some((_, members)) => *members += 1,
             None => local.workers.push((worker.clone(), 1)),
         }
         self.deliveries.load(Ordering::Acquire)
+    }
+
+    /// A member's engine join was answered: `seq` is the number of the room's latest event it
+    /// was told (`None`: the join failed, or the engine does not number events).
+    pub fn joined(&self, room: &RoomName, seq: Option<u64>) {
+        self.in_order(room, |order| order.joined(seq));
     }
 
     /// Removes a member on `worker` from `room`; the room goes with its last local member.
@@ -107,23 +148,34 @@ impl RoomDirectory {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-impl Delivery for RoomDirectory {
-    fn deliver(&self, event: BusEvent) {
+    /// Runs `step` on the room's order and hands on what it returns; notes whether the room now
+    /// waits. Returns false when the room has no local members.
+    fn in_order(&self, room: &RoomName, step: impl FnOnce(&mut EventOrder) -> Vec<BusEvent>) -> bool {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        let Some(room) = rooms.get(event.room()) else {
-            self.metrics.bus_event("no_local_members");
-            return;
-        };
+        let Some(local) = rooms.get(room) else { return false };
+        let mut state = local.state.lock().unwrap_or_else(|p| p.into_inner());
+        let waited = state.order.waiting_since().is_some();
+        for event in step(&mut state.order) {
+            self.hand_on(local, &mut state, event);
+        }
+        if !waited && let Some(since) = state.order.waiting_since() {
+            let wait = Wait { since, check: false };
+            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(room.clone()).or_insert(wait);
+        }
+        true
+    }
+
+    /// Encodes the event once and sends it to each worker with members in the room; a message
+    /// at or below the newest delivered is dropped.
+    fn hand_on(&self, room: &LocalRoom, state: &mut RoomState, event: BusEvent) {
         match &event {
             BusEvent::Message(message) => {
-                let mut delivered = room.delivered.lock().unwrap_or_else(|p| p.into_inner());
-                if message.id <= *delivered {
+                if message.id <= state.delivered {
                     self.metrics.bus_event("duplicate");
                     return;
                 }
-                *delivered = message.id;
+                state.delivered = message.id;
             }
             BusEvent::Gap { .. } => {
                 self.metrics.gaps.inc();
@@ -139,15 +191,81 @@ impl Delivery for RoomDirectory {
         }
     }
 
+    fn position(name: &RoomName, room: &LocalRoom) -> CatchUpFrom {
+        let after = room.state.lock().unwrap_or_else(|p| p.into_inner()).delivered;
+        CatchUpFrom { room: name.clone(), after, delivered: after != room.created }
+    }
+}
+
+impl Delivery for RoomDirectory {
+    fn deliver(&self, event: BusEvent) {
+        let room = event.room().clone();
+        let found = self.in_order(&room, |order| {
+            let mut ready = Vec::new();
+            if matches!(event, BusEvent::Gap { .. }) {
+                // Redis may number the room anew after a loss: the next event starts it.
+                ready = order.restart();
+            }
+            ready.push(event);
+            ready
+        });
+        if !found {
+            self.metrics.bus_event("no_local_members");
+        }
+    }
+
+    fn deliver_numbered(&self, seq: u64, event: BusEvent) {
+        let room = event.room().clone();
+        let found = self.in_order(&room, |order| order.admit(seq, event));
+        if !found {
+            self.metrics.bus_event("no_local_members");
+        }
+    }
+
+    fn overdue(&self, before: Instant) -> Vec<CatchUpFrom> {
+        let candidates: Vec<(RoomName, Wait)> = {
+            let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            waiting.iter().filter(|(_, wait)| wait.since < before).map(|(room, wait)| (room.clone(), *wait)).collect()
+        };
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        let mut overdue = Vec::new();
+        for (name, wait) in candidates {
+            let still = rooms.get(&name).map(|room| {
+                let waits = room.state.lock().unwrap_or_else(|p| p.into_inner()).order.waiting_since();
+                (room, waits)
+            });
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            match still {
+                Some((room, waits)) if wait.check || waits.is_some_and(|since| since < before) => {
+                    overdue.push(Self::position(&name, room));
+                }
+                // It waits again, since later.
+                Some((_, Some(since))) => {
+                    waiting.insert(name, Wait { since, check: false });
+                }
+                _ => {
+                    waiting.remove(&name);
+                }
+            }
+        }
+        overdue
+    }
+
+    fn stop_waiting(&self, room: &RoomName) {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(room);
+        self.in_order(room, EventOrder::give_up);
+    }
+
+    fn check_soon(&self, room: &RoomName) {
+        if self.rooms.read().unwrap_or_else(|p| p.into_inner()).contains_key(room) {
+            let check = Wait { since: Instant::now(), check: true };
+            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(room.clone(), check);
+        }
+    }
+
     fn catch_up_positions(&self) -> Vec<CatchUpFrom> {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        rooms
-            .iter()
-            .map(|(name, room)| {
-                let after = *room.delivered.lock().unwrap_or_else(|p| p.into_inner());
-                CatchUpFrom { room: name.clone(), after, delivered: after != room.created }
-            })
-            .collect()
+        rooms.iter().map(|(name, room)| Self::position(name, room)).collect()
     }
 }
 

@@ -9,8 +9,10 @@
 mod directory;
 mod event;
 mod messages;
+mod order;
 mod worker;
 
 pub use directory::RoomDirectory;
+pub use order::EventOrder;
 pub use messages::RoomEvent;
 pub use worker::{LocalMember, LocalMembers, WorkerAddr};

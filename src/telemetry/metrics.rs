@@ -77,6 +77,8 @@ pub struct MetricSet {
     delivery_latency: Histogram,
     redis_commands: HistogramFamily,
     bus_events: Labeled<&'static str>,
+    /// Entries this node read from its inboxes (the Redis engine's bus).
+    pub bus_entries_read: Counter,
     bus_pending: Labeled<u32, Gauge>,
     bus_lag_ms: Labeled<u32, Gauge>,
     /// Silent nodes this node reaped.
@@ -184,6 +186,12 @@ impl MetricSet {
                 "Events the engine handed to this node, by outcome",
                 Labeled::default(),
             ),
+            bus_entries_read: register(
+                r,
+                "bus_entries_read",
+                "Entries this node read from its inboxes",
+                Counter::default(),
+            ),
             bus_pending: register(
                 r,
                 "bus_pending",
@@ -255,7 +263,8 @@ impl MetricSet {
     }
 
     /// What became of an event the engine handed over: `delivered` (to a local room),
-    /// `no_local_members`, `duplicate` (already delivered), `undecodable`.
+    /// `no_local_members`, `duplicate` (already delivered), `undecodable`, `trimmed`, and
+    /// `overdue` (a room whose events waited too long for a lower number, caught up).
     pub fn bus_event(&self, outcome: &'static str) {
         self.bus_events.get_or_create(&[("outcome", outcome)]).inc();
     }

@@ -143,19 +143,38 @@ impl Session {
             joined
         }
         .in_current_span();
-        Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
-            Ok((presence, recovery)) => act.finish_join(ctx, reference.as_deref(), room, since, &presence, recovery),
+        Box::pin(work.into_actor(self).map(move |result, act, ctx| {
+            if !rejoin {
+                // Where the room's numbered events start for this node (see `rooms::order`).
+                act.node.directory.joined(&room, result.as_ref().ok().and_then(|(presence, _)| presence.seq));
+            }
+            act.joined(ctx, reference, room, since, rejoin, result);
+        }))
+    }
+
+    /// The engine's answer to a join: the replay and the reply, or the error and the undoing.
+    fn joined(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reference: Option<String>,
+        room: RoomName,
+        since: Option<MessageId>,
+        rejoin: bool,
+        result: Result<(RoomPresence, Recovery), EngineError>,
+    ) {
+        match result {
+            Ok((presence, recovery)) => self.finish_join(ctx, reference.as_deref(), room, since, &presence, recovery),
             Err(error) => {
                 if !rejoin {
-                    act.inbox.rooms().remove(&room);
-                    act.leave_locally(&room);
+                    self.inbox.rooms().remove(&room);
+                    self.leave_locally(&room);
                     // Undo a presence join that may have gone through before the failure.
-                    let (engine, metrics) = (act.node.engine.clone(), act.node.metrics.clone());
-                    actix_web::rt::spawn(undo_join(engine, metrics, room, act.identity.user.clone(), act.id));
+                    let (engine, metrics) = (self.node.engine.clone(), self.node.metrics.clone());
+                    actix_web::rt::spawn(undo_join(engine, metrics, room, self.identity.user.clone(), self.id));
                 }
-                act.engine_failed(ctx, reference.as_deref(), &error);
+                self.engine_failed(ctx, reference.as_deref(), &error);
             }
-        }))
+        }
     }
 
     /// Queues the replay and the `joined` reply to be written as the outbound queue drains

@@ -12,7 +12,7 @@
 
 use std::{
     any::Any,
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     future::Future,
     sync::{Arc, Mutex},
     time::Duration,
@@ -24,6 +24,7 @@ use rookery::{
     domain::{Member, MessageId, PresenceKind, RoomName, RoomPresence, SessionId, UserName},
     engine::{BusEvent, Delivery, Engine, NewMessage},
     protocol::HistoryQuery,
+    rooms::EventOrder,
 };
 
 mod history;
@@ -37,21 +38,51 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The user whose session keeps a room served while a check watches its events.
 pub const LISTENER: &str = "listener";
 
-/// A [`Delivery`] that keeps every event for inspection.
+/// A [`Delivery`] that keeps every event for inspection, numbered events in their rooms' order
+/// (as a node's room directory puts them, with the same [`EventOrder`]).
 #[derive(Default)]
 pub struct Recorder {
     events: Mutex<Vec<BusEvent>>,
+    orders: Mutex<HashMap<RoomName, EventOrder>>,
     arrived: Notify,
 }
 
 impl Delivery for Recorder {
     fn deliver(&self, event: BusEvent) {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
-        self.arrived.notify_waiters();
+        self.record(vec![event]);
+    }
+
+    fn deliver_numbered(&self, seq: u64, event: BusEvent) {
+        let mut orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
+        // Every check's rooms are new: a room nobody listens to is numbered from its start.
+        let ready = orders.entry(event.room().clone()).or_insert_with(|| EventOrder::after(0)).admit(seq, event);
+        self.record(ready);
     }
 }
 
 impl Recorder {
+    fn record(&self, ready: Vec<BusEvent>) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).extend(ready);
+        self.arrived.notify_waiters();
+    }
+
+    /// Joins a [`LISTENER`] session of `engine` to `room`, as a node's session joins: the
+    /// room's numbered events wait for the join's answer, and start after it.
+    pub async fn listen(&self, engine: &dyn Engine, room: &RoomName) {
+        {
+            let mut orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
+            match orders.get_mut(room) {
+                Some(order) => order.another_join(),
+                None => {
+                    orders.insert(room.clone(), EventOrder::joining());
+                }
+            }
+        }
+        let joined = engine.join(room, &user_name(LISTENER), SessionId::random()).await.expect("listener join");
+        let ready = self.orders.lock().unwrap_or_else(|p| p.into_inner()).get_mut(room).map(|o| o.joined(joined.seq));
+        self.record(ready.unwrap_or_default());
+    }
+
     /// The room's events, but the listener's own joins and leaves.
     fn of_room(&self, room: &RoomName) -> Vec<BusEvent> {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
@@ -115,7 +146,7 @@ impl Harness {
 
     /// Joins a listener session to `room`, so this node is owed the room's events from now on.
     pub async fn listen(&self, room: &RoomName) {
-        self.engine.join(room, &user_name(LISTENER), SessionId::random()).await.expect("listener join");
+        self.events.listen(self.engine.as_ref(), room).await;
     }
 
     async fn publish(&self, room: &RoomName, user: &str, body: &str) -> MessageId {
@@ -193,10 +224,11 @@ pub async fn presence_counts_sessions_and_announces_once(h: &Harness) {
     let presence = p.join(&room, &alice, a2).await.expect("join");
     let listener = Member { user: user_name(LISTENER), sessions: 1 };
     assert_eq!(
-        presence,
+        RoomPresence { seq: None, ..presence },
         RoomPresence {
             user_count: 2,
-            members: Some(vec![Member { user: alice.clone(), sessions: 2 }, listener.clone()])
+            members: Some(vec![Member { user: alice.clone(), sessions: 2 }, listener.clone()]),
+            seq: None,
         }
     );
     let presence = p.join(&room, &bob, b1).await.expect("join");

@@ -58,7 +58,7 @@ async fn nodes_migrating_at_once_all_succeed() {
 async fn store(redis: &RedisServer, history_len: usize) -> (MessageStore, RedisConnection) {
     let pool = redis.connection().await;
     migrate(&mut pool.clone()).await.expect("migrate");
-    (MessageStore::new(pool.clone(), Keys::new(16), history_len, 600_000), pool)
+    (MessageStore::new(pool.clone(), Keys::new(16), "store-test", history_len, 600_000), pool)
 }
 
 fn message(room: &RoomName, body: &str) -> NewMessage {
@@ -82,7 +82,7 @@ async fn publish_trims_to_history_len_in_steps_and_feeds_the_inboxes_of_the_room
     let mut ids = Vec::new();
     // 20 kept, trimmed in steps of 2: the 23rd message trims back to 20, the 26th again.
     for n in 0..26 {
-        ids.push(store.publish(&message(&room, &n.to_string())).await.expect("publish"));
+        ids.push(store.publish(&message(&room, &n.to_string())).await.expect("publish").id);
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
     let all = store.history(&room, HistoryQuery { limit: 500, ..HistoryQuery::default() }).await.expect("history");
@@ -120,7 +120,7 @@ async fn recover_replays_after_since_and_reports_trimming() {
     assert_eq!((empty.last_id, empty.recovered, empty.messages.len()), (None, true, 0));
     let mut ids: Vec<MessageId> = Vec::new();
     for n in 0..25 {
-        ids.push(store.publish(&message(&room, &n.to_string())).await.expect("publish"));
+        ids.push(store.publish(&message(&room, &n.to_string())).await.expect("publish").id);
     }
     let plain = store.recover(&room, None).await.expect("recover");
     assert_eq!((plain.last_id, plain.messages.len()), (Some(ids[24]), 0));
@@ -210,10 +210,8 @@ mod cluster {
             .await
             .expect("node b");
         let room = unique_room("shared");
-        let listener = rookery::domain::UserName::parse(crate::contract::LISTENER).expect("user");
-        for node in [&a, &b] {
-            node.join(&room, &listener, rookery::domain::SessionId::random()).await.expect("join");
-        }
+        seen_a.listen(&a, &room).await;
+        seen_b.listen(&b, &room).await;
         for n in 0..10 {
             let via: &dyn Engine = if n % 2 == 0 { &a } else { &b };
             via.publish(super::message(&room, &n.to_string())).await.expect("publish");

@@ -221,6 +221,9 @@ impl BusConsumer {
             // call); waiting a moment lets a read take what arrived meanwhile, at the price of at
             // most that much latency, and only while the node is busy.
             let batch = self.shared.config.read_batch;
+            if read < batch {
+                self.resolve_overdue().await?;
+            }
             let not_before = (read > 0 && read < batch).then(|| started + self.shared.config.read_interval);
             if read == 0 || lane.acks.due(batch) {
                 lane.acknowledge().await?;
@@ -330,6 +333,26 @@ impl BusConsumer {
         Ok(())
     }
 
+    /// Catches up the rooms whose events waited too long for a lower number (see
+    /// `rooms::order`), then hands on what waits there. Runs when a read drained its inboxes:
+    /// a number still missing then is in no inbox, but in a publish's reply that is late or was
+    /// lost, and a reply comes within one call's time or never.
+    async fn resolve_overdue(&self) -> redis::RedisResult<()> {
+        let stall = 2 * self.shared.redis.longest_call();
+        let Some(before) = std::time::Instant::now().checked_sub(stall) else { return Ok(()) };
+        let overdue = self.delivery.overdue(before);
+        if overdue.is_empty() {
+            return Ok(());
+        }
+        let rooms: Vec<RoomName> = overdue.iter().map(|position| position.room.clone()).collect();
+        self.catch_up(overdue).await?;
+        for room in &rooms {
+            self.shared.metrics.bus_event("overdue");
+            self.delivery.stop_waiting(room);
+        }
+        Ok(())
+    }
+
     /// Delivers what a lane's read returned; returns how many entries it held.
     fn handle(&mut self, lane: &mut Lane, started: tokio::time::Instant, reply: ReadReply) -> usize {
         let batch = self.shared.config.read_batch;
@@ -351,7 +374,8 @@ impl BusConsumer {
             for (id, fields) in entries {
                 // A pending entry trimmed from the stream comes back without fields.
                 match fields.as_deref().map(decode) {
-                    Some(Some(event)) => self.delivery.deliver(event),
+                    Some(Some((Some(seq), event))) => self.delivery.deliver_numbered(seq, event),
+                    Some(Some((None, event))) => self.delivery.deliver(event),
                     Some(None) => self.shared.metrics.bus_event("undecodable"),
                     None => self.shared.metrics.bus_event("trimmed"),
                 }
@@ -360,6 +384,7 @@ impl BusConsumer {
                 }
                 lane.acks.add(position, id);
                 delivered += 1;
+                self.shared.metrics.bus_entries_read.inc();
             }
         }
         for (position, &shard) in lane.shards.iter().enumerate() {
@@ -419,20 +444,25 @@ impl Lane {
     }
 }
 
-/// Turns a bus entry's fields into an event; `None` for an entry this version cannot read.
-fn decode(fields: &[String]) -> Option<BusEvent> {
+/// Turns a bus entry's fields into an event and its number in the room (see `rooms::order`);
+/// `None` for an entry this version cannot read.
+fn decode(fields: &[String]) -> Option<(Option<u64>, BusEvent)> {
     let field = |name: &str| field(fields, name);
     let room = RoomName::parse(field("room")?).ok()?;
     let user = UserName::parse(field("user")?).ok()?;
-    match field("kind")?.as_str() {
-        "message" => Some(BusEvent::Message(Arc::new(Message {
+    let seq = match field("seq") {
+        Some(seq) => Some(seq.parse().ok()?),
+        None => None,
+    };
+    let event = match field("kind")?.as_str() {
+        "message" => BusEvent::Message(Arc::new(Message {
             room,
             id: field("id")?.parse().ok()?,
             user,
             body: field("body")?.clone(),
             trace: field("trace").cloned().unwrap_or_default(),
-        }))),
-        "presence" => Some(BusEvent::Presence(PresenceChange {
+        })),
+        "presence" => BusEvent::Presence(PresenceChange {
             room,
             user,
             kind: match field("event")?.as_str() {
@@ -440,9 +470,10 @@ fn decode(fields: &[String]) -> Option<BusEvent> {
                 "leave" => PresenceKind::Leave,
                 _ => return None,
             },
-        })),
-        _ => None,
-    }
+        }),
+        _ => return None,
+    };
+    Some((seq, event))
 }
 
 #[cfg(test)]
@@ -455,11 +486,15 @@ mod tests {
 
     #[test]
     fn decodes_messages_and_presence_and_skips_the_unknown() {
-        let message =
-            decode(&strings(&["kind", "message", "room", "a", "id", "5-1", "user", "u", "body", "hi", "trace", ""]));
-        assert!(matches!(message, Some(BusEvent::Message(m)) if m.id.to_string() == "5-1" && m.body == "hi"));
+        let message = decode(&strings(&[
+            "kind", "message", "room", "a", "id", "5-1", "user", "u", "body", "hi", "trace", "", "seq", "7",
+        ]));
+        assert!(
+            matches!(message, Some((Some(7), BusEvent::Message(m))) if m.id.to_string() == "5-1" && m.body == "hi")
+        );
         let presence = decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "leave"]));
-        assert!(matches!(presence, Some(BusEvent::Presence(p)) if p.kind == PresenceKind::Leave));
+        assert!(matches!(presence, Some((None, BusEvent::Presence(p)))  if p.kind == PresenceKind::Leave));
+        assert!(decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "join", "seq", "x"])).is_none());
         assert!(decode(&strings(&["kind", "future", "room", "a", "user", "u"])).is_none());
         assert!(
             decode(&strings(&["kind", "message", "room", "bad room", "id", "5-1", "user", "u", "body", ""])).is_none()

@@ -40,9 +40,9 @@ pub use connection::{RedisConnection, ThreadConnections};
 pub use keys::Keys;
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrate};
 pub use presence::RedisPresence;
-pub use store::MessageStore;
+pub use store::{MessageStore, Published};
 
-use super::{Broker, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
+use super::{Broker, BusEvent, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
 use crate::{
     domain::{Member, Message, MessageId, RoomName, RoomPresence, SessionId, UserName, now_ms},
     protocol::HistoryQuery,
@@ -133,6 +133,9 @@ pub(crate) struct Shared {
     /// Set when this node's registrations were written back after it was reaped: events of its
     /// rooms went to no inbox of its meanwhile, so the bus consumer catches up from history.
     catch_up_requested: AtomicBool,
+    /// Where this node's events go: the bus consumer's, and this node's own messages, which
+    /// no inbox of its holds (see `store::Published`).
+    delivery: Arc<dyn Delivery>,
 }
 
 impl Shared {
@@ -227,7 +230,7 @@ impl RedisEngine {
         };
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {
-            store: MessageStore::new(redis.clone(), keys.clone(), config.history_len, config.bus_retention_ms)
+            store: MessageStore::new(redis.clone(), keys.clone(), &config.node_id, config.history_len, config.bus_retention_ms)
                 .with_min_replicas(config.min_replicas),
             presence: RedisPresence::new(
                 redis.clone(),
@@ -243,6 +246,7 @@ impl RedisEngine {
             metrics,
             stopping: AtomicBool::new(false),
             catch_up_requested: AtomicBool::new(false),
+            delivery: delivery.clone(),
             keys,
             redis,
             thread_connections,
@@ -305,7 +309,25 @@ impl Broker for RedisEngine {
                 .await
                 .unwrap_or_else(|_| Err(EngineError::NoAnswer(format!("no answer within {within:?}"))))
         };
-        shared.timed("publish", published).await
+        match shared.timed("publish", published).await {
+            Ok(Published { id, seq }) => {
+                if let Some(seq) = seq {
+                    // No inbox of this node's holds the message: its members get it from here.
+                    let NewMessage { room, user, body, trace, .. } = message;
+                    let stored = Message { room, id, user, body, trace };
+                    shared.delivery.deliver_numbered(seq, BusEvent::Message(Arc::new(stored)));
+                }
+                Ok(id)
+            }
+            Err(error) => {
+                if !matches!(error, EngineError::Unavailable(_)) {
+                    // It may have been stored, and then only a catch-up brings it to this
+                    // node's members.
+                    shared.delivery.check_soon(&message.room);
+                }
+                Err(error)
+            }
+        }
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {

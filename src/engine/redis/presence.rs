@@ -95,12 +95,14 @@ impl RedisPresence {
     }
 }
 
-/// A join's reply: the room's user count and, up to the presence limit, its users.
-pub type JoinReply = (u64, Option<Vec<(String, u32)>>);
+/// A join's reply: the room's user count, up to the presence limit its users, and the number of
+/// the room's latest event.
+pub type JoinReply = (u64, Option<Vec<(String, u32)>>, u64);
 
-/// The reply of a join: the user count, and the presence hash while the room is small enough.
-pub fn presence_reply((user_count, flat): JoinReply) -> Result<RoomPresence, EngineError> {
-    Ok(RoomPresence { user_count, members: flat.map(members_reply).transpose()? })
+/// The reply of a join: the user count, the presence hash while the room is small enough, and
+/// where the room's events stood.
+pub fn presence_reply((user_count, flat, seq): JoinReply) -> Result<RoomPresence, EngineError> {
+    Ok(RoomPresence { user_count, members: flat.map(members_reply).transpose()?, seq: Some(seq) })
 }
 
 /// A presence hash as members sorted by user name.

@@ -15,6 +15,19 @@ pub struct MessageStore {
     bus_retention_ms: u64,
     /// Replicas that must confirm a message before it is acked (`ROOKERY_REDIS_MIN_REPLICAS`).
     min_replicas: u32,
+    /// This node's id: a publish skips the node's own inbox (see [`Published`]).
+    node: String,
+}
+
+/// A stored message, as the publish function answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub id: MessageId,
+    /// The message's number among the room's events (see `rooms::order`) when this node serves
+    /// the room: the message went to no inbox of this node's, and the node delivers it to its
+    /// own members. `None` when this node has no member there, or for a send repeated with its
+    /// idempotency key (nothing new was stored).
+    pub seq: Option<u64>,
 }
 
 /// How long a publish waits for its replicas. Below the 500 ms an answer may take, so a slow
@@ -33,9 +46,22 @@ fn message_id(raw: &str) -> Result<MessageId, EngineError> {
     raw.parse().map_err(|_| bad_data(&format!("message id {raw:?}")))
 }
 
+/// The publish function's reply: `{id}` or `{id, event number}`.
+fn published(reply: Vec<String>) -> Result<Published, EngineError> {
+    match reply.as_slice() {
+        [id] => Ok(Published { id: message_id(id)?, seq: None }),
+        [id, seq] => Ok(Published {
+            id: message_id(id)?,
+            seq: Some(seq.parse().map_err(|_| bad_data(&format!("event number {seq:?}")))?),
+        }),
+        _ => Err(bad_data("publish reply")),
+    }
+}
+
 impl MessageStore {
-    pub fn new(redis: RedisConnection, keys: Keys, history_len: usize, bus_retention_ms: u64) -> Self {
-        Self { redis, keys, history_len, bus_retention_ms, min_replicas: 0 }
+    /// The store of node `node`.
+    pub fn new(redis: RedisConnection, keys: Keys, node: &str, history_len: usize, bus_retention_ms: u64) -> Self {
+        Self { redis, keys, history_len, bus_retention_ms, min_replicas: 0, node: node.to_owned() }
     }
 
     /// Acks a message only once `replicas` replicas have it (see [`Self::publish`]).
@@ -44,11 +70,11 @@ impl MessageStore {
         self
     }
 
-    /// Appends `message` to its room's history and to the inbox of each node serving the room;
-    /// returns its id. With a replica minimum, a `WAIT` follows in the same round trip (on the
+    /// Appends `message` to its room's history and to the inbox of each other node serving the
+    /// room. With a replica minimum, a `WAIT` follows in the same round trip (on the
     /// same connection, so it covers this write): fewer confirmations in time is
     /// [`EngineError::NotReplicated`].
-    pub async fn publish(&self, message: &NewMessage) -> Result<MessageId, EngineError> {
+    pub async fn publish(&self, message: &NewMessage) -> Result<Published, EngineError> {
         self.publish_over(self.redis.clone(), message).await
     }
 
@@ -58,22 +84,24 @@ impl MessageStore {
         &self,
         mut conn: RedisConnection,
         message: &NewMessage,
-    ) -> Result<MessageId, EngineError> {
+    ) -> Result<Published, EngineError> {
         let publish = self.publish_cmd(message);
         if self.min_replicas == 0 {
-            let id: String = publish.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
-            return message_id(&id);
+            let reply: Vec<String> = publish.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+            return published(reply);
         }
         let mut pipe = redis::pipe();
         pipe.add_command(publish).cmd("WAIT").arg(self.min_replicas).arg(REPLICA_WAIT_MS);
-        let (id, replicas): (String, u32) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        let (reply, replicas): (Vec<String>, u32) =
+            pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
         if replicas < self.min_replicas {
             return Err(EngineError::NotReplicated(format!(
-                "{id} is on {replicas} of {} replicas after {REPLICA_WAIT_MS} ms",
+                "{} is on {replicas} of {} replicas after {REPLICA_WAIT_MS} ms",
+                reply.first().map_or("the message", String::as_str),
                 self.min_replicas
             )));
         }
-        message_id(&id)
+        published(reply)
     }
 
     fn publish_cmd(&self, message: &NewMessage) -> redis::Cmd {
@@ -96,7 +124,8 @@ impl MessageStore {
             // Keys are remembered at least as long as the inboxes keep entries.
             .arg(self.bus_retention_ms)
             .arg(KEYS_PER_ROOM)
-            .arg(crate::engine::history_trim_step(self.history_len));
+            .arg(crate::engine::history_trim_step(self.history_len))
+            .arg(&self.node);
         cmd
     }
 

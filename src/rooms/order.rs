@@ -1,0 +1,267 @@
+//! One room's events back in the order Redis numbered them.
+//!
+//! A room's events reach this node by two ways: the events of the other nodes' sessions (and
+//! every presence change) through the node's inbox, read by one consumer in order; and the
+//! messages this node's own sessions publish, straight from the publish's reply, on whichever
+//! worker thread sent it (BENCHMARKS.md, change 23). The two ways race, so Redis numbers every
+//! event of a room (`seq`, one counter per room, raised by the call that stores the event) and
+//! this node hands them on by number: an event that comes before a lower number waits here
+//! until that number has come.
+//!
+//! Where the numbers start for this node is what its local joins were told: the events
+//! numbered up to a join came before it. While the room's first local joins are still waiting
+//! for their answers the room holds everything, then starts after the lowest number they were
+//! told, so every one of them gets every event after its join.
+//!
+//! A number that does not come in time (a publish whose answer was lost, a presence event the
+//! inbox trimmed) is given up on: the node first reads the room's history (the catch-up), then
+//! hands on what waited, in order. Redis numbering from lower again (a failover to a replica
+//! that lacked the newest writes, or Redis restarted empty) is taken as a new start.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use crate::engine::BusEvent;
+
+/// At most this many events wait in one room; one more gives up on the missing numbers.
+pub const MAX_WAITING: usize = 1024;
+
+/// The numbering of one room's events on this node.
+#[derive(Default)]
+pub struct EventOrder {
+    /// The number of the last event handed on; `None` until the room's start is known.
+    last: Option<u64>,
+    /// Local joins not yet answered while the start is not known, and the lowest number the
+    /// answered ones were told.
+    joins_waiting: usize,
+    lowest_join: Option<u64>,
+    /// Events that came before a lower number, by number.
+    waiting: BTreeMap<u64, BusEvent>,
+    /// Since when something waits.
+    since: Option<Instant>,
+}
+
+impl EventOrder {
+    /// A room whose first local member is joining.
+    pub fn joining() -> Self {
+        Self { joins_waiting: 1, ..Self::default() }
+    }
+
+    /// A room whose events up to number `seq` are known to have come before.
+    pub fn after(seq: u64) -> Self {
+        Self { last: Some(seq), ..Self::default() }
+    }
+
+    /// Another local join of the room: it only matters while the start is not known.
+    pub fn another_join(&mut self) {
+        if self.last.is_none() {
+            self.joins_waiting += 1;
+        }
+    }
+
+    /// A local join was answered with the room's latest number (`None`: it failed, or the
+    /// engine does not number events). Returns what can now be handed on, in order.
+    pub fn joined(&mut self, seq: Option<u64>) -> Vec<BusEvent> {
+        if self.last.is_some() || self.joins_waiting == 0 {
+            return Vec::new();
+        }
+        self.joins_waiting -= 1;
+        if let Some(seq) = seq {
+            self.lowest_join = Some(self.lowest_join.map_or(seq, |lowest| lowest.min(seq)));
+        }
+        if self.joins_waiting > 0 {
+            return Vec::new();
+        }
+        match self.lowest_join.take() {
+            Some(start) => {
+                self.last = Some(start);
+                // What waited from before the joins is before every one of them.
+                self.waiting = self.waiting.split_off(&(start + 1));
+                self.ready()
+            }
+            // No join was told a number: the first event waiting starts the room.
+            None => self.give_up(),
+        }
+    }
+
+    /// Event number `seq` came. Returns what can now be handed on, in order (empty when it
+    /// waits, or was handed on before).
+    pub fn admit(&mut self, seq: u64, event: BusEvent) -> Vec<BusEvent> {
+        let Some(last) = self.last else {
+            if self.joins_waiting > 0 {
+                return self.wait(seq, event);
+            }
+            // Nothing tells where the room starts (numbering starts over after a gap): here.
+            self.last = Some(seq.saturating_sub(1));
+            return self.admit(seq, event);
+        };
+        if seq <= last {
+            return match event {
+                // The directory admits only messages it has not delivered: a new message with
+                // a number already passed means the counter lost its newest raises (a failover
+                // to a replica without them), so numbering goes on from it.
+                BusEvent::Message(_) => {
+                    let mut ready = self.give_up();
+                    self.last = Some(seq);
+                    ready.push(event);
+                    ready
+                }
+                // A presence event read twice (an inbox entry re-read after a reconnect).
+                _ => Vec::new(),
+            };
+        }
+        if seq > last + 1 {
+            return self.wait(seq, event);
+        }
+        self.last = Some(seq);
+        let mut ready = vec![event];
+        ready.extend(self.ready());
+        ready
+    }
+
+    /// Numbering starts over (Redis lost its data): the next event starts the room.
+    pub fn restart(&mut self) -> Vec<BusEvent> {
+        let ready = self.give_up();
+        self.last = None;
+        self.joins_waiting = 0;
+        ready
+    }
+
+    /// Since when an event waits, if one does.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        self.since
+    }
+
+    /// Stops waiting for the missing numbers: hands on everything waiting, in order, and goes on
+    /// after the highest.
+    pub fn give_up(&mut self) -> Vec<BusEvent> {
+        self.since = None;
+        self.joins_waiting = 0;
+        self.lowest_join = None;
+        let waiting = std::mem::take(&mut self.waiting);
+        if let Some((&highest, _)) = waiting.last_key_value() {
+            self.last = Some(self.last.map_or(highest, |last| last.max(highest)));
+        }
+        waiting.into_values().collect()
+    }
+
+    fn wait(&mut self, seq: u64, event: BusEvent) -> Vec<BusEvent> {
+        self.waiting.insert(seq, event);
+        self.since.get_or_insert_with(Instant::now);
+        if self.waiting.len() > MAX_WAITING {
+            return self.give_up();
+        }
+        Vec::new()
+    }
+
+    /// The waiting events that follow the last one handed on without a gap.
+    fn ready(&mut self) -> Vec<BusEvent> {
+        let mut ready = Vec::new();
+        while let Some(last) = self.last
+            && let Some(event) = self.waiting.remove(&(last + 1))
+        {
+            self.last = Some(last + 1);
+            ready.push(event);
+        }
+        if self.waiting.is_empty() {
+            self.since = None;
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::{Message, MessageId, PresenceChange, PresenceKind, RoomName, UserName};
+
+    fn room() -> RoomName {
+        RoomName::parse("lobby").unwrap_or_else(|_| unreachable!("a valid name"))
+    }
+
+    fn message(n: u64) -> BusEvent {
+        BusEvent::Message(Arc::new(Message {
+            room: room(),
+            id: MessageId::new(1_000, n),
+            user: UserName::parse("bob").unwrap_or_else(|_| unreachable!("a valid name")),
+            body: n.to_string(),
+            trace: String::new(),
+        }))
+    }
+
+    fn presence() -> BusEvent {
+        BusEvent::Presence(PresenceChange {
+            room: room(),
+            user: UserName::parse("carol").unwrap_or_else(|_| unreachable!("a valid name")),
+            kind: PresenceKind::Join,
+        })
+    }
+
+    /// The bodies of the messages handed on, `p` for a presence event.
+    fn bodies(events: Vec<BusEvent>) -> Vec<String> {
+        events
+            .into_iter()
+            .map(|event| match event {
+                BusEvent::Message(message) => message.body.clone(),
+                _ => "p".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_wait_for_the_lower_numbers_and_follow_them_in_order() {
+        let mut order = EventOrder::joining();
+        assert!(order.joined(Some(4)).is_empty());
+        assert_eq!(bodies(order.admit(5, message(5))), ["5"]);
+        assert!(order.admit(7, message(7)).is_empty(), "6 has not come");
+        assert!(order.admit(8, presence()).is_empty());
+        assert!(order.waiting_since().is_some());
+        assert_eq!(bodies(order.admit(6, message(6))), ["6", "7", "p"]);
+        assert!(order.waiting_since().is_none());
+        assert!(order.admit(8, presence()).is_empty(), "a presence event read twice is dropped");
+    }
+
+    #[test]
+    fn the_room_starts_after_the_lowest_number_its_first_joins_were_told() {
+        let mut order = EventOrder::joining();
+        order.another_join();
+        assert!(order.admit(3, message(3)).is_empty(), "the start is not known yet");
+        assert!(order.admit(5, message(5)).is_empty());
+        assert!(order.joined(Some(4)).is_empty(), "one join is still unanswered");
+        // The second join was answered before the first, and was told a lower number: what
+        // came after it is handed on, what came before is not.
+        assert_eq!(bodies(order.joined(Some(2))), ["3"]);
+        assert_eq!(bodies(order.admit(4, message(4))), ["4", "5"]);
+        order.another_join();
+        assert!(order.joined(Some(9)).is_empty(), "a join into a started room changes nothing");
+        assert_eq!(bodies(order.admit(6, message(6))), ["6"]);
+    }
+
+    #[test]
+    fn giving_up_hands_on_what_waited_and_goes_on_after_it() {
+        let mut order = EventOrder::joining();
+        order.joined(Some(0));
+        assert!(order.admit(2, message(2)).is_empty());
+        assert!(order.admit(4, message(4)).is_empty());
+        assert_eq!(bodies(order.give_up()), ["2", "4"]);
+        assert_eq!(bodies(order.admit(5, message(5))), ["5"]);
+        let mut full = EventOrder::joining();
+        full.joined(Some(0));
+        let handed: usize = (2..=MAX_WAITING as u64 + 2).map(|n| full.admit(n, message(n)).len()).sum();
+        assert_eq!(handed, MAX_WAITING + 1, "one more than the bound gives up on the missing number");
+    }
+
+    #[test]
+    fn a_failed_join_or_a_restart_lets_the_next_event_start_the_room() {
+        let mut order = EventOrder::joining();
+        assert!(order.admit(7, message(7)).is_empty());
+        assert_eq!(bodies(order.joined(None)), ["7"]);
+        assert_eq!(bodies(order.admit(8, message(8))), ["8"]);
+        assert!(order.restart().is_empty());
+        assert_eq!(bodies(order.admit(1, message(1))), ["1"], "Redis numbers from 1 again");
+        assert!(order.admit(3, message(3)).is_empty());
+        assert_eq!(bodies(order.admit(1, message(1))), ["3", "1"], "a new message numbered lower starts anew");
+        assert_eq!(bodies(order.admit(2, message(2))), ["2"]);
+    }
+}
