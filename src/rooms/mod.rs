@@ -13,6 +13,6 @@ mod order;
 mod worker;
 
 pub use directory::RoomDirectory;
-pub use order::EventOrder;
 pub use messages::RoomEvent;
+pub use order::EventOrder;
 pub use worker::{LocalMember, LocalMembers, WorkerAddr};

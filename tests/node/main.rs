@@ -28,6 +28,7 @@ mod local_cluster;
 mod node_process;
 mod on_redis_cluster;
 mod on_redis_sentinel;
+mod own_messages;
 mod protocol;
 mod readme;
 mod redis_cluster;

@@ -16,21 +16,21 @@ use crate::{
     redis_server::RedisServer,
 };
 
-async fn node(redis: &RedisServer, id: &str) -> TestApp {
+pub(crate) async fn node(redis: &RedisServer, id: &str) -> TestApp {
     let url = redis.url();
     // Senders here outpace the default rate limit.
     let rate = [("ROOKERY_RATE_PER_SEC", "1000"), ("ROOKERY_RATE_BURST", "1000")];
     spawn_app(&[[("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", id)], rate].concat()).await
 }
 
-async fn joined(node: &impl Endpoint, user: &str, room: &str) -> Client {
+pub(crate) async fn joined(node: &impl Endpoint, user: &str, room: &str) -> Client {
     let mut client = node.client(user).await;
     client.join(room).await;
     client
 }
 
 /// Every bus entry the node has read, whatever became of it.
-fn entries_read(node: &TestApp) -> f64 {
+pub(crate) fn entries_read(node: &TestApp) -> f64 {
     node.node
         .metrics
         .render()
@@ -71,7 +71,7 @@ async fn wait_serving(redis: &RedisServer, name: &str, expected: &[&str], within
     }
 }
 
-async fn inbox_len(redis: &RedisServer, node: &str) -> usize {
+pub(crate) async fn inbox_len(redis: &RedisServer, node: &str) -> usize {
     let mut conn = redis.connection().await;
     redis::cmd("XLEN").arg(keys().inbox(0, node)).query_async(&mut conn).await.expect("XLEN")
 }
@@ -81,7 +81,7 @@ async fn epoch(redis: &RedisServer) -> Option<String> {
     redis::cmd("GET").arg(Keys::epoch()).query_async(&mut conn).await.expect("GET")
 }
 
-fn ids(frames: &[Value]) -> Vec<String> {
+pub(crate) fn ids(frames: &[Value]) -> Vec<String> {
     frames.iter().map(|frame| frame["id"].as_str().unwrap_or_default().to_owned()).collect()
 }
 

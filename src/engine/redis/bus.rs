@@ -494,7 +494,9 @@ mod tests {
         );
         let presence = decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "leave"]));
         assert!(matches!(presence, Some((None, BusEvent::Presence(p)))  if p.kind == PresenceKind::Leave));
-        assert!(decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "join", "seq", "x"])).is_none());
+        assert!(
+            decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "join", "seq", "x"])).is_none()
+        );
         assert!(decode(&strings(&["kind", "future", "room", "a", "user", "u"])).is_none());
         assert!(
             decode(&strings(&["kind", "message", "room", "bad room", "id", "5-1", "user", "u", "body", ""])).is_none()

@@ -230,8 +230,14 @@ impl RedisEngine {
         };
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {
-            store: MessageStore::new(redis.clone(), keys.clone(), &config.node_id, config.history_len, config.bus_retention_ms)
-                .with_min_replicas(config.min_replicas),
+            store: MessageStore::new(
+                redis.clone(),
+                keys.clone(),
+                &config.node_id,
+                config.history_len,
+                config.bus_retention_ms,
+            )
+            .with_min_replicas(config.min_replicas),
             presence: RedisPresence::new(
                 redis.clone(),
                 keys.clone(),

@@ -92,8 +92,7 @@ impl MessageStore {
         }
         let mut pipe = redis::pipe();
         pipe.add_command(publish).cmd("WAIT").arg(self.min_replicas).arg(REPLICA_WAIT_MS);
-        let (reply, replicas): (Vec<String>, u32) =
-            pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        let (reply, replicas): (Vec<String>, u32) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
         if replicas < self.min_replicas {
             return Err(EngineError::NotReplicated(format!(
                 "{} is on {replicas} of {} replicas after {REPLICA_WAIT_MS} ms",

@@ -1,0 +1,122 @@
+//! A node's own messages: the publishing node delivers them to its members from the publish's
+//! answer, and no inbox of its own holds them; they and what its inbox brings reach its members
+//! in the room's one order. Real nodes on a real redis-server, real WebSocket clients.
+
+use serde_json::json;
+
+use rookery::{
+    domain::{RoomName, UserName},
+    engine::{
+        NewMessage,
+        redis::{Keys, MessageStore},
+    },
+    settings::DEFAULT_BUS_SHARDS,
+};
+
+use crate::{
+    helpers::metric,
+    redis_server::RedisServer,
+    routing::{entries_read, ids, inbox_len, joined, node},
+};
+
+fn overdue(node: &crate::helpers::TestApp) -> f64 {
+    metric(&node.node.metrics.render(), "rookery_bus_events_total{outcome=\"overdue\"}").unwrap_or(0.0)
+}
+
+#[actix_web::test]
+async fn own_messages_go_to_no_inbox_of_the_node_and_reach_its_members_in_the_rooms_order() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
+    let mut alice = joined(&a, "alice", "talk").await;
+    let mut bob = joined(&a, "bob", "talk").await;
+    let mut carol = joined(&b, "carol", "talk").await;
+    let mut dave = joined(&b, "dave", "talk").await;
+    // Senders on both nodes, one after the other, so the order is known.
+    let mut acked = Vec::new();
+    for n in 0..10 {
+        acked.push(alice.say("talk", &format!("a{n}")).await);
+        acked.push(carol.say("talk", &format!("c{n}")).await);
+    }
+    let (got, _) = bob.messages(acked.len()).await;
+    assert_eq!(ids(&got), acked, "node-a's own messages and node-b's, in the room's order");
+    let (got, _) = dave.messages(acked.len()).await;
+    assert_eq!(ids(&got), acked);
+    // node-a's inbox holds the four joins and carol's ten, none of alice's; it read them all.
+    assert_eq!(inbox_len(&redis, "node-a").await, 14);
+    assert_eq!(entries_read(&a), 14.0, "{}", a.node.metrics.render());
+}
+
+#[actix_web::test]
+async fn senders_on_two_nodes_at_once_reach_every_member_in_the_historys_order() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
+    let alice = joined(&a, "alice", "busy").await;
+    let mut bob = joined(&a, "bob", "busy").await;
+    let carol = joined(&b, "carol", "busy").await;
+    let mut dave = joined(&b, "dave", "busy").await;
+    // Each node's own messages come from their answers, the other's through its inbox: the two
+    // race, and the members still see one order.
+    const EACH: usize = 100;
+    let send = |client: &'static str| {
+        move |mut sender: crate::helpers::Client| async move {
+            for n in 0..EACH {
+                sender.say("busy", &format!("{client}{n}")).await;
+            }
+        }
+    };
+    futures_util::join!(send("a")(alice), send("c")(carol));
+    let (on_a, on_b) = (bob.message_ids(2 * EACH).await, dave.message_ids(2 * EACH).await);
+    let history = bob.history_ids("busy").await;
+    assert_eq!(history.len(), 2 * EACH);
+    assert_eq!(on_a, history, "node-a's member: each once, in the history's order");
+    assert_eq!(on_b, history, "node-b's member too");
+}
+
+#[actix_web::test]
+async fn a_message_whose_answer_was_lost_reaches_the_publishing_nodes_members_in_order() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
+    let mut alice = joined(&a, "alice", "lost").await;
+    let mut bob = joined(&a, "bob", "lost").await;
+    let mut carol = joined(&b, "carol", "lost").await;
+    let mut dave = joined(&b, "dave", "lost").await;
+    // A publish of node-a's whose answer never reached it: stored, and in no inbox of node-a's.
+    let store = MessageStore::new(redis.connection().await, Keys::new(DEFAULT_BUS_SHARDS), "node-a", 100, 600_000);
+    let message = NewMessage {
+        room: RoomName::parse("lost").expect("room"),
+        user: UserName::parse("alice").expect("user"),
+        body: "lost".into(),
+        trace: String::new(),
+        key: None,
+    };
+    let lost = store.publish(&message).await.expect("publish").id.to_string();
+    // The next message comes to node-a through its inbox, numbered after the lost one: it
+    // waits for it, until node-a catches the room up from its history.
+    let after = carol.say("lost", "after").await;
+    for member in [&mut bob, &mut alice] {
+        let (got, _) = member.messages(2).await;
+        assert_eq!(ids(&got), [lost.clone(), after.clone()], "each once, in order");
+    }
+    assert_eq!(overdue(&a), 1.0, "{}", a.node.metrics.render());
+    let (got, _) = dave.messages(2).await;
+    assert_eq!(ids(&got), [lost, after]);
+    bob.expect_silence(std::time::Duration::from_millis(300)).await;
+}
+
+#[actix_web::test]
+async fn a_send_answered_timeout_reaches_the_nodes_members_once_redis_stored_it() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "node-a").await;
+    let mut alice = joined(&a, "alice", "late").await;
+    let mut bob = joined(&a, "bob", "late").await;
+    redis.pause();
+    let reply = alice.request(json!({"type": "send", "room": "late", "body": "late"})).await;
+    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("timeout")), "{reply}");
+    // Redis carries out the publish it was sent: stored, and in no inbox. Nothing else is sent
+    // in the room, so only the check a timeout asks for brings it to bob.
+    redis.resume();
+    let (got, _) = bob.messages(1).await;
+    assert_eq!(got[0]["body"], "late");
+    assert_eq!(bob.history_ids("late").await, ids(&got), "stored once, delivered once");
+    assert_eq!(overdue(&a), 1.0, "{}", a.node.metrics.render());
+}
