@@ -29,7 +29,8 @@ use crate::{
 /// O(users) per join, O(users²) to fill a room.
 pub const DEFAULT_PRESENCE_MAX_USERS: u64 = 100;
 
-/// What an engine hands to a node: every event of every room, in each room's id order.
+/// What an engine hands to a node: every event of every room, in each room's id order, or
+/// numbered so the node can put them in it ([`Delivery::deliver_numbered`]).
 #[derive(Debug, Clone)]
 pub enum BusEvent {
     Message(Arc<Message>),
@@ -51,7 +52,8 @@ impl BusEvent {
     }
 }
 
-/// Where an engine delivers events. Must not block: engines call it while keeping room order.
+/// Where an engine delivers events. Must not block: engines call [`Self::deliver`] while keeping
+/// room order; numbered events may come from several threads in any order.
 ///
 /// An engine delivers every event of each room where this node has sessions (joined through
 /// [`PresenceStore::join`]), from the join on; it may deliver other rooms' events too (the memory

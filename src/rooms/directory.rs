@@ -9,7 +9,10 @@
 //! costs one hop to the members' thread. An event for a room with no local members is dropped
 //! right here. Per room it keeps the newest message id delivered: a message at or below it is
 //! dropped (a cluster engine may deliver an entry twice, from its inbox and from a catch-up read
-//! of the history), and it is where a catch-up starts.
+//! of the history), and it is where a catch-up starts. Per room it also keeps the room's event
+//! numbering ([`EventOrder`]): the Redis engine delivers a room's numbered events from the bus
+//! and from this node's publishes, on different threads, and the room's lock hands them on in
+//! number order; the rooms whose events wait too long are listed for the engine to catch up.
 //!
 //! Every delivery is numbered (`seq`), and a join is told the number it came after. An event
 //! sent before a member joined may still sit in its worker's mailbox when the member is added
@@ -121,7 +124,7 @@ impl RoomDirectory {
     /// A member's engine join was answered: `seq` is the number of the room's latest event it
     /// was told (`None`: the join failed, or the engine does not number events).
     pub fn joined(&self, room: &RoomName, seq: Option<u64>) {
-        self.in_order(room, |order| order.joined(seq));
+        self.in_order(room, |state| state.order.joined(seq));
     }
 
     /// Removes a member on `worker` from `room`; the room goes with its last local member.
@@ -149,14 +152,14 @@ impl RoomDirectory {
         self.len() == 0
     }
 
-    /// Runs `step` on the room's order and hands on what it returns; notes whether the room now
-    /// waits. Returns false when the room has no local members.
-    fn in_order(&self, room: &RoomName, step: impl FnOnce(&mut EventOrder) -> Vec<BusEvent>) -> bool {
+    /// Runs `step` on the room's state and hands on what it returns, in order; notes whether the
+    /// room now waits. Returns false when the room has no local members.
+    fn in_order(&self, room: &RoomName, step: impl FnOnce(&mut RoomState) -> Vec<BusEvent>) -> bool {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
         let Some(local) = rooms.get(room) else { return false };
         let mut state = local.state.lock().unwrap_or_else(|p| p.into_inner());
         let waited = state.order.waiting_since().is_some();
-        for event in step(&mut state.order) {
+        for event in step(&mut state) {
             self.hand_on(local, &mut state, event);
         }
         if !waited && let Some(since) = state.order.waiting_since() {
@@ -200,11 +203,11 @@ impl RoomDirectory {
 impl Delivery for RoomDirectory {
     fn deliver(&self, event: BusEvent) {
         let room = event.room().clone();
-        let found = self.in_order(&room, |order| {
+        let found = self.in_order(&room, |state| {
             let mut ready = Vec::new();
             if matches!(event, BusEvent::Gap { .. }) {
                 // Redis may number the room anew after a loss: the next event starts it.
-                ready = order.restart();
+                ready = state.order.restart();
             }
             ready.push(event);
             ready
@@ -216,7 +219,10 @@ impl Delivery for RoomDirectory {
 
     fn deliver_numbered(&self, seq: u64, event: BusEvent) {
         let room = event.room().clone();
-        let found = self.in_order(&room, |order| order.admit(seq, event));
+        let found = self.in_order(&room, |state| {
+            let seen = matches!(&event, BusEvent::Message(message) if message.id <= state.delivered);
+            state.order.admit(seq, event, seen)
+        });
         if !found {
             self.metrics.bus_event("no_local_members");
         }
@@ -253,7 +259,7 @@ impl Delivery for RoomDirectory {
 
     fn stop_waiting(&self, room: &RoomName) {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(room);
-        self.in_order(room, EventOrder::give_up);
+        self.in_order(room, |state| state.order.give_up());
     }
 
     fn check_soon(&self, room: &RoomName) {

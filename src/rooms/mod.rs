@@ -4,7 +4,9 @@
 //! The [`RoomDirectory`] is the node's one record of its rooms: sessions join and leave through
 //! it, and the engine delivers every event through it. It encodes each event once (`event`) and
 //! sends it once to each HTTP worker thread with members in the room, whose `WorkerRooms`
-//! actor hands it to them by a plain call on their own thread (`worker`).
+//! actor hands it to them by a plain call on their own thread (`worker`). A room's numbered
+//! events (the Redis engine's, which reach it from two ways) leave it in number order
+//! (`order`).
 
 mod directory;
 mod event;

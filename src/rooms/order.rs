@@ -83,29 +83,30 @@ impl EventOrder {
         }
     }
 
-    /// Event number `seq` came. Returns what can now be handed on, in order (empty when it
-    /// waits, or was handed on before).
-    pub fn admit(&mut self, seq: u64, event: BusEvent) -> Vec<BusEvent> {
+    /// Event number `seq` came; `seen` when it is a message this node already delivered (a
+    /// catch-up read it first, or the inbox gave it again). Returns what can now be handed on,
+    /// in order (empty when it waits, or when its number was passed): a message seen is still
+    /// handed on in its place, for its number, and the directory drops it by its id.
+    pub fn admit(&mut self, seq: u64, event: BusEvent, seen: bool) -> Vec<BusEvent> {
         let Some(last) = self.last else {
             if self.joins_waiting > 0 {
                 return self.wait(seq, event);
             }
             // Nothing tells where the room starts (numbering starts over after a gap): here.
             self.last = Some(seq.saturating_sub(1));
-            return self.admit(seq, event);
+            return self.admit(seq, event, seen);
         };
         if seq <= last {
             return match event {
-                // The directory admits only messages it has not delivered: a new message with
-                // a number already passed means the counter lost its newest raises (a failover
-                // to a replica without them), so numbering goes on from it.
-                BusEvent::Message(_) => {
+                // A new message with a number already passed: the counter lost its newest
+                // raises (a failover to a replica without them), so numbering goes on from it.
+                BusEvent::Message(_) if !seen => {
                     let mut ready = self.give_up();
                     self.last = Some(seq);
                     ready.push(event);
                     ready
                 }
-                // A presence event read twice (an inbox entry re-read after a reconnect).
+                // Read twice (an inbox entry re-read after a reconnect).
                 _ => Vec::new(),
             };
         }
@@ -213,55 +214,66 @@ mod tests {
     fn events_wait_for_the_lower_numbers_and_follow_them_in_order() {
         let mut order = EventOrder::joining();
         assert!(order.joined(Some(4)).is_empty());
-        assert_eq!(bodies(order.admit(5, message(5))), ["5"]);
-        assert!(order.admit(7, message(7)).is_empty(), "6 has not come");
-        assert!(order.admit(8, presence()).is_empty());
+        assert_eq!(bodies(order.admit(5, message(5), false)), ["5"]);
+        assert!(order.admit(7, message(7), false).is_empty(), "6 has not come");
+        assert!(order.admit(8, presence(), false).is_empty());
         assert!(order.waiting_since().is_some());
-        assert_eq!(bodies(order.admit(6, message(6))), ["6", "7", "p"]);
+        assert_eq!(bodies(order.admit(6, message(6), false)), ["6", "7", "p"]);
         assert!(order.waiting_since().is_none());
-        assert!(order.admit(8, presence()).is_empty(), "a presence event read twice is dropped");
+        assert!(order.admit(8, presence(), false).is_empty(), "a presence event read twice is dropped");
+    }
+
+    #[test]
+    fn a_message_already_delivered_still_takes_its_place_in_the_numbering() {
+        let mut order = EventOrder::after(5);
+        assert!(order.admit(7, message(7), false).is_empty());
+        // A catch-up delivered 6 first: it is handed on for its number (the directory drops it
+        // by its id), and 7 follows.
+        assert_eq!(bodies(order.admit(6, message(6), true)), ["6", "7"]);
+        assert!(order.admit(6, message(6), true).is_empty(), "seen, and its number passed: dropped");
+        assert_eq!(bodies(order.admit(8, message(8), false)), ["8"]);
     }
 
     #[test]
     fn the_room_starts_after_the_lowest_number_its_first_joins_were_told() {
         let mut order = EventOrder::joining();
         order.another_join();
-        assert!(order.admit(3, message(3)).is_empty(), "the start is not known yet");
-        assert!(order.admit(5, message(5)).is_empty());
+        assert!(order.admit(3, message(3), false).is_empty(), "the start is not known yet");
+        assert!(order.admit(5, message(5), false).is_empty());
         assert!(order.joined(Some(4)).is_empty(), "one join is still unanswered");
         // The second join was answered before the first, and was told a lower number: what
         // came after it is handed on, what came before is not.
         assert_eq!(bodies(order.joined(Some(2))), ["3"]);
-        assert_eq!(bodies(order.admit(4, message(4))), ["4", "5"]);
+        assert_eq!(bodies(order.admit(4, message(4), false)), ["4", "5"]);
         order.another_join();
         assert!(order.joined(Some(9)).is_empty(), "a join into a started room changes nothing");
-        assert_eq!(bodies(order.admit(6, message(6))), ["6"]);
+        assert_eq!(bodies(order.admit(6, message(6), false)), ["6"]);
     }
 
     #[test]
     fn giving_up_hands_on_what_waited_and_goes_on_after_it() {
         let mut order = EventOrder::joining();
         order.joined(Some(0));
-        assert!(order.admit(2, message(2)).is_empty());
-        assert!(order.admit(4, message(4)).is_empty());
+        assert!(order.admit(2, message(2), false).is_empty());
+        assert!(order.admit(4, message(4), false).is_empty());
         assert_eq!(bodies(order.give_up()), ["2", "4"]);
-        assert_eq!(bodies(order.admit(5, message(5))), ["5"]);
+        assert_eq!(bodies(order.admit(5, message(5), false)), ["5"]);
         let mut full = EventOrder::joining();
         full.joined(Some(0));
-        let handed: usize = (2..=MAX_WAITING as u64 + 2).map(|n| full.admit(n, message(n)).len()).sum();
+        let handed: usize = (2..=MAX_WAITING as u64 + 2).map(|n| full.admit(n, message(n), false).len()).sum();
         assert_eq!(handed, MAX_WAITING + 1, "one more than the bound gives up on the missing number");
     }
 
     #[test]
     fn a_failed_join_or_a_restart_lets_the_next_event_start_the_room() {
         let mut order = EventOrder::joining();
-        assert!(order.admit(7, message(7)).is_empty());
+        assert!(order.admit(7, message(7), false).is_empty());
         assert_eq!(bodies(order.joined(None)), ["7"]);
-        assert_eq!(bodies(order.admit(8, message(8))), ["8"]);
+        assert_eq!(bodies(order.admit(8, message(8), false)), ["8"]);
         assert!(order.restart().is_empty());
-        assert_eq!(bodies(order.admit(1, message(1))), ["1"], "Redis numbers from 1 again");
-        assert!(order.admit(3, message(3)).is_empty());
-        assert_eq!(bodies(order.admit(1, message(1))), ["3", "1"], "a new message numbered lower starts anew");
-        assert_eq!(bodies(order.admit(2, message(2))), ["2"]);
+        assert_eq!(bodies(order.admit(1, message(1), false)), ["1"], "Redis numbers from 1 again");
+        assert!(order.admit(3, message(3), false).is_empty());
+        assert_eq!(bodies(order.admit(1, message(1), false)), ["3", "1"], "a new message numbered lower starts anew");
+        assert_eq!(bodies(order.admit(2, message(2), false)), ["2"]);
     }
 }

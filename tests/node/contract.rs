@@ -55,7 +55,7 @@ impl Delivery for Recorder {
     fn deliver_numbered(&self, seq: u64, event: BusEvent) {
         let mut orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
         // Every check's rooms are new: a room nobody listens to is numbered from its start.
-        let ready = orders.entry(event.room().clone()).or_insert_with(|| EventOrder::after(0)).admit(seq, event);
+        let ready = orders.entry(event.room().clone()).or_insert_with(|| EventOrder::after(0)).admit(seq, event, false);
         self.record(ready);
     }
 }

@@ -1,7 +1,9 @@
 //! The bus consumer: each node reads its own inboxes (one stream per shard, holding the events of
 //! the shard's rooms where the node has sessions; see `presence`) through a consumer group, hands
-//! each entry to the node's [`Delivery`] in inbox order, and acknowledges it after the handoff.
-//! A node with no session in a room reads nothing of it. On start it first re-reads the entries
+//! each entry to the node's [`Delivery`] in inbox order, with its number in its room, and
+//! acknowledges it after the handoff. A node with no session in a room reads nothing of it, and
+//! its inboxes hold none of its own messages (it delivers those from their publishes' answers,
+//! and the numbers put both in one order; see `rooms::order`). On start it first re-reads the entries
 //! it had been handed but not acknowledged (a restart with the same node id), so none is lost;
 //! the room directory and the sessions drop what they already delivered, so none is shown twice.
 //!
@@ -29,13 +31,14 @@ use std::{
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection, cluster::ClusterClient};
-use tracing::Instrument;
 
 use super::{Keys, Shared, acks::Acks, connection::Link, field};
 use crate::{
     domain::{Message, MessageId, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
-    engine::{BusEvent, CatchUpFrom, Delivery, EngineError},
+    engine::{BusEvent, Delivery, EngineError},
 };
+
+mod catch_up;
 
 /// How long one blocking read waits for entries.
 pub const BLOCK: Duration = Duration::from_millis(1000);
@@ -273,32 +276,6 @@ impl BusConsumer {
         self.shared.stopping.load(Ordering::Acquire)
     }
 
-    /// Restores registrations and catches up when a reconnect asked for it or a shard has not
-    /// been drained for half the bus retention (its oldest unread entries may be trimmed before
-    /// this node reads them). Runs before a read is handled, so nothing read later can move a
-    /// room's position past entries the bus lost. Flags stay set until the work succeeds.
-    async fn catch_up_if_needed(&mut self) -> redis::RedisResult<()> {
-        let started = now_ms();
-        let oldest_drain = self.drained_at.iter().copied().min().unwrap_or(started);
-        if started.saturating_sub(oldest_drain) > self.shared.config.bus_retention_ms / 2 {
-            tracing::warn!("the bus was not drained for half its retention; catching up from history");
-            self.pending_work.catch_up = true;
-        }
-        if self.shared.catch_up_requested.swap(false, Ordering::AcqRel) {
-            self.pending_work.catch_up = true;
-        }
-        if self.pending_work.restore {
-            self.shared.restore_registrations().await.map_err(from_engine)?;
-            self.pending_work.restore = false;
-        }
-        if self.pending_work.catch_up {
-            self.catch_up(self.delivery.catch_up_positions()).await?;
-            self.pending_work.catch_up = false;
-            self.drained_at.fill(started);
-        }
-        Ok(())
-    }
-
     /// Sets the epoch if Redis has none (emptied) and compares it with the one this node saw.
     async fn check_epoch(&self, conn: &mut impl redis::aio::ConnectionLike) -> redis::RedisResult<Epoch> {
         let current = super::epoch::ensure(conn).await?;
@@ -306,51 +283,6 @@ impl BusConsumer {
         let epoch = if *known == current { Epoch::Same } else { Epoch::Changed };
         *known = current;
         Ok(epoch)
-    }
-
-    /// Delivers, for each room, what its history holds after its position, preceded by a gap
-    /// when the history no longer holds everything after it (trimmed, or lost in a failover).
-    async fn catch_up(&self, positions: Vec<CatchUpFrom>) -> redis::RedisResult<()> {
-        let span = tracing::info_span!("bus.catch_up", rookery.node = %self.shared.config.node_id, rookery.rooms = positions.len());
-        self.catch_up_rooms(positions).instrument(span).await
-    }
-
-    async fn catch_up_rooms(&self, positions: Vec<CatchUpFrom>) -> redis::RedisResult<()> {
-        for position in positions {
-            let (room, after) = (&position.room, position.after);
-            let recovery = self
-                .shared
-                .timed("recover", self.shared.store.recover(room, Some(after)))
-                .await
-                .map_err(from_engine)?;
-            if !position.is_whole(&recovery) {
-                self.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(after) });
-            }
-            for message in recovery.messages {
-                self.delivery.deliver(BusEvent::Message(Arc::new(message)));
-            }
-        }
-        Ok(())
-    }
-
-    /// Catches up the rooms whose events waited too long for a lower number (see
-    /// `rooms::order`), then hands on what waits there. Runs when a read drained its inboxes:
-    /// a number still missing then is in no inbox, but in a publish's reply that is late or was
-    /// lost, and a reply comes within one call's time or never.
-    async fn resolve_overdue(&self) -> redis::RedisResult<()> {
-        let stall = 2 * self.shared.redis.longest_call();
-        let Some(before) = std::time::Instant::now().checked_sub(stall) else { return Ok(()) };
-        let overdue = self.delivery.overdue(before);
-        if overdue.is_empty() {
-            return Ok(());
-        }
-        let rooms: Vec<RoomName> = overdue.iter().map(|position| position.room.clone()).collect();
-        self.catch_up(overdue).await?;
-        for room in &rooms {
-            self.shared.metrics.bus_event("overdue");
-            self.delivery.stop_waiting(room);
-        }
-        Ok(())
     }
 
     /// Delivers what a lane's read returned; returns how many entries it held.

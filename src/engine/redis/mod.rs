@@ -7,6 +7,8 @@
 //! - `keys`: the key layout; `migrate`: the versioned Redis Functions applied at start;
 //! - `epoch`: which data Redis holds, so a resume from before a data loss fails closed;
 //! - `store`: publish, history and recover, one round trip each;
+//! - `publish`: a publish from this node, within one call's time, and its own members served
+//!   from the answer;
 //! - `presence`: who is in which room and which nodes serve it, with join and leave events put
 //!   in those nodes' inboxes;
 //! - `sessions`: each session's record, written at connect and with every join and leave;
@@ -25,6 +27,7 @@ mod keys;
 mod migrate;
 mod nodes;
 mod presence;
+mod publish;
 mod sentinel;
 mod sessions;
 mod store;
@@ -42,7 +45,7 @@ pub use migrate::{MigrateError, SCHEMA_VERSION, migrate};
 pub use presence::RedisPresence;
 pub use store::{MessageStore, Published};
 
-use super::{Broker, BusEvent, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
+use super::{Broker, Delivery, Engine, EngineError, NewMessage, PresenceStore, Recovery};
 use crate::{
     domain::{Member, Message, MessageId, RoomName, RoomPresence, SessionId, UserName, now_ms},
     protocol::HistoryQuery,
@@ -292,48 +295,10 @@ impl Drop for RedisEngine {
 
 #[async_trait]
 impl Broker for RedisEngine {
-    /// Over the thread's own connection on one server, the shared one otherwise. The caller
-    /// waits no longer than one call may take, opening the connection included: a session
-    /// waiting on a Redis that does not answer stays able to answer its heartbeats. Out of time
-    /// before the connection was open, nothing was sent (`unavailable`); after, it may have been.
+    /// See `publish`: over this thread's own connection on one server, within one call's time,
+    /// and this node's members get the message from the answer.
     async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
-        let shared = &self.shared;
-        let within = shared.redis.longest_call();
-        let deadline = tokio::time::Instant::now() + within;
-        let published = async {
-            let conn = match &shared.thread_connections {
-                // Nothing was sent when the connection cannot be opened, whatever the reason.
-                Some(connections) => match tokio::time::timeout_at(deadline, connections.get()).await {
-                    Ok(opened) => opened.map_err(|e| EngineError::Unavailable(e.to_string()))?,
-                    Err(_) => {
-                        return Err(EngineError::Unavailable(format!("no connection to Redis within {within:?}")));
-                    }
-                },
-                None => shared.redis.clone(),
-            };
-            tokio::time::timeout_at(deadline, shared.store.publish_over(conn, &message))
-                .await
-                .unwrap_or_else(|_| Err(EngineError::NoAnswer(format!("no answer within {within:?}"))))
-        };
-        match shared.timed("publish", published).await {
-            Ok(Published { id, seq }) => {
-                if let Some(seq) = seq {
-                    // No inbox of this node's holds the message: its members get it from here.
-                    let NewMessage { room, user, body, trace, .. } = message;
-                    let stored = Message { room, id, user, body, trace };
-                    shared.delivery.deliver_numbered(seq, BusEvent::Message(Arc::new(stored)));
-                }
-                Ok(id)
-            }
-            Err(error) => {
-                if !matches!(error, EngineError::Unavailable(_)) {
-                    // It may have been stored, and then only a catch-up brings it to this
-                    // node's members.
-                    shared.delivery.check_soon(&message.room);
-                }
-                Err(error)
-            }
-        }
+        self.shared.publish(message).await
     }
 
     async fn history(&self, room: &RoomName, query: HistoryQuery) -> Result<Vec<Message>, EngineError> {

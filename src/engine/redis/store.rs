@@ -20,7 +20,7 @@ pub struct MessageStore {
 }
 
 /// A stored message, as the publish function answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub id: MessageId,
     /// The message's number among the room's events (see `rooms::order`) when this node serves
@@ -28,6 +28,10 @@ pub struct Published {
     /// own members. `None` when this node has no member there, or for a send repeated with its
     /// idempotency key (nothing new was stored).
     pub seq: Option<u64>,
+    /// With a replica minimum: stored, but on fewer replicas than asked in time (why). The
+    /// sender is told [`EngineError::NotReplicated`]; the node's members get the message all
+    /// the same.
+    pub not_replicated: Option<String>,
 }
 
 /// How long a publish waits for its replicas. Below the 500 ms an answer may take, so a slow
@@ -49,10 +53,11 @@ fn message_id(raw: &str) -> Result<MessageId, EngineError> {
 /// The publish function's reply: `{id}` or `{id, event number}`.
 fn published(reply: Vec<String>) -> Result<Published, EngineError> {
     match reply.as_slice() {
-        [id] => Ok(Published { id: message_id(id)?, seq: None }),
+        [id] => Ok(Published { id: message_id(id)?, seq: None, not_replicated: None }),
         [id, seq] => Ok(Published {
             id: message_id(id)?,
             seq: Some(seq.parse().map_err(|_| bad_data(&format!("event number {seq:?}")))?),
+            not_replicated: None,
         }),
         _ => Err(bad_data("publish reply")),
     }
@@ -71,9 +76,9 @@ impl MessageStore {
     }
 
     /// Appends `message` to its room's history and to the inbox of each other node serving the
-    /// room. With a replica minimum, a `WAIT` follows in the same round trip (on the
-    /// same connection, so it covers this write): fewer confirmations in time is
-    /// [`EngineError::NotReplicated`].
+    /// room. With a replica minimum, a `WAIT` follows in the same round trip (on the same
+    /// connection, so it covers this write): fewer confirmations in time are
+    /// [`Published::not_replicated`].
     pub async fn publish(&self, message: &NewMessage) -> Result<Published, EngineError> {
         self.publish_over(self.redis.clone(), message).await
     }
@@ -93,14 +98,14 @@ impl MessageStore {
         let mut pipe = redis::pipe();
         pipe.add_command(publish).cmd("WAIT").arg(self.min_replicas).arg(REPLICA_WAIT_MS);
         let (reply, replicas): (Vec<String>, u32) = pipe.query_async(&mut conn).await.map_err(|e| engine_error(&e))?;
+        let mut published = published(reply)?;
         if replicas < self.min_replicas {
-            return Err(EngineError::NotReplicated(format!(
+            published.not_replicated = Some(format!(
                 "{} is on {replicas} of {} replicas after {REPLICA_WAIT_MS} ms",
-                reply.first().map_or("the message", String::as_str),
-                self.min_replicas
-            )));
+                published.id, self.min_replicas
+            ));
         }
-        published(reply)
+        Ok(published)
     }
 
     fn publish_cmd(&self, message: &NewMessage) -> redis::Cmd {
