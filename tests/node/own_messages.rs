@@ -14,23 +14,37 @@ use rookery::{
 };
 
 use crate::{
-    helpers::metric,
+    helpers::{Client, TestApp, metric},
     redis_server::RedisServer,
     routing::{entries_read, ids, inbox_len, joined, node},
 };
 
-fn overdue(node: &crate::helpers::TestApp) -> f64 {
+fn overdue(node: &TestApp) -> f64 {
     metric(&node.node.metrics.render(), "rookery_bus_events_total{outcome=\"overdue\"}").unwrap_or(0.0)
+}
+
+/// Two nodes on one Redis, with alice and bob on node-a and carol and dave on node-b, all four
+/// in `room`. Bind every field: a node dropped stops.
+struct TwoNodes {
+    a: TestApp,
+    alice: Client,
+    bob: Client,
+    carol: Client,
+    dave: Client,
+    _b: TestApp,
+}
+
+async fn two_nodes(redis: &RedisServer, room: &str) -> TwoNodes {
+    let (a, b) = (node(redis, "node-a").await, node(redis, "node-b").await);
+    let (alice, bob) = (joined(&a, "alice", room).await, joined(&a, "bob", room).await);
+    let (carol, dave) = (joined(&b, "carol", room).await, joined(&b, "dave", room).await);
+    TwoNodes { a, alice, bob, carol, dave, _b: b }
 }
 
 #[actix_web::test]
 async fn own_messages_go_to_no_inbox_of_the_node_and_reach_its_members_in_the_rooms_order() {
     let redis = RedisServer::start();
-    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
-    let mut alice = joined(&a, "alice", "talk").await;
-    let mut bob = joined(&a, "bob", "talk").await;
-    let mut carol = joined(&b, "carol", "talk").await;
-    let mut dave = joined(&b, "dave", "talk").await;
+    let TwoNodes { a, mut alice, mut bob, mut carol, mut dave, _b } = two_nodes(&redis, "talk").await;
     // Senders on both nodes, one after the other, so the order is known.
     let mut acked = Vec::new();
     for n in 0..10 {
@@ -49,11 +63,7 @@ async fn own_messages_go_to_no_inbox_of_the_node_and_reach_its_members_in_the_ro
 #[actix_web::test]
 async fn senders_on_two_nodes_at_once_reach_every_member_in_the_historys_order() {
     let redis = RedisServer::start();
-    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
-    let alice = joined(&a, "alice", "busy").await;
-    let mut bob = joined(&a, "bob", "busy").await;
-    let carol = joined(&b, "carol", "busy").await;
-    let mut dave = joined(&b, "dave", "busy").await;
+    let TwoNodes { a: _a, alice, mut bob, carol, mut dave, _b } = two_nodes(&redis, "busy").await;
     // Each node's own messages come from their answers, the other's through its inbox: the two
     // race, and the members still see one order.
     const EACH: usize = 100;
@@ -75,11 +85,7 @@ async fn senders_on_two_nodes_at_once_reach_every_member_in_the_historys_order()
 #[actix_web::test]
 async fn a_message_whose_answer_was_lost_reaches_the_publishing_nodes_members_in_order() {
     let redis = RedisServer::start();
-    let (a, b) = (node(&redis, "node-a").await, node(&redis, "node-b").await);
-    let mut alice = joined(&a, "alice", "lost").await;
-    let mut bob = joined(&a, "bob", "lost").await;
-    let mut carol = joined(&b, "carol", "lost").await;
-    let mut dave = joined(&b, "dave", "lost").await;
+    let TwoNodes { a, mut alice, mut bob, mut carol, mut dave, _b } = two_nodes(&redis, "lost").await;
     // A publish of node-a's whose answer never reached it: stored, and in no inbox of node-a's.
     let store = MessageStore::new(redis.connection().await, Keys::new(DEFAULT_BUS_SHARDS), "node-a", 100, 600_000);
     let message = NewMessage {
