@@ -8,8 +8,9 @@
 --   rookery:{s<shard>}:trimmed:<room>   string: the newest id trimmed from that history
 --   rookery:{s<shard>}:presence:<room>  hash: user -> number of sessions in the room
 --   rookery:{s<shard>}:members:<room>   set: "<user>|<session>" of every session in the room
---   rookery:{s<shard>}:nodes:<room>     hash: node -> number of its sessions in the room, and
---                                       '#' -> the number of the room's latest event
+--   rookery:{s<shard>}:nodes:<room>     hash: node -> number of its sessions in the room
+--   rookery:{s<shard>}:events:<room>    string: the number of the room's latest event (messages,
+--                                       joins, leaves), raised by the call that makes the event
 --   rookery:{s<shard>}:inbox:<node>     stream: the events of the shard's rooms where the node has
 --                                       sessions, for that node alone
 --   rookery:{s<shard>}:sent:<room>      hash: idempotency key -> id of the message stored with it
@@ -32,27 +33,23 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The field of a room's node set that numbers the room's events: no node id has a '#'.
-local EVENTS = '#'
-
--- Numbers a room event (a flat field, value, ... list) and appends it, with its number, to the
+-- Appends event number `seq` of a room (its fields, value, ... as the trailing arguments) to the
 -- inbox of every node in the room's node set but `publisher`, each inbox trimmed to the entries
 -- of the `retention_ms` before `now` (approximately). The publishing node delivers its own
--- message from the call's reply instead, and puts it in order by its number. Returns the number,
--- and whether the publisher is one of the room's nodes.
-local function to_nodes(nodes_key, inbox_prefix, now, retention_ms, event, publisher)
-  local seq = redis.call('HINCRBY', nodes_key, EVENTS, 1)
-  table.insert(event, 'seq'); table.insert(event, tostring(seq))
+-- message from the call's reply instead, and puts it in order by its number. Returns whether the
+-- publisher is one of the room's nodes. The fields go on as arguments, not in a table: building
+-- a table per event cost more than the append it fed.
+local function to_nodes(nodes_key, inbox_prefix, now, retention_ms, publisher, seq, ...)
   local min_id = string.format('%d', now - tonumber(retention_ms))
   local serves = false
   for _, node in ipairs(redis.call('HKEYS', nodes_key)) do
     if node == publisher then
       serves = true
-    elseif node ~= EVENTS then
-      redis.call('XADD', inbox_prefix .. node, 'MINID', '~', min_id, '*', unpack(event))
+    else
+      redis.call('XADD', inbox_prefix .. node, 'MINID', '~', min_id, '*', 'seq', seq, ...)
     end
   end
-  return seq, serves
+  return serves
 end
 
 -- Remembers a send's idempotency key: key -> id in the room's hash, key by time in the room's
@@ -83,8 +80,8 @@ end
 -- when the publishing node serves the room (it delivers the message to its own members), {id}
 -- when it does not. With an idempotency key (ARGV[8]) that the room has seen within the window,
 -- it stores nothing and returns {the id stored then}.
--- KEYS: history, trimmed, room nodes, sent keys (hash), sent keys by time (sorted set).
--- ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency key ('' for
+-- KEYS: history, trimmed, room nodes, sent keys (hash), sent keys by time (sorted set), event
+-- number. ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency key ('' for
 -- none), key window ms, keys kept per room, trim step (see `engine::history_trim_step`),
 -- publishing node.
 local function publish(keys, args)
@@ -103,13 +100,17 @@ local function publish(keys, args)
     redis.call('SET', keys[2], leaving[#leaving][1])
     redis.call('XTRIM', keys[1], 'MAXLEN', limit)
   end
-  local event = {'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3]}
-  if args[6] ~= '' then
-    table.insert(event, 'trace'); table.insert(event, args[6])
-  end
   -- The id's milliseconds are the server's clock: no TIME call needed.
   local now = tonumber(string.match(id, '^%d+'))
-  local seq, serves = to_nodes(keys[3], args[7], now, args[5], event, args[12])
+  local seq = redis.call('INCR', keys[6])
+  local serves
+  if args[6] ~= '' then
+    serves = to_nodes(keys[3], args[7], now, args[5], args[12], seq,
+      'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3], 'trace', args[6])
+  else
+    serves = to_nodes(keys[3], args[7], now, args[5], args[12], seq,
+      'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3])
+  end
   if key ~= '' then
     remember_key(keys[4], keys[5], key, id, now, tonumber(args[9]), tonumber(args[10]))
   end
@@ -117,14 +118,15 @@ local function publish(keys, args)
   return {id}
 end
 
--- What a session needs to (re)join: the newest trimmed id, the newest id, and the entries
--- from ARGV[1] on (when given; the first is ARGV[1] itself when the history holds it, which
--- tells the node the position is real) as a flat list id, user, body, id, user, body, ...
--- KEYS: history, trimmed. ARGV: since ('' for none).
+-- What a session needs to (re)join, and a catch-up to go on from: the newest trimmed id, the
+-- newest id, the number of the room's latest event, and the entries from ARGV[1] on (when
+-- given; the first is ARGV[1] itself when the history holds it, which tells the node the
+-- position is real) as a flat list id, user, body, id, user, body, ...
+-- KEYS: history, trimmed, event number. ARGV: since ('' for none).
 local function recover(keys, args)
   local deleted = redis.call('GET', keys[2]) or '0-0'
   local newest = redis.call('XREVRANGE', keys[1], '+', '-', 'COUNT', 1)
-  local reply = {deleted, newest[1] and newest[1][1] or ''}
+  local reply = {deleted, newest[1] and newest[1][1] or '', redis.call('GET', keys[3]) or '0'}
   if args[1] ~= '' then
     for _, entry in ipairs(redis.call('XRANGE', keys[1], args[1], '+')) do
       local fields, user, body = entry[2], '', ''
@@ -143,19 +145,20 @@ end
 -- users (a large room has no presence events). Returns the number of users, and their session
 -- counts (flat: user, count, ...) or false when there are more than ARGV[4] of them, and the
 -- number of the room's latest event (see `to_nodes`).
--- KEYS: presence, members, room nodes. ARGV: room, user, session, max users with presence, node,
--- retention_ms, inbox prefix.
+-- KEYS: presence, members, room nodes, event number. ARGV: room, user, session, max users with
+-- presence, node, retention_ms, inbox prefix.
 local function join(keys, args)
   local max_users = tonumber(args[4])
   if redis.call('SADD', keys[2], args[2] .. '|' .. args[3]) == 1 then
     redis.call('HINCRBY', keys[3], args[5], 1)
     if redis.call('HINCRBY', keys[1], args[2], 1) == 1 and redis.call('HLEN', keys[1]) <= max_users then
-      to_nodes(keys[3], args[7], now_ms(), args[6], {'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join'})
+      to_nodes(keys[3], args[7], now_ms(), args[6], nil, redis.call('INCR', keys[4]),
+        'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join')
     end
   end
   local users = redis.call('HLEN', keys[1])
   -- Events numbered up to this one came before the join.
-  local seq = tonumber(redis.call('HGET', keys[3], EVENTS) or '0')
+  local seq = tonumber(redis.call('GET', keys[4]) or '0')
   if users > max_users then return {users, false, seq} end
   return {users, redis.call('HGETALL', keys[1]), seq}
 end
@@ -164,17 +167,18 @@ end
 -- so a call that fails (the history is not a stream, say) fails before the session is added or
 -- announced, and no other member ever sees a join of a session that did not join. Returns
 -- {join's reply, recover's reply}.
--- KEYS: presence, members, room nodes, history, trimmed. ARGV: as for join, then since.
+-- KEYS: presence, members, room nodes, history, trimmed, event number. ARGV: as for join, then
+-- since.
 local function join_recover(keys, args)
-  local recovered = recover({keys[4], keys[5]}, {args[8]})
-  local joined = join({keys[1], keys[2], keys[3]}, args)
+  local recovered = recover({keys[4], keys[5], keys[6]}, {args[8]})
+  local joined = join({keys[1], keys[2], keys[3], keys[6]}, args)
   return {joined, recovered}
 end
 
 -- Removes a session of node ARGV[5] from a room, and the node from the room's node set with its
 -- last session there (its intake of the room stops); the user's last session announces a leave
 -- to the nodes still serving the room, unless the room had more than ARGV[4] users.
--- KEYS: presence, members, room nodes. ARGV: as for join.
+-- KEYS: presence, members, room nodes, event number. ARGV: as for join.
 local function leave(keys, args)
   if redis.call('SREM', keys[2], args[2] .. '|' .. args[3]) == 1 then
     if redis.call('HINCRBY', keys[3], args[5], -1) <= 0 then
@@ -184,7 +188,8 @@ local function leave(keys, args)
       local users_before = redis.call('HLEN', keys[1])
       redis.call('HDEL', keys[1], args[2])
       if users_before <= tonumber(args[4]) then
-        to_nodes(keys[3], args[7], now_ms(), args[6], {'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave'})
+        to_nodes(keys[3], args[7], now_ms(), args[6], nil, redis.call('INCR', keys[4]),
+          'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave')
       end
     end
   end

@@ -141,7 +141,7 @@ impl Broker for MemoryEngine {
         let before_this_run = since.is_some_and(|since| since.millis() < self.started_ms);
         let Some(log) = state.logs.get(room) else {
             let recovered = !before_this_run && since.is_none_or(|since| super::vouches_for(since, None, false));
-            return Ok(Recovery { messages: Vec::new(), last_id: None, recovered, trimmed_through: None });
+            return Ok(Recovery { messages: Vec::new(), last_id: None, recovered, trimmed_through: None, seq: None });
         };
         let Some(since) = since else {
             return Ok(Recovery {
@@ -149,6 +149,7 @@ impl Broker for MemoryEngine {
                 last_id: log.last_id,
                 recovered: true,
                 trimmed_through: log.trimmed_through,
+                seq: None,
             });
         };
         Ok(Recovery {
@@ -157,6 +158,7 @@ impl Broker for MemoryEngine {
             recovered: !before_this_run
                 && super::vouches_for(since, log.trimmed_through, log.messages.iter().any(|m| m.id == since)),
             trimmed_through: log.trimmed_through,
+            seq: None,
         })
     }
 }

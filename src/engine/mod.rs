@@ -69,18 +69,24 @@ pub trait Delivery: Send + Sync + 'static {
         self.deliver(event);
     }
 
-    /// The rooms whose events have waited since before `before` for a number that did not come,
-    /// and those asked to be checked ([`Self::check_soon`]) before it, with their catch-up
-    /// positions. The engine catches each up, then calls [`Self::stop_waiting`].
+    /// The rooms to catch up now, with their catch-up positions: those whose events have waited
+    /// since before `before` for a number that did not come, those where too many wait, and
+    /// those asked to be checked ([`Self::check_soon`]) before it. Each is taken off the list;
+    /// the engine catches it up and calls [`Self::caught_up`], or asks again with `check_soon`.
     fn overdue(&self, before: std::time::Instant) -> Vec<CatchUpFrom> {
         let _ = before;
         Vec::new()
     }
 
-    /// Hands on what waits in `room`, in order, giving up on the numbers that did not come.
-    fn stop_waiting(&self, room: &RoomName) {
-        let _ = room;
+    /// A catch-up of `room` read its history up to event number `seq` (in one call with it) and
+    /// delivered what the node had not: the room's numbered events go on after `seq`.
+    fn caught_up(&self, room: &RoomName, seq: u64) {
+        let _ = (room, seq);
     }
+
+    /// Redis lost its data and numbers every room anew: each room's numbered events wait for
+    /// the catch-up that follows ([`Self::caught_up`]).
+    fn renumbered(&self) {}
 
     /// A publish to `room` from this node may have stored a message whose reply never came (the
     /// node delivers its own messages from the reply): the room is to be caught up soon.
@@ -181,6 +187,9 @@ pub struct Recovery {
     /// The newest id trimmed from the history, `None` while nothing was: a position from before
     /// the room had a message (not a message id) is whole unless trimming passed it.
     pub trimmed_through: Option<MessageId>,
+    /// The number of the room's latest event, read in the same call (see `rooms::order`);
+    /// `None` from an engine that does not number events.
+    pub seq: Option<u64>,
 }
 
 /// How far a room's history may grow past `history_len` before it is trimmed back to exactly

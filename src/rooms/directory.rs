@@ -31,6 +31,7 @@ use std::{
 use super::{
     event,
     order::EventOrder,
+    waiting::WaitingRooms,
     worker::{Fanout, WorkerAddr},
 };
 use crate::{
@@ -50,9 +51,8 @@ pub struct RoomDirectory {
     /// Deliveries so far, over all rooms: numbered under the map's read lock, read under its
     /// write lock by a join, so every event is plainly before or after each join.
     deliveries: Arc<AtomicU64>,
-    /// Rooms where events wait for a lower number (see `order`), or asked to be checked, each
-    /// with since when; only the engine's catch-up takes a room off.
-    waiting: Arc<Mutex<HashMap<RoomName, Wait>>>,
+    /// Rooms where events wait for a lower number (see `order`), or asked to be checked.
+    waiting: Arc<WaitingRooms>,
     /// This node's id, for the delivery spans.
     node: Arc<str>,
     metrics: Metrics,
@@ -68,14 +68,6 @@ struct LocalRoom {
     workers: Vec<(WorkerAddr, usize)>,
     /// All local members (sessions) of the room.
     members: usize,
-}
-
-/// A room in the waiting list.
-#[derive(Clone, Copy)]
-struct Wait {
-    since: Instant,
-    /// Asked to be checked ([`Delivery::check_soon`]): caught up even if nothing waits.
-    check: bool,
 }
 
 struct RoomState {
@@ -152,19 +144,20 @@ impl RoomDirectory {
         self.len() == 0
     }
 
-    /// Runs `step` on the room's state and hands on what it returns, in order; notes whether the
-    /// room now waits. Returns false when the room has no local members.
+    /// Runs `step` on the room's state and hands on what it returns, in order; lists the room
+    /// when it now waits (see `waiting`). Returns false when the room has no local members.
     fn in_order(&self, room: &RoomName, step: impl FnOnce(&mut RoomState) -> Vec<BusEvent>) -> bool {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
         let Some(local) = rooms.get(room) else { return false };
         let mut state = local.state.lock().unwrap_or_else(|p| p.into_inner());
-        let waited = state.order.waiting_since().is_some();
+        let (waited, crowded) = (state.order.waiting_since(), state.order.is_crowded());
         for event in step(&mut state) {
             self.hand_on(local, &mut state, event);
         }
-        if !waited && let Some(since) = state.order.waiting_since() {
-            let wait = Wait { since, check: false };
-            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).entry(room.clone()).or_insert(wait);
+        if let Some(since) = state.order.waiting_since()
+            && (waited.is_none() || state.order.is_crowded() != crowded)
+        {
+            self.waiting.wait(room, since, state.order.is_crowded());
         }
         true
     }
@@ -203,16 +196,7 @@ impl RoomDirectory {
 impl Delivery for RoomDirectory {
     fn deliver(&self, event: BusEvent) {
         let room = event.room().clone();
-        let found = self.in_order(&room, |state| {
-            let mut ready = Vec::new();
-            if matches!(event, BusEvent::Gap { .. }) {
-                // Redis may number the room anew after a loss: the next event starts it.
-                ready = state.order.restart();
-            }
-            ready.push(event);
-            ready
-        });
-        if !found {
+        if !self.in_order(&room, |_| vec![event]) {
             self.metrics.bus_event("no_local_members");
         }
     }
@@ -221,51 +205,53 @@ impl Delivery for RoomDirectory {
         let room = event.room().clone();
         let found = self.in_order(&room, |state| {
             let seen = matches!(&event, BusEvent::Message(message) if message.id <= state.delivered);
-            state.order.admit(seq, event, seen)
+            let mut ready = Vec::new();
+            if state.order.is_full() {
+                // The room's events came faster than a catch-up could fill what they wait for:
+                // the members hear of the loss, and the room goes on.
+                ready.push(BusEvent::Gap { room: room.clone(), after: Some(state.delivered) });
+                ready.extend(state.order.give_up());
+            }
+            ready.extend(state.order.admit(seq, event, seen));
+            ready
         });
         if !found {
             self.metrics.bus_event("no_local_members");
         }
     }
 
-    fn overdue(&self, before: Instant) -> Vec<CatchUpFrom> {
-        let candidates: Vec<(RoomName, Wait)> = {
-            let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-            waiting.iter().filter(|(_, wait)| wait.since < before).map(|(room, wait)| (room.clone(), *wait)).collect()
-        };
-        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        let mut overdue = Vec::new();
-        for (name, wait) in candidates {
-            let still = rooms.get(&name).map(|room| {
-                let waits = room.state.lock().unwrap_or_else(|p| p.into_inner()).order.waiting_since();
-                (room, waits)
-            });
-            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-            match still {
-                Some((room, waits)) if wait.check || waits.is_some_and(|since| since < before) => {
-                    overdue.push(Self::position(&name, room));
-                }
-                // It waits again, since later.
-                Some((_, Some(since))) => {
-                    waiting.insert(name, Wait { since, check: false });
-                }
-                _ => {
-                    waiting.remove(&name);
-                }
-            }
+    fn renumbered(&self) {
+        let rooms: Vec<RoomName> = self.rooms.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        for room in rooms {
+            self.in_order(&room, |state| state.order.restart());
         }
-        overdue
     }
 
-    fn stop_waiting(&self, room: &RoomName) {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(room);
-        self.in_order(room, |state| state.order.give_up());
+    fn overdue(&self, before: Instant) -> Vec<CatchUpFrom> {
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        let still_waits = |name: &RoomName| {
+            let room = rooms.get(name)?;
+            let waits = room.state.lock().unwrap_or_else(|p| p.into_inner()).order.waiting_since();
+            Some((Self::position(name, room), waits))
+        };
+        self.waiting.take_overdue(before, still_waits)
+    }
+
+    fn caught_up(&self, room: &RoomName, seq: u64) {
+        self.in_order(room, |state| state.order.caught_up(seq));
+        // It was taken off the list for the catch-up: what still waits, waits anew.
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(local) = rooms.get(room) {
+            let state = local.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.order.waiting_since().is_some() {
+                self.waiting.wait(room, Instant::now(), state.order.is_crowded());
+            }
+        }
     }
 
     fn check_soon(&self, room: &RoomName) {
         if self.rooms.read().unwrap_or_else(|p| p.into_inner()).contains_key(room) {
-            let check = Wait { since: Instant::now(), check: true };
-            self.waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(room.clone(), check);
+            self.waiting.check_soon(room);
         }
     }
 

@@ -12,6 +12,7 @@ mod directory;
 mod event;
 mod messages;
 mod order;
+mod waiting;
 mod worker;
 
 pub use directory::RoomDirectory;

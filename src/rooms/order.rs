@@ -14,16 +14,24 @@
 //! told, so every one of them gets every event after its join.
 //!
 //! A number that does not come in time (a publish whose answer was lost, a presence event the
-//! inbox trimmed) is given up on: the node first reads the room's history (the catch-up), then
-//! hands on what waited, in order. Redis numbering from lower again (a failover to a replica
-//! that lacked the newest writes, or Redis restarted empty) is taken as a new start.
+//! inbox trimmed), or that so many events wait for that the room is crowded, sends the room to
+//! a catch-up: the node reads the room's history and the room's latest number in one call,
+//! delivers the messages it had not, and goes on after that number; a message whose answer
+//! comes later still was among them. Only a room whose waiting events fill their bound gives
+//! up without a catch-up, after a `gap`. Redis numbering anew after it lost its data starts at
+//! the catch-up that follows; a new message numbered below the last one (a failover to a
+//! replica that lacked the newest writes) starts the numbering anew from it.
 
 use std::{collections::BTreeMap, time::Instant};
 
 use crate::engine::BusEvent;
 
-/// At most this many events wait in one room; one more gives up on the missing numbers.
-pub const MAX_WAITING: usize = 1024;
+/// With this many events waiting in a room, the room is caught up without waiting longer.
+pub const CROWDED: usize = 1024;
+
+/// At most this many events wait in one room: one more gives up on the missing numbers, after
+/// a `gap` (the room's events came faster than a catch-up could fill the missing ones).
+pub const FULL: usize = 16 * 1024;
 
 /// The numbering of one room's events on this node.
 #[derive(Default)]
@@ -34,6 +42,8 @@ pub struct EventOrder {
     /// answered ones were told.
     joins_waiting: usize,
     lowest_join: Option<u64>,
+    /// Numbering starts over (Redis lost its data): the start is what the next catch-up reads.
+    restarted: bool,
     /// Events that came before a lower number, by number.
     waiting: BTreeMap<u64, BusEvent>,
     /// Since when something waits.
@@ -58,8 +68,9 @@ impl EventOrder {
         }
     }
 
-    /// A local join was answered with the room's latest number (`None`: it failed, or the
-    /// engine does not number events). Returns what can now be handed on, in order.
+    /// A local join was answered with the room's latest number (`None`: it failed, it was never
+    /// answered, or the engine does not number events). Returns what can now be handed on, in
+    /// order.
     pub fn joined(&mut self, seq: Option<u64>) -> Vec<BusEvent> {
         if self.last.is_some() || self.joins_waiting == 0 {
             return Vec::new();
@@ -68,19 +79,26 @@ impl EventOrder {
         if let Some(seq) = seq {
             self.lowest_join = Some(self.lowest_join.map_or(seq, |lowest| lowest.min(seq)));
         }
-        if self.joins_waiting > 0 {
+        if self.joins_waiting > 0 || self.restarted {
             return Vec::new();
         }
         match self.lowest_join.take() {
-            Some(start) => {
-                self.last = Some(start);
-                // What waited from before the joins is before every one of them.
-                self.waiting = self.waiting.split_off(&(start + 1));
-                self.ready()
-            }
+            // What waited from before the joins is before every one of them.
+            Some(start) => self.start_after(start),
             // No join was told a number: the first event waiting starts the room.
             None => self.give_up(),
         }
+    }
+
+    /// A catch-up read the room's history up to event number `seq` (read with the history, in
+    /// one call): every message numbered up to it was delivered, or reported lost with a `gap`.
+    /// What waits above it follows in order. After a restart, the numbering starts there.
+    pub fn caught_up(&mut self, seq: u64) -> Vec<BusEvent> {
+        self.restarted = false;
+        self.joins_waiting = 0;
+        self.lowest_join = None;
+        // An own message numbered after the read may have been handed on before its answer.
+        self.start_after(self.last.map_or(seq, |last| last.max(seq)))
     }
 
     /// Event number `seq` came; `seen` when it is a message this node already delivered (a
@@ -89,10 +107,10 @@ impl EventOrder {
     /// handed on in its place, for its number, and the directory drops it by its id.
     pub fn admit(&mut self, seq: u64, event: BusEvent, seen: bool) -> Vec<BusEvent> {
         let Some(last) = self.last else {
-            if self.joins_waiting > 0 {
+            if self.joins_waiting > 0 || self.restarted {
                 return self.wait(seq, event);
             }
-            // Nothing tells where the room starts (numbering starts over after a gap): here.
+            // Nothing tells where the room starts (its joins were not told): here.
             self.last = Some(seq.saturating_sub(1));
             return self.admit(seq, event, seen);
         };
@@ -106,7 +124,7 @@ impl EventOrder {
                     ready.push(event);
                     ready
                 }
-                // Read twice (an inbox entry re-read after a reconnect).
+                // Read twice (an inbox entry re-read after a reconnect), or given up on.
                 _ => Vec::new(),
             };
         }
@@ -119,17 +137,28 @@ impl EventOrder {
         ready
     }
 
-    /// Numbering starts over (Redis lost its data): the next event starts the room.
+    /// Numbering starts over (Redis lost its data): events wait for the catch-up that follows,
+    /// which says where the room stands. Returns what waited, in order.
     pub fn restart(&mut self) -> Vec<BusEvent> {
         let ready = self.give_up();
         self.last = None;
-        self.joins_waiting = 0;
+        self.restarted = true;
         ready
     }
 
     /// Since when an event waits, if one does.
     pub fn waiting_since(&self) -> Option<Instant> {
         self.since
+    }
+
+    /// So many events wait that the room is to be caught up now.
+    pub fn is_crowded(&self) -> bool {
+        self.waiting.len() >= CROWDED
+    }
+
+    /// No more events may wait: the next gives up on the missing numbers.
+    pub fn is_full(&self) -> bool {
+        self.waiting.len() >= FULL
     }
 
     /// Stops waiting for the missing numbers: hands on everything waiting, in order, and goes on
@@ -145,12 +174,17 @@ impl EventOrder {
         waiting.into_values().collect()
     }
 
+    /// Goes on after number `start`: what waits up to it is dropped, what follows it is handed
+    /// on as far as the numbers run without a gap.
+    fn start_after(&mut self, start: u64) -> Vec<BusEvent> {
+        self.last = Some(start);
+        self.waiting = self.waiting.split_off(&(start + 1));
+        self.ready()
+    }
+
     fn wait(&mut self, seq: u64, event: BusEvent) -> Vec<BusEvent> {
         self.waiting.insert(seq, event);
         self.since.get_or_insert_with(Instant::now);
-        if self.waiting.len() > MAX_WAITING {
-            return self.give_up();
-        }
         Vec::new()
     }
 
@@ -162,6 +196,10 @@ impl EventOrder {
         {
             self.last = Some(last + 1);
             ready.push(event);
+        }
+        if !ready.is_empty() && !self.waiting.is_empty() {
+            // What still waits, waits for another number: from now.
+            self.since = Some(Instant::now());
         }
         if self.waiting.is_empty() {
             self.since = None;
@@ -251,29 +289,49 @@ mod tests {
     }
 
     #[test]
-    fn giving_up_hands_on_what_waited_and_goes_on_after_it() {
-        let mut order = EventOrder::joining();
-        order.joined(Some(0));
-        assert!(order.admit(2, message(2), false).is_empty());
-        assert!(order.admit(4, message(4), false).is_empty());
-        assert_eq!(bodies(order.give_up()), ["2", "4"]);
-        assert_eq!(bodies(order.admit(5, message(5), false)), ["5"]);
-        let mut full = EventOrder::joining();
-        full.joined(Some(0));
-        let handed: usize = (2..=MAX_WAITING as u64 + 2).map(|n| full.admit(n, message(n), false).len()).sum();
-        assert_eq!(handed, MAX_WAITING + 1, "one more than the bound gives up on the missing number");
+    fn a_catch_up_goes_on_after_the_number_it_read_and_a_late_answer_finds_its_place_passed() {
+        let mut order = EventOrder::after(4);
+        assert!(order.admit(6, message(6), false).is_empty(), "5 has not come (its answer was lost)");
+        assert!(order.admit(8, message(8), false).is_empty());
+        // The catch-up read the history up to 6: 5 and 6 were delivered from it.
+        assert!(order.caught_up(6).is_empty(), "8 still waits for 7");
+        assert!(order.waiting_since().is_some());
+        assert_eq!(bodies(order.admit(7, message(7), false)), ["7", "8"]);
+        assert!(order.admit(5, message(5), true).is_empty(), "the late answer: delivered by the catch-up");
+        // A catch-up that read less than what was handed on since does not go back.
+        assert!(order.caught_up(3).is_empty());
+        assert_eq!(bodies(order.admit(9, message(9), false)), ["9"]);
     }
 
     #[test]
-    fn a_failed_join_or_a_restart_lets_the_next_event_start_the_room() {
+    fn a_room_is_crowded_then_full_as_events_pile_up_behind_a_missing_number() {
+        let mut order = EventOrder::after(0);
+        for n in 2..=CROWDED as u64 + 1 {
+            assert!(order.admit(n, message(n), false).is_empty());
+        }
+        assert!(order.is_crowded() && !order.is_full());
+        for n in CROWDED as u64 + 2..=FULL as u64 + 1 {
+            order.admit(n, message(n), false);
+        }
+        assert!(order.is_full());
+        assert_eq!(order.give_up().len(), FULL);
+        assert_eq!(bodies(order.admit(FULL as u64 + 2, message(9), false)), ["9"], "it goes on after the highest");
+    }
+
+    #[test]
+    fn a_failed_join_lets_the_next_event_start_the_room_and_a_restart_waits_for_the_catch_up() {
         let mut order = EventOrder::joining();
         assert!(order.admit(7, message(7), false).is_empty());
         assert_eq!(bodies(order.joined(None)), ["7"]);
         assert_eq!(bodies(order.admit(8, message(8), false)), ["8"]);
         assert!(order.restart().is_empty());
-        assert_eq!(bodies(order.admit(1, message(1), false)), ["1"], "Redis numbers from 1 again");
-        assert!(order.admit(3, message(3), false).is_empty());
-        assert_eq!(bodies(order.admit(1, message(1), false)), ["3", "1"], "a new message numbered lower starts anew");
+        // Redis numbers from 1 again; the catch-up after the loss says it stands at 1.
+        assert!(order.admit(2, message(2), false).is_empty());
+        assert_eq!(bodies(order.caught_up(1)), ["2"]);
+        // A new message numbered below the last: the counter went back, it starts anew.
+        assert!(order.admit(4, message(4), false).is_empty());
+        assert_eq!(bodies(order.admit(1, message(1), false)), ["4", "1"]);
         assert_eq!(bodies(order.admit(2, message(2), false)), ["2"]);
+        assert!(order.admit(2, presence(), false).is_empty(), "a presence event read twice is dropped");
     }
 }

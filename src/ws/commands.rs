@@ -128,7 +128,7 @@ impl Session {
             // inbox (held there until the replay is written). Nothing is delivered to the inbox
             // between these two lines: both run on this thread, as the worker's fan-out does.
             let joined_at = self.join_locally(&room);
-            let membership = Membership { joined_at, last_delivered: None, held: Some(Vec::new()) };
+            let membership = Membership { joined_at, last_delivered: None, held: Some(Vec::new()), unanswered: true };
             self.inbox.rooms().insert(room.clone(), membership);
         }
         let (engine, user, session) = (self.node.engine.clone(), self.identity.user.clone(), self.id);
@@ -147,6 +147,9 @@ impl Session {
             if !rejoin {
                 // Where the room's numbered events start for this node (see `rooms::order`).
                 act.node.directory.joined(&room, result.as_ref().ok().and_then(|(presence, _)| presence.seq));
+                if let Some(membership) = act.inbox.rooms().get_mut(&room) {
+                    membership.unanswered = false;
+                }
             }
             act.joined(ctx, reference, room, since, rejoin, result);
         }))

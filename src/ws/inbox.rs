@@ -41,6 +41,8 @@ pub struct Membership {
     pub last_delivered: Option<MessageId>,
     /// While the join is in progress: live events held back until the replay is written.
     pub held: Option<Vec<RoomEvent>>,
+    /// The engine has not answered the join yet (the room directory waits for its answer).
+    pub unanswered: bool,
 }
 
 pub struct Inbox {

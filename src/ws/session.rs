@@ -153,10 +153,16 @@ impl Session {
     /// A session closed by a drain keeps its presence: the cluster's reaper removes it unless
     /// the user came back on another node (so no leave and join are announced for them).
     fn leave_all_rooms_and_disconnect(&mut self) {
-        let rooms: Vec<RoomName> = self.inbox.rooms().drain().map(|(room, _)| room).collect();
-        for room in &rooms {
+        let memberships: Vec<(RoomName, bool)> =
+            self.inbox.rooms().drain().map(|(room, membership)| (room, membership.unanswered)).collect();
+        for (room, unanswered) in &memberships {
+            if *unanswered {
+                // Its answer will never be read: the room's other joins need not wait for it.
+                self.node.directory.joined(room, None);
+            }
             self.leave_locally(room);
         }
+        let rooms: Vec<RoomName> = memberships.into_iter().map(|(room, _)| room).collect();
         if self.connection.drained {
             return;
         }

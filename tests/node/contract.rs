@@ -354,6 +354,15 @@ pub async fn presence_is_ordered_with_messages(h: &Harness) {
         })
         .collect();
     assert_eq!(kinds, ["Join".to_string(), format!("message {id}"), "Leave".to_string()]);
+    // An engine that numbers a room's events tells each join the latest number: the listener's
+    // join, carol's, the message and her leave were four, dave's join is the fifth.
+    let dave = h.engine.join(&room, &user_name("dave"), SessionId::random()).await.expect("join");
+    let erin = h.engine.join(&room, &user_name("erin"), SessionId::random()).await.expect("join");
+    if dave.seq.is_some() {
+        assert_eq!((dave.seq, erin.seq), (Some(5), Some(6)));
+    } else {
+        assert_eq!(erin.seq, None, "an engine numbers every join's answer or none");
+    }
 }
 
 /// A send repeated with the same idempotency key is stored and delivered once, and answered with

@@ -14,7 +14,7 @@ use rookery::{
 };
 
 use crate::{
-    helpers::{Client, TestApp, metric},
+    helpers::{Client, TestApp, metric, spawn_app},
     redis_server::RedisServer,
     routing::{entries_read, ids, inbox_len, joined, node},
 };
@@ -61,6 +61,32 @@ async fn own_messages_go_to_no_inbox_of_the_node_and_reach_its_members_in_the_ro
 }
 
 #[actix_web::test]
+async fn a_join_on_another_node_keeps_its_place_among_the_nodes_own_messages() {
+    let redis = RedisServer::start();
+    // node-a reads its inbox at most every 500 ms while it reads anything: the join comes
+    // through the inbox well after the answer of the message that follows it.
+    let url = redis.url();
+    let slow_reads =
+        [("ROOKERY_REDIS_URL", url.as_str()), ("ROOKERY_NODE_ID", "node-a"), ("ROOKERY_BUS_READ_INTERVAL_MS", "500")];
+    let (_a, b) = (spawn_app(&slow_reads).await, node(&redis, "node-b").await);
+    let mut alice = joined(&_a, "alice", "mixed").await;
+    let mut bob = joined(&_a, "bob", "mixed").await;
+    let first = alice.say("mixed", "before").await;
+    let _erin = joined(&b, "erin", "mixed").await;
+    let second = alice.say("mixed", "after").await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let frame = bob.recv().await;
+        match frame["type"].as_str() {
+            Some("message") => seen.push(frame["id"].as_str().unwrap_or_default().to_owned()),
+            Some("presence") if frame["user"] == "erin" => seen.push(format!("{} erin", frame["event"])),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, [first, "\"join\" erin".to_owned(), second], "bob sees the room's one order");
+}
+
+#[actix_web::test]
 async fn senders_on_two_nodes_at_once_reach_every_member_in_the_historys_order() {
     let redis = RedisServer::start();
     let TwoNodes { a: _a, alice, mut bob, carol, mut dave, _b } = two_nodes(&redis, "busy").await;
@@ -104,8 +130,14 @@ async fn a_message_whose_answer_was_lost_reaches_the_publishing_nodes_members_in
         assert_eq!(ids(&got), [lost.clone(), after.clone()], "each once, in order");
     }
     assert_eq!(overdue(&a), 1.0, "{}", a.node.metrics.render());
+    // The room goes on after the number the catch-up read: the next message needs no other.
+    let next = carol.say("lost", "next").await;
+    let (got, _) = bob.messages(1).await;
+    assert_eq!(ids(&got), std::slice::from_ref(&next));
+    assert_eq!(overdue(&a), 1.0, "no second catch-up");
     let (got, _) = dave.messages(2).await;
     assert_eq!(ids(&got), [lost, after]);
+    assert_eq!(dave.message_ids(1).await, [next]);
     bob.expect_silence(std::time::Duration::from_millis(300)).await;
 }
 

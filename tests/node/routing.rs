@@ -51,10 +51,7 @@ fn room(name: &str) -> RoomName {
 /// The nodes in the room's node set.
 async fn serving(redis: &RedisServer, name: &str) -> BTreeSet<String> {
     let mut conn = redis.connection().await;
-    let fields: BTreeSet<String> =
-        redis::cmd("HKEYS").arg(keys().room_nodes(&room(name))).query_async(&mut conn).await.expect("HKEYS");
-    // `#` numbers the room's events; every other field is a node.
-    fields.into_iter().filter(|field| field != "#").collect()
+    redis::cmd("HKEYS").arg(keys().room_nodes(&room(name))).query_async(&mut conn).await.expect("HKEYS")
 }
 
 /// Waits until the room's node set is `expected`.

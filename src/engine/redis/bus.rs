@@ -224,7 +224,7 @@ impl BusConsumer {
             // call); waiting a moment lets a read take what arrived meanwhile, at the price of at
             // most that much latency, and only while the node is busy.
             let batch = self.shared.config.read_batch;
-            if read < batch {
+            if self.lags.iter().all(|&lag| lag == 0) {
                 self.resolve_overdue().await?;
             }
             let not_before = (read > 0 && read < batch).then(|| started + self.shared.config.read_interval);
@@ -257,6 +257,7 @@ impl BusConsumer {
         match self.check_epoch(conn).await? {
             Epoch::Changed => {
                 tracing::warn!("Redis lost its data; restoring this node's sessions and reporting gaps");
+                self.delivery.renumbered();
                 for position in self.delivery.catch_up_positions() {
                     self.delivery.deliver(BusEvent::Gap { room: position.room, after: Some(position.after) });
                 }
@@ -426,6 +427,8 @@ mod tests {
         );
         let presence = decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "leave"]));
         assert!(matches!(presence, Some((None, BusEvent::Presence(p)))  if p.kind == PresenceKind::Leave));
+        let numbered = decode(&strings(&["seq", "3", "kind", "presence", "room", "a", "user", "u", "event", "join"]));
+        assert!(matches!(numbered, Some((Some(3), BusEvent::Presence(p))) if p.kind == PresenceKind::Join));
         assert!(
             decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "join", "seq", "x"])).is_none()
         );

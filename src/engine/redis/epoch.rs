@@ -55,7 +55,8 @@ mod tests {
     fn positions_from_before_the_epoch_are_not_recovered() {
         let epoch = Some("4f2a:1000");
         assert_eq!(started_ms(epoch), 1000);
-        let recovered = Recovery { messages: Vec::new(), last_id: None, recovered: true, trimmed_through: None };
+        let recovered =
+            Recovery { messages: Vec::new(), last_id: None, recovered: true, trimmed_through: None, seq: None };
         assert!(!vouch(recovered.clone(), Some(MessageId::new(999, 5)), epoch).recovered);
         assert!(vouch(recovered.clone(), Some(MessageId::new(1000, 0)), epoch).recovered);
         assert!(vouch(recovered.clone(), None, epoch).recovered, "a join without since recovers nothing");

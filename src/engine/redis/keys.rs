@@ -57,6 +57,11 @@ impl Keys {
         format!("rookery:{{s{}}}:nodes:{room}", self.shard(room))
     }
 
+    /// The number of the room's latest event (see `rooms::order`).
+    pub fn events(&self, room: &RoomName) -> String {
+        format!("rookery:{{s{}}}:events:{room}", self.shard(room))
+    }
+
     /// What a node's inbox key on the room's shard starts with; the functions add the node id.
     pub fn inbox_prefix(&self, room: &RoomName) -> String {
         format!("rookery:{{s{}}}:inbox:", self.shard(room))
@@ -123,6 +128,7 @@ mod tests {
             keys.room_nodes(&room),
             keys.sent(&room),
             keys.sent_at(&room),
+            keys.events(&room),
         ] {
             assert_eq!(tag(&key), tag(&inbox), "{key}");
         }

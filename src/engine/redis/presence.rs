@@ -31,10 +31,11 @@ impl RedisPresence {
     fn call(&self, function: &str, room: &RoomName, user: &UserName, session: SessionId, node: &str) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg(function)
-            .arg(3)
+            .arg(4)
             .arg(self.keys.presence(room))
             .arg(self.keys.members(room))
             .arg(self.keys.room_nodes(room))
+            .arg(self.keys.events(room))
             .arg(room.as_str())
             .arg(user.as_str())
             .arg(session.to_string())
@@ -57,12 +58,13 @@ impl RedisPresence {
     pub fn join_recover(&self, room: &RoomName, user: &UserName, session: SessionId, since: &str) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("rookery_v1_join_recover")
-            .arg(5)
+            .arg(6)
             .arg(self.keys.presence(room))
             .arg(self.keys.members(room))
             .arg(self.keys.room_nodes(room))
             .arg(self.keys.history(room))
             .arg(self.keys.trimmed(room))
+            .arg(self.keys.events(room))
             .arg(room.as_str())
             .arg(user.as_str())
             .arg(session.to_string())

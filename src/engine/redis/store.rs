@@ -111,12 +111,13 @@ impl MessageStore {
     fn publish_cmd(&self, message: &NewMessage) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("rookery_v1_publish")
-            .arg(5)
+            .arg(6)
             .arg(self.keys.history(&message.room))
             .arg(self.keys.trimmed(&message.room))
             .arg(self.keys.room_nodes(&message.room))
             .arg(self.keys.sent(&message.room))
             .arg(self.keys.sent_at(&message.room))
+            .arg(self.keys.events(&message.room))
             .arg(message.room.as_str())
             .arg(message.user.as_str())
             .arg(&message.body)
@@ -185,9 +186,10 @@ impl MessageStore {
     pub fn recover_cmd(&self, room: &RoomName, since: Option<MessageId>) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL_RO");
         cmd.arg("rookery_v1_recover")
-            .arg(2)
+            .arg(3)
             .arg(self.keys.history(room))
             .arg(self.keys.trimmed(room))
+            .arg(self.keys.events(room))
             .arg(since.map(|id| id.to_string()).unwrap_or_default());
         cmd
     }
@@ -195,9 +197,10 @@ impl MessageStore {
 
 /// The recovery a `recover` reply describes.
 pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String]) -> Result<Recovery, EngineError> {
-    let [deleted, newest, entries @ ..] = reply else {
+    let [deleted, newest, seq, entries @ ..] = reply else {
         return Err(bad_data("recover reply"));
     };
+    let seq = seq.parse().map_err(|_| bad_data(&format!("event number {seq:?}")))?;
     let deleted = message_id(deleted)?;
     // `0-0` means nothing was ever trimmed.
     let trimmed_through = (deleted != MessageId::default()).then_some(deleted);
@@ -222,5 +225,6 @@ pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String
         last_id,
         recovered: since.is_none_or(|since| crate::engine::vouches_for(since, trimmed_through, holds_since)),
         trimmed_through,
+        seq: Some(seq),
     })
 }

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::{BusConsumer, from_engine};
 use crate::{
-    domain::{RoomName, now_ms},
+    domain::now_ms,
     engine::{BusEvent, CatchUpFrom},
 };
 
@@ -61,26 +61,30 @@ impl BusConsumer {
             for message in recovery.messages {
                 self.delivery.deliver(BusEvent::Message(Arc::new(message)));
             }
+            if let Some(seq) = recovery.seq {
+                self.delivery.caught_up(room, seq);
+            }
         }
         Ok(())
     }
 
-    /// Catches up the rooms whose events waited too long for a lower number (see
-    /// `rooms::order`), then hands on what waits there. Runs when a read drained its inboxes:
-    /// a number still missing then is in no inbox, but in a publish's reply that is late or was
-    /// lost, and a reply comes within one call's time or never.
+    /// Catches up the rooms whose events waited too long for a lower number, or that too many
+    /// wait in (see `rooms::order`). Runs when the last reads drained every inbox: a number
+    /// still missing then is in no inbox, but in a publish's answer that is late or was lost,
+    /// and an answer comes within one call's time or never. A room whose catch-up fails is
+    /// asked for again.
     pub(super) async fn resolve_overdue(&self) -> redis::RedisResult<()> {
         let stall = 2 * self.shared.redis.longest_call();
         let Some(before) = std::time::Instant::now().checked_sub(stall) else { return Ok(()) };
-        let overdue = self.delivery.overdue(before);
-        if overdue.is_empty() {
-            return Ok(());
-        }
-        let rooms: Vec<RoomName> = overdue.iter().map(|position| position.room.clone()).collect();
-        self.catch_up(overdue).await?;
-        for room in &rooms {
+        let mut overdue = self.delivery.overdue(before).into_iter();
+        while let Some(position) = overdue.next() {
+            let room = position.room.clone();
+            if let Err(error) = self.catch_up(vec![position]).await {
+                self.delivery.check_soon(&room);
+                overdue.for_each(|position| self.delivery.check_soon(&position.room));
+                return Err(error);
+            }
             self.shared.metrics.bus_event("overdue");
-            self.delivery.stop_waiting(room);
         }
         Ok(())
     }
