@@ -205,13 +205,13 @@ impl Delivery for RoomDirectory {
         let room = event.room().clone();
         let found = self.in_order(&room, |state| {
             let seen = matches!(&event, BusEvent::Message(message) if message.id <= state.delivered);
-            let mut ready = Vec::new();
-            if state.order.is_full() {
-                // The room's events came faster than a catch-up could fill what they wait for:
-                // the members hear of the loss, and the room goes on.
-                ready.push(BusEvent::Gap { room: room.clone(), after: Some(state.delivered) });
-                ready.extend(state.order.give_up());
+            if !state.order.is_full() {
+                return state.order.admit(seq, event, seen);
             }
+            // The room's events came faster than a catch-up could fill what they wait for: the
+            // members hear of the loss, and the room goes on.
+            let mut ready = vec![BusEvent::Gap { room: room.clone(), after: Some(state.delivered) }];
+            ready.extend(state.order.give_up());
             ready.extend(state.order.admit(seq, event, seen));
             ready
         });
@@ -291,6 +291,38 @@ mod tests {
         for _ in 0..10 {
             actix_web::rt::task::yield_now().await;
         }
+    }
+
+    #[actix_web::test]
+    async fn a_room_full_of_events_waiting_for_a_number_is_crowded_then_gives_up_after_a_gap() {
+        let metrics = Metrics::new();
+        let directory = RoomDirectory::new("node", metrics.clone());
+        let local = LocalMembers::start(metrics.clone());
+        let room = RoomName::parse("busy").unwrap_or_else(|_| unreachable!("a valid name"));
+        let alice = Rc::new(Counting { user: name("alice"), got: Cell::new(0) });
+        local.add(&room, SessionId::random(), alice.clone());
+        directory.join(&room, &local.addr());
+        directory.joined(&room, Some(0));
+        let base = now_ms();
+        let full = super::super::order::FULL as u64;
+        let before_waiting = Instant::now();
+        // Number 1 never comes.
+        for n in 2..=full + 1 {
+            directory.deliver_numbered(n, message(&room, base, n));
+        }
+        settle().await;
+        assert_eq!(alice.got.get(), 0, "everything waits for number 1");
+        let overdue = directory.overdue(before_waiting);
+        assert_eq!(overdue.len(), 1, "crowded: caught up without waiting out the time");
+        directory.deliver_numbered(full + 2, message(&room, base, full + 2));
+        for _ in 0..1000 {
+            if alice.got.get() == full as usize + 2 {
+                break;
+            }
+            actix_web::rt::task::yield_now().await;
+        }
+        assert_eq!(alice.got.get(), full as usize + 2, "a gap, then every event in order");
+        assert_eq!(metrics.gaps.get(), 1);
     }
 
     #[actix_web::test]

@@ -40,6 +40,9 @@ use crate::{
 
 mod catch_up;
 
+/// How often, at most, the rooms waiting for a number are looked at.
+const OVERDUE_CHECK: Duration = Duration::from_millis(100);
+
 /// How long one blocking read waits for entries.
 pub const BLOCK: Duration = Duration::from_millis(1000);
 
@@ -89,6 +92,8 @@ pub struct BusConsumer {
     /// Per shard, how far behind the newest entry of its last full read was (ms).
     lags: Vec<u64>,
     pending_work: PendingWork,
+    /// When the rooms waiting for a number are next looked at (see `catch_up`).
+    next_overdue_check: tokio::time::Instant,
 }
 
 /// Work a reconnect found necessary, kept until it succeeds.
@@ -144,6 +149,7 @@ impl BusConsumer {
             drained_at: vec![now_ms(); shards],
             lags: vec![0; shards],
             pending_work: PendingWork::default(),
+            next_overdue_check: tokio::time::Instant::now(),
         }
     }
 
@@ -218,15 +224,19 @@ impl BusConsumer {
                 lane.acknowledge().await?;
                 continue;
             }
+            // Rooms waiting for a number, looked at while every inbox is drained (a number
+            // missing then is in no inbox), every tenth of a second at most: a room is overdue
+            // after more than a second, and one crowded can wait that long.
+            if self.lags.iter().all(|&lag| lag == 0) && started >= self.next_overdue_check {
+                self.next_overdue_check = started + OVERDUE_CHECK;
+                self.resolve_overdue().await?;
+            }
             // Reads that come back with less than a full batch start at most every read
             // interval. Under a trickle of small-room traffic a read returned one or two
             // entries, so every entry cost a read of its own (a round trip, and Redis's work per
             // call); waiting a moment lets a read take what arrived meanwhile, at the price of at
             // most that much latency, and only while the node is busy.
             let batch = self.shared.config.read_batch;
-            if self.lags.iter().all(|&lag| lag == 0) {
-                self.resolve_overdue().await?;
-            }
             let not_before = (read > 0 && read < batch).then(|| started + self.shared.config.read_interval);
             if read == 0 || lane.acks.due(batch) {
                 lane.acknowledge().await?;
