@@ -74,6 +74,9 @@ struct RoomState {
     /// The newest message id delivered to the room.
     delivered: MessageId,
     order: EventOrder,
+    /// While the room's first local joins are answered: the lowest number one was told, and
+    /// the room's newest message then.
+    first_join: Option<(u64, Option<MessageId>)>,
 }
 
 impl RoomDirectory {
@@ -101,7 +104,7 @@ impl RoomDirectory {
             std::collections::hash_map::Entry::Vacant(entry) => {
                 self.metrics.rooms.inc();
                 let created = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
-                let state = RoomState { delivered: created, order: EventOrder::joining() };
+                let state = RoomState { delivered: created, order: EventOrder::joining(), first_join: None };
                 entry.insert(LocalRoom { state: Mutex::new(state), created, workers: Vec::new(), members: 0 })
             }
         };
@@ -114,9 +117,26 @@ impl RoomDirectory {
     }
 
     /// A member's engine join was answered: `seq` is the number of the room's latest event it
-    /// was told (`None`: the join failed, or the engine does not number events).
-    pub fn joined(&self, room: &RoomName, seq: Option<u64>) {
-        self.in_order(room, |state| state.order.joined(seq));
+    /// was told (`None`: the join failed, or the engine does not number events), `newest` the
+    /// room's newest message then.
+    pub fn joined(&self, room: &RoomName, seq: Option<u64>, newest: Option<MessageId>) {
+        self.in_order(room, |state| {
+            if let Some(seq) = seq
+                && state.first_join.is_none_or(|(lowest, _)| seq < lowest)
+            {
+                state.first_join = Some((seq, newest));
+            }
+            let started = state.order.is_started();
+            let ready = state.order.joined(seq);
+            if !started && state.order.is_started() {
+                // The room starts after its lowest join: a message from before it, read late
+                // from the inbox (the node was still listed for the room), is not new.
+                if let Some((_, Some(newest))) = state.first_join.take() {
+                    state.delivered = state.delivered.max(newest);
+                }
+            }
+            ready
+        });
     }
 
     /// Removes a member on `worker` from `room`; the room goes with its last local member.
@@ -294,6 +314,26 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn a_message_from_before_the_rooms_first_join_read_late_is_not_new() {
+        let metrics = Metrics::new();
+        let directory = RoomDirectory::new("node", metrics.clone());
+        let local = LocalMembers::start(metrics);
+        let room = RoomName::parse("late").unwrap_or_else(|_| unreachable!("a valid name"));
+        let alice = Rc::new(Counting { user: name("alice"), got: Cell::new(0) });
+        local.add(&room, SessionId::random(), alice.clone());
+        directory.join(&room, &local.addr());
+        let base = now_ms();
+        // The join was told number 5, when message 5 was the room's newest; the node was still
+        // listed from an earlier member, so message 4 is still on its way from the inbox.
+        directory.joined(&room, Some(5), Some(MessageId::new(base, 5)));
+        directory.deliver_numbered(4, message(&room, base, 4));
+        directory.deliver_numbered(6, message(&room, base, 6));
+        directory.deliver_numbered(7, message(&room, base, 7));
+        settle().await;
+        assert_eq!(alice.got.get(), 2, "6 and 7 at once; 4 was from before the join");
+    }
+
+    #[actix_web::test]
     async fn a_room_full_of_events_waiting_for_a_number_is_crowded_then_gives_up_after_a_gap() {
         let metrics = Metrics::new();
         let directory = RoomDirectory::new("node", metrics.clone());
@@ -302,7 +342,7 @@ mod tests {
         let alice = Rc::new(Counting { user: name("alice"), got: Cell::new(0) });
         local.add(&room, SessionId::random(), alice.clone());
         directory.join(&room, &local.addr());
-        directory.joined(&room, Some(0));
+        directory.joined(&room, Some(0), None);
         let base = now_ms();
         let full = super::super::order::FULL as u64;
         let before_waiting = Instant::now();

@@ -146,6 +146,11 @@ impl EventOrder {
         ready
     }
 
+    /// Whether the room's start is known.
+    pub fn is_started(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// Since when an event waits, if one does.
     pub fn waiting_since(&self) -> Option<Instant> {
         self.since

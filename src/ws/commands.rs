@@ -146,7 +146,11 @@ impl Session {
         Box::pin(work.into_actor(self).map(move |result, act, ctx| {
             if !rejoin {
                 // Where the room's numbered events start for this node (see `rooms::order`).
-                act.node.directory.joined(&room, result.as_ref().ok().and_then(|(presence, _)| presence.seq));
+                let (seq, newest) = match &result {
+                    Ok((presence, recovery)) => (presence.seq, recovery.last_id),
+                    Err(_) => (None, None),
+                };
+                act.node.directory.joined(&room, seq, newest);
                 if let Some(membership) = act.inbox.rooms().get_mut(&room) {
                     membership.unanswered = false;
                 }
