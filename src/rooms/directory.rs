@@ -313,15 +313,30 @@ mod tests {
         }
     }
 
-    #[actix_web::test]
-    async fn a_message_from_before_the_rooms_first_join_read_late_is_not_new() {
+    /// A directory with alice, on this thread's worker, joining `room` (her join unanswered).
+    /// Bind `_local`: the worker goes with it.
+    struct OneMember {
+        metrics: Metrics,
+        directory: RoomDirectory,
+        room: RoomName,
+        alice: Rc<Counting>,
+        _local: LocalMembers,
+    }
+
+    fn one_member(room: &str) -> OneMember {
         let metrics = Metrics::new();
         let directory = RoomDirectory::new("node", metrics.clone());
-        let local = LocalMembers::start(metrics);
-        let room = RoomName::parse("late").unwrap_or_else(|_| unreachable!("a valid name"));
+        let local = LocalMembers::start(metrics.clone());
+        let room = RoomName::parse(room).unwrap_or_else(|_| unreachable!("a valid name"));
         let alice = Rc::new(Counting { user: name("alice"), got: Cell::new(0) });
         local.add(&room, SessionId::random(), alice.clone());
         directory.join(&room, &local.addr());
+        OneMember { metrics, directory, room, alice, _local: local }
+    }
+
+    #[actix_web::test]
+    async fn a_message_from_before_the_rooms_first_join_read_late_is_not_new() {
+        let OneMember { directory, room, alice, _local, .. } = one_member("late");
         let base = now_ms();
         // The join was told number 5, when message 5 was the room's newest; the node was still
         // listed from an earlier member, so message 4 is still on its way from the inbox.
@@ -335,13 +350,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_room_full_of_events_waiting_for_a_number_is_crowded_then_gives_up_after_a_gap() {
-        let metrics = Metrics::new();
-        let directory = RoomDirectory::new("node", metrics.clone());
-        let local = LocalMembers::start(metrics.clone());
-        let room = RoomName::parse("busy").unwrap_or_else(|_| unreachable!("a valid name"));
-        let alice = Rc::new(Counting { user: name("alice"), got: Cell::new(0) });
-        local.add(&room, SessionId::random(), alice.clone());
-        directory.join(&room, &local.addr());
+        let OneMember { metrics, directory, room, alice, _local } = one_member("busy");
         directory.joined(&room, Some(0), None);
         let base = now_ms();
         let full = super::super::order::FULL as u64;
