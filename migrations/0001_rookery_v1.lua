@@ -12,10 +12,7 @@
 --   rookery:{s<shard>}:events:<room>    string: the number of the room's latest event (messages,
 --                                       joins, leaves), raised by the call that makes the event
 --   rookery:{s<shard>}:inbox:<node>     stream: the events of the shard's rooms where the node has
---                                       sessions, for that node alone: seq, room, id, user, body
---                                       [, trace] for a message; seq, room, user, event (join,
---                                       leave) for a presence change (no field names the kind:
---                                       each field costs every append)
+--                                       sessions, for that node alone
 --   rookery:{s<shard>}:sent:<room>      hash: idempotency key -> id of the message stored with it
 --   rookery:{s<shard>}:sent-at:<room>   sorted set: idempotency key by time (ms), to forget old keys
 --   rookery:{n<node>}:session:<session> hash: user, node, connected_at, last_seen, rooms (TTL)
@@ -109,10 +106,10 @@ local function publish(keys, args)
   local serves
   if args[6] ~= '' then
     serves = to_nodes(keys[3], args[7], now, args[5], args[12], seq,
-      'room', args[1], 'id', id, 'user', args[2], 'body', args[3], 'trace', args[6])
+      'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3], 'trace', args[6])
   else
     serves = to_nodes(keys[3], args[7], now, args[5], args[12], seq,
-      'room', args[1], 'id', id, 'user', args[2], 'body', args[3])
+      'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3])
   end
   if key ~= '' then
     remember_key(keys[4], keys[5], key, id, now, tonumber(args[9]), tonumber(args[10]))
@@ -156,7 +153,7 @@ local function join(keys, args)
     redis.call('HINCRBY', keys[3], args[5], 1)
     if redis.call('HINCRBY', keys[1], args[2], 1) == 1 and redis.call('HLEN', keys[1]) <= max_users then
       to_nodes(keys[3], args[7], now_ms(), args[6], nil, redis.call('INCR', keys[4]),
-        'room', args[1], 'user', args[2], 'event', 'join')
+        'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'join')
     end
   end
   local users = redis.call('HLEN', keys[1])
@@ -192,7 +189,7 @@ local function leave(keys, args)
       redis.call('HDEL', keys[1], args[2])
       if users_before <= tonumber(args[4]) then
         to_nodes(keys[3], args[7], now_ms(), args[6], nil, redis.call('INCR', keys[4]),
-          'room', args[1], 'user', args[2], 'event', 'leave')
+          'kind', 'presence', 'room', args[1], 'user', args[2], 'event', 'leave')
       end
     end
   end

@@ -397,25 +397,23 @@ fn decode(fields: &[String]) -> Option<(Option<u64>, BusEvent)> {
         Some(seq) => Some(seq.parse().ok()?),
         None => None,
     };
-    // No field names the kind (each one costs Redis on every append): a presence change has
-    // an `event`, a message an `id` and a `body`.
-    let event = match (field("event"), field("id"), field("body")) {
-        (Some(event), None, None) => BusEvent::Presence(PresenceChange {
+    let event = match field("kind")?.as_str() {
+        "message" => BusEvent::Message(Arc::new(Message {
+            room,
+            id: field("id")?.parse().ok()?,
+            user,
+            body: field("body")?.clone(),
+            trace: field("trace").cloned().unwrap_or_default(),
+        })),
+        "presence" => BusEvent::Presence(PresenceChange {
             room,
             user,
-            kind: match event.as_str() {
+            kind: match field("event")?.as_str() {
                 "join" => PresenceKind::Join,
                 "leave" => PresenceKind::Leave,
                 _ => return None,
             },
         }),
-        (None, Some(id), Some(body)) => BusEvent::Message(Arc::new(Message {
-            room,
-            id: id.parse().ok()?,
-            user,
-            body: body.clone(),
-            trace: field("trace").cloned().unwrap_or_default(),
-        })),
         _ => return None,
     };
     Some((seq, event))
@@ -431,18 +429,22 @@ mod tests {
 
     #[test]
     fn decodes_messages_and_presence_and_skips_the_unknown() {
-        let message = decode(&strings(&["seq", "7", "room", "a", "id", "5-1", "user", "u", "body", "hi", "trace", ""]));
+        let message = decode(&strings(&[
+            "kind", "message", "room", "a", "id", "5-1", "user", "u", "body", "hi", "trace", "", "seq", "7",
+        ]));
         assert!(
             matches!(message, Some((Some(7), BusEvent::Message(m))) if m.id.to_string() == "5-1" && m.body == "hi")
         );
-        let presence = decode(&strings(&["room", "a", "user", "u", "event", "leave"]));
-        assert!(matches!(presence, Some((None, BusEvent::Presence(p))) if p.kind == PresenceKind::Leave));
-        let numbered = decode(&strings(&["seq", "3", "room", "a", "user", "u", "event", "join"]));
+        let presence = decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "leave"]));
+        assert!(matches!(presence, Some((None, BusEvent::Presence(p)))  if p.kind == PresenceKind::Leave));
+        let numbered = decode(&strings(&["seq", "3", "kind", "presence", "room", "a", "user", "u", "event", "join"]));
         assert!(matches!(numbered, Some((Some(3), BusEvent::Presence(p))) if p.kind == PresenceKind::Join));
-        assert!(decode(&strings(&["room", "a", "user", "u", "event", "join", "seq", "x"])).is_none(), "a bad number");
-        assert!(decode(&strings(&["room", "a", "user", "u", "event", "wave"])).is_none(), "an unknown event");
-        assert!(decode(&strings(&["room", "a", "user", "u", "future", "1"])).is_none(), "an unknown kind");
-        assert!(decode(&strings(&["room", "a", "id", "5-1", "user", "u", "event", "join"])).is_none(), "both kinds");
-        assert!(decode(&strings(&["room", "bad room", "id", "5-1", "user", "u", "body", ""])).is_none());
+        assert!(
+            decode(&strings(&["kind", "presence", "room", "a", "user", "u", "event", "join", "seq", "x"])).is_none()
+        );
+        assert!(decode(&strings(&["kind", "future", "room", "a", "user", "u"])).is_none());
+        assert!(
+            decode(&strings(&["kind", "message", "room", "bad room", "id", "5-1", "user", "u", "body", ""])).is_none()
+        );
     }
 }
