@@ -75,15 +75,15 @@ end
 
 -- Appends a message to the room's history (trimmed back to ARGV[4] entries once it holds more
 -- than ARGV[4] + ARGV[11], the newest trimmed id recorded, because XINFO's max-deleted-entry-id
--- ignores trimming) and to the inbox of every node
--- serving the room but the publishing node ARGV[12], in one step. Returns {id, event number}
--- when the publishing node serves the room (it delivers the message to its own members), {id}
--- when it does not. With an idempotency key (ARGV[8]) that the room has seen within the window,
--- it stores nothing and returns {the id stored then}.
+-- ignores trimming), numbers it, and appends it to the inbox of every node serving the room but
+-- the publishing node ARGV[12], in one step. Returns {id, event number} when the publishing node
+-- serves the room (it delivers the message to its own members), {id} when it does not. With an
+-- idempotency key (ARGV[8]) that the room has seen within the window, it stores nothing and
+-- returns {the id stored then}.
 -- KEYS: history, trimmed, room nodes, sent keys (hash), sent keys by time (sorted set), event
--- number. ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency key ('' for
--- none), key window ms, keys kept per room, trim step (see `engine::history_trim_step`),
--- publishing node.
+-- number. ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency
+-- key ('' for none), key window ms, keys kept per room, trim step (see
+-- `engine::history_trim_step`), publishing node.
 local function publish(keys, args)
   local key = args[8]
   if key ~= '' then

@@ -30,7 +30,7 @@ use std::{
 
 use super::{
     event,
-    order::EventOrder,
+    order::{EventOrder, JoinPoint},
     waiting::WaitingRooms,
     worker::{Fanout, WorkerAddr},
 };
@@ -74,9 +74,6 @@ struct RoomState {
     /// The newest message id delivered to the room.
     delivered: MessageId,
     order: EventOrder,
-    /// While the room's first local joins are answered: the lowest number one was told, and
-    /// the room's newest message then.
-    first_join: Option<(u64, Option<MessageId>)>,
 }
 
 impl RoomDirectory {
@@ -104,7 +101,7 @@ impl RoomDirectory {
             std::collections::hash_map::Entry::Vacant(entry) => {
                 self.metrics.rooms.inc();
                 let created = MessageId::new(now_ms().saturating_sub(CREATION_MARGIN_MS), 0);
-                let state = RoomState { delivered: created, order: EventOrder::joining(), first_join: None };
+                let state = RoomState { delivered: created, order: EventOrder::joining() };
                 entry.insert(LocalRoom { state: Mutex::new(state), created, workers: Vec::new(), members: 0 })
             }
         };
@@ -116,27 +113,10 @@ impl RoomDirectory {
         self.deliveries.load(Ordering::Acquire)
     }
 
-    /// A member's engine join was answered: `seq` is the number of the room's latest event it
-    /// was told (`None`: the join failed, or the engine does not number events), `newest` the
-    /// room's newest message then.
-    pub fn joined(&self, room: &RoomName, seq: Option<u64>, newest: Option<MessageId>) {
-        self.in_order(room, |state| {
-            if let Some(seq) = seq
-                && state.first_join.is_none_or(|(lowest, _)| seq < lowest)
-            {
-                state.first_join = Some((seq, newest));
-            }
-            let started = state.order.is_started();
-            let ready = state.order.joined(seq);
-            if !started && state.order.is_started() {
-                // The room starts after its lowest join: a message from before it, read late
-                // from the inbox (the node was still listed for the room), is not new.
-                if let Some((_, Some(newest))) = state.first_join.take() {
-                    state.delivered = state.delivered.max(newest);
-                }
-            }
-            ready
-        });
+    /// A member's engine join was answered with where the room stood (`None`: the join failed,
+    /// or the engine does not number events).
+    pub fn joined(&self, room: &RoomName, point: Option<JoinPoint>) {
+        self.in_order(room, |state| state.order.joined(point, &mut state.delivered));
     }
 
     /// Removes a member on `worker` from `room`; the room goes with its last local member.
@@ -164,22 +144,49 @@ impl RoomDirectory {
         self.len() == 0
     }
 
-    /// Runs `step` on the room's state and hands on what it returns, in order; lists the room
-    /// when it now waits (see `waiting`). Returns false when the room has no local members.
-    fn in_order(&self, room: &RoomName, step: impl FnOnce(&mut RoomState) -> Vec<BusEvent>) -> bool {
+    /// Runs `step` on the state of `room`, if it has local members (returns whether it has).
+    fn in_order<I: IntoIterator<Item = BusEvent>>(
+        &self,
+        room: &RoomName,
+        step: impl FnOnce(&mut RoomState) -> I,
+    ) -> bool {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
         let Some(local) = rooms.get(room) else { return false };
+        self.step(room, local, step);
+        true
+    }
+
+    /// Hands `event` to its room in order; false when the room has no local members. The room
+    /// is looked up by the event's own name: nothing is copied per event.
+    fn deliver_in_order<I: IntoIterator<Item = BusEvent>>(
+        &self,
+        event: BusEvent,
+        step: impl FnOnce(&mut RoomState, &RoomName, BusEvent) -> I,
+    ) -> bool {
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        let Some((room, local)) = rooms.get_key_value(event.room()) else { return false };
+        self.step(room, local, |state| step(state, room, event));
+        true
+    }
+
+    /// Runs `step` on the room's state and hands on what it returns, in order; lists the room
+    /// when its events start waiting anew (see `waiting`), or when they crowd.
+    fn step<I: IntoIterator<Item = BusEvent>>(
+        &self,
+        room: &RoomName,
+        local: &LocalRoom,
+        step: impl FnOnce(&mut RoomState) -> I,
+    ) {
         let mut state = local.state.lock().unwrap_or_else(|p| p.into_inner());
         let (waited, crowded) = (state.order.waiting_since(), state.order.is_crowded());
         for event in step(&mut state) {
             self.hand_on(local, &mut state, event);
         }
         if let Some(since) = state.order.waiting_since()
-            && (waited.is_none() || state.order.is_crowded() != crowded)
+            && (waited != Some(since) || state.order.is_crowded() != crowded)
         {
             self.waiting.wait(room, since, state.order.is_crowded());
         }
-        true
     }
 
     /// Encodes the event once and sends it to each worker with members in the room; a message
@@ -215,15 +222,13 @@ impl RoomDirectory {
 
 impl Delivery for RoomDirectory {
     fn deliver(&self, event: BusEvent) {
-        let room = event.room().clone();
-        if !self.in_order(&room, |_| vec![event]) {
+        if !self.deliver_in_order(event, |_, _, event| Some(event)) {
             self.metrics.bus_event("no_local_members");
         }
     }
 
     fn deliver_numbered(&self, seq: u64, event: BusEvent) {
-        let room = event.room().clone();
-        let found = self.in_order(&room, |state| {
+        let found = self.deliver_in_order(event, |state, room, event| {
             let seen = matches!(&event, BusEvent::Message(message) if message.id <= state.delivered);
             if !state.order.is_full() {
                 return state.order.admit(seq, event, seen);
@@ -257,16 +262,10 @@ impl Delivery for RoomDirectory {
         self.waiting.take_overdue(before, still_waits)
     }
 
+    /// What still waits after the catch-up waits anew, and the room is listed again (it was
+    /// taken off the list for the catch-up).
     fn caught_up(&self, room: &RoomName, seq: u64) {
         self.in_order(room, |state| state.order.caught_up(seq));
-        // It was taken off the list for the catch-up: what still waits, waits anew.
-        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(local) = rooms.get(room) {
-            let state = local.state.lock().unwrap_or_else(|p| p.into_inner());
-            if state.order.waiting_since().is_some() {
-                self.waiting.wait(room, Instant::now(), state.order.is_crowded());
-            }
-        }
     }
 
     fn check_soon(&self, room: &RoomName) {
@@ -340,7 +339,7 @@ mod tests {
         let base = now_ms();
         // The join was told number 5, when message 5 was the room's newest; the node was still
         // listed from an earlier member, so message 4 is still on its way from the inbox.
-        directory.joined(&room, Some(5), Some(MessageId::new(base, 5)));
+        directory.joined(&room, Some(JoinPoint { seq: 5, newest: Some(MessageId::new(base, 5)) }));
         directory.deliver_numbered(4, message(&room, base, 4));
         directory.deliver_numbered(6, message(&room, base, 6));
         directory.deliver_numbered(7, message(&room, base, 7));
@@ -351,7 +350,7 @@ mod tests {
     #[actix_web::test]
     async fn a_room_full_of_events_waiting_for_a_number_is_crowded_then_gives_up_after_a_gap() {
         let OneMember { metrics, directory, room, alice, _local } = one_member("busy");
-        directory.joined(&room, Some(0), None);
+        directory.joined(&room, Some(JoinPoint { seq: 0, newest: None }));
         let base = now_ms();
         let full = super::super::order::FULL as u64;
         let before_waiting = Instant::now();

@@ -17,5 +17,5 @@ mod worker;
 
 pub use directory::RoomDirectory;
 pub use messages::RoomEvent;
-pub use order::EventOrder;
+pub use order::{EventOrder, JoinPoint};
 pub use worker::{LocalMember, LocalMembers, WorkerAddr};

@@ -24,7 +24,7 @@
 
 use std::{collections::BTreeMap, time::Instant};
 
-use crate::engine::BusEvent;
+use crate::{domain::MessageId, engine::BusEvent};
 
 /// With this many events waiting in a room, the room is caught up without waiting longer.
 pub const CROWDED: usize = 1024;
@@ -33,15 +33,23 @@ pub const CROWDED: usize = 1024;
 /// a `gap` (the room's events came faster than a catch-up could fill the missing ones).
 pub const FULL: usize = 16 * 1024;
 
+/// What a local join was told: the number of the room's latest event, and the room's newest
+/// message then. What came up to them came before the join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinPoint {
+    pub seq: u64,
+    pub newest: Option<MessageId>,
+}
+
 /// The numbering of one room's events on this node.
 #[derive(Default)]
 pub struct EventOrder {
     /// The number of the last event handed on; `None` until the room's start is known.
     last: Option<u64>,
-    /// Local joins not yet answered while the start is not known, and the lowest number the
+    /// Local joins not yet answered while the start is not known, and the lowest point the
     /// answered ones were told.
     joins_waiting: usize,
-    lowest_join: Option<u64>,
+    lowest_join: Option<JoinPoint>,
     /// Numbering starts over (Redis lost its data): the start is what the next catch-up reads.
     restarted: bool,
     /// Events that came before a lower number, by number.
@@ -68,23 +76,33 @@ impl EventOrder {
         }
     }
 
-    /// A local join was answered with the room's latest number (`None`: it failed, it was never
-    /// answered, or the engine does not number events). Returns what can now be handed on, in
-    /// order.
-    pub fn joined(&mut self, seq: Option<u64>) -> Vec<BusEvent> {
+    /// A local join was answered with where the room stood (`None`: it failed, it was never
+    /// answered, or the engine does not number events). Once the room's first joins are all
+    /// answered, the room starts after the lowest point: `delivered` (the room's newest message
+    /// delivered) is raised to that point's newest message, so a message from before it, read
+    /// late from the inbox while the node was still listed for the room, is not taken for new.
+    /// Returns what can now be handed on, in order.
+    pub fn joined(&mut self, point: Option<JoinPoint>, delivered: &mut MessageId) -> Vec<BusEvent> {
         if self.last.is_some() || self.joins_waiting == 0 {
             return Vec::new();
         }
         self.joins_waiting -= 1;
-        if let Some(seq) = seq {
-            self.lowest_join = Some(self.lowest_join.map_or(seq, |lowest| lowest.min(seq)));
+        if let Some(point) = point
+            && self.lowest_join.is_none_or(|lowest| point.seq < lowest.seq)
+        {
+            self.lowest_join = Some(point);
         }
         if self.joins_waiting > 0 || self.restarted {
             return Vec::new();
         }
         match self.lowest_join.take() {
             // What waited from before the joins is before every one of them.
-            Some(start) => self.start_after(start),
+            Some(start) => {
+                if let Some(newest) = start.newest {
+                    *delivered = (*delivered).max(newest);
+                }
+                self.start_after(start.seq)
+            }
             // No join was told a number: the first event waiting starts the room.
             None => self.give_up(),
         }
@@ -98,7 +116,12 @@ impl EventOrder {
         self.joins_waiting = 0;
         self.lowest_join = None;
         // An own message numbered after the read may have been handed on before its answer.
-        self.start_after(self.last.map_or(seq, |last| last.max(seq)))
+        let ready = self.start_after(self.last.map_or(seq, |last| last.max(seq)));
+        if !self.waiting.is_empty() {
+            // What still waits, waits for a number the catch-up did not read: from now.
+            self.since = Some(Instant::now());
+        }
+        ready
     }
 
     /// Event number `seq` came; `seen` when it is a message this node already delivered (a
@@ -144,11 +167,6 @@ impl EventOrder {
         self.last = None;
         self.restarted = true;
         ready
-    }
-
-    /// Whether the room's start is known.
-    pub fn is_started(&self) -> bool {
-        self.last.is_some()
     }
 
     /// Since when an event waits, if one does.
@@ -242,6 +260,11 @@ mod tests {
         })
     }
 
+    /// A local join answered with number `seq` (and no newest message).
+    fn join(order: &mut EventOrder, seq: Option<u64>) -> Vec<BusEvent> {
+        order.joined(seq.map(|seq| JoinPoint { seq, newest: None }), &mut MessageId::default())
+    }
+
     /// The bodies of the messages handed on, `p` for a presence event.
     fn bodies(events: Vec<BusEvent>) -> Vec<String> {
         events
@@ -256,7 +279,7 @@ mod tests {
     #[test]
     fn events_wait_for_the_lower_numbers_and_follow_them_in_order() {
         let mut order = EventOrder::joining();
-        assert!(order.joined(Some(4)).is_empty());
+        assert!(join(&mut order, Some(4)).is_empty());
         assert_eq!(bodies(order.admit(5, message(5), false)), ["5"]);
         assert!(order.admit(7, message(7), false).is_empty(), "6 has not come");
         assert!(order.admit(8, presence(), false).is_empty());
@@ -283,13 +306,13 @@ mod tests {
         order.another_join();
         assert!(order.admit(3, message(3), false).is_empty(), "the start is not known yet");
         assert!(order.admit(5, message(5), false).is_empty());
-        assert!(order.joined(Some(4)).is_empty(), "one join is still unanswered");
+        assert!(join(&mut order, Some(4)).is_empty(), "one join is still unanswered");
         // The second join was answered before the first, and was told a lower number: what
         // came after it is handed on, what came before is not.
-        assert_eq!(bodies(order.joined(Some(2))), ["3"]);
+        assert_eq!(bodies(join(&mut order, Some(2))), ["3"]);
         assert_eq!(bodies(order.admit(4, message(4), false)), ["4", "5"]);
         order.another_join();
-        assert!(order.joined(Some(9)).is_empty(), "a join into a started room changes nothing");
+        assert!(join(&mut order, Some(9)).is_empty(), "a join into a started room changes nothing");
         assert_eq!(bodies(order.admit(6, message(6), false)), ["6"]);
     }
 
@@ -327,7 +350,7 @@ mod tests {
     fn a_failed_join_lets_the_next_event_start_the_room_and_a_restart_waits_for_the_catch_up() {
         let mut order = EventOrder::joining();
         assert!(order.admit(7, message(7), false).is_empty());
-        assert_eq!(bodies(order.joined(None)), ["7"]);
+        assert_eq!(bodies(join(&mut order, None)), ["7"]);
         assert_eq!(bodies(order.admit(8, message(8), false)), ["8"]);
         assert!(order.restart().is_empty());
         // Redis numbers from 1 again; the catch-up after the loss says it stands at 1.

@@ -21,6 +21,7 @@ use crate::{
     domain::{MessageId, RoomName, RoomPresence, SessionId, UserName},
     engine::{Engine, EngineError, NewMessage, Recovery},
     protocol::{ClientFrame, ErrorCode, HistoryQuery, MessageList, Request, ServerFrame, encode_message},
+    rooms::JoinPoint,
     telemetry::{Metrics, traces},
 };
 
@@ -146,11 +147,10 @@ impl Session {
         Box::pin(work.into_actor(self).map(move |result, act, ctx| {
             if !rejoin {
                 // Where the room's numbered events start for this node (see `rooms::order`).
-                let (seq, newest) = match &result {
-                    Ok((presence, recovery)) => (presence.seq, recovery.last_id),
-                    Err(_) => (None, None),
-                };
-                act.node.directory.joined(&room, seq, newest);
+                let point = result.as_ref().ok().and_then(|(presence, recovery)| {
+                    presence.seq.map(|seq| JoinPoint { seq, newest: recovery.last_id })
+                });
+                act.node.directory.joined(&room, point);
                 if let Some(membership) = act.inbox.rooms().get_mut(&room) {
                     membership.unanswered = false;
                 }

@@ -158,7 +158,7 @@ impl Session {
         for (room, unanswered) in &memberships {
             if *unanswered {
                 // Its answer will never be read: the room's other joins need not wait for it.
-                self.node.directory.joined(room, None, None);
+                self.node.directory.joined(room, None);
             }
             self.leave_locally(room);
         }

@@ -24,7 +24,7 @@ use rookery::{
     domain::{Member, MessageId, PresenceKind, RoomName, RoomPresence, SessionId, UserName},
     engine::{BusEvent, Delivery, Engine, NewMessage},
     protocol::HistoryQuery,
-    rooms::EventOrder,
+    rooms::{EventOrder, JoinPoint},
 };
 
 mod history;
@@ -79,7 +79,14 @@ impl Recorder {
             }
         }
         let joined = engine.join(room, &user_name(LISTENER), SessionId::random()).await.expect("listener join");
-        let ready = self.orders.lock().unwrap_or_else(|p| p.into_inner()).get_mut(room).map(|o| o.joined(joined.seq));
+        let point = joined.seq.map(|seq| JoinPoint { seq, newest: None });
+        let mut delivered = MessageId::default();
+        let ready = self
+            .orders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(room)
+            .map(|o| o.joined(point, &mut delivered));
         self.record(ready.unwrap_or_default());
     }
 

@@ -1,7 +1,7 @@
 //! The bus consumer: each node reads its own inboxes (one stream per shard, holding the events of
 //! the shard's rooms where the node has sessions; see `presence`) through a consumer group, hands
-//! each entry to the node's [`Delivery`] in inbox order, with its number in its room, and
-//! acknowledges it after the handoff. A node with no session in a room reads nothing of it, and
+//! each entry to the node's [`Delivery`](crate::engine::Delivery) in inbox order, with its number
+//! in its room, and acknowledges it after the handoff. A node with no session in a room reads nothing of it, and
 //! its inboxes hold none of its own messages (it delivers those from their publishes' answers,
 //! and the numbers put both in one order; see `rooms::order`). On start it first re-reads the entries
 //! it had been handed but not acknowledged (a restart with the same node id), so none is lost;
@@ -35,7 +35,7 @@ use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection, cluster::
 use super::{Keys, Shared, acks::Acks, connection::Link, field};
 use crate::{
     domain::{Message, MessageId, PresenceChange, PresenceKind, RoomName, UserName, now_ms},
-    engine::{BusEvent, Delivery, EngineError},
+    engine::{BusEvent, EngineError},
 };
 
 mod catch_up;
@@ -86,7 +86,6 @@ type Read = (Lane, tokio::time::Instant, redis::RedisResult<ReadReply>);
 pub struct BusConsumer {
     client: ReadClient,
     shared: Arc<Shared>,
-    delivery: Arc<dyn Delivery>,
     /// Per shard, when a read last found no more entries than it took (ms since the epoch).
     drained_at: Vec<u64>,
     /// Per shard, how far behind the newest entry of its last full read was (ms).
@@ -140,12 +139,11 @@ fn from_engine(error: EngineError) -> redis::RedisError {
 }
 
 impl BusConsumer {
-    pub fn new(client: ReadClient, shared: Arc<Shared>, delivery: Arc<dyn Delivery>) -> Self {
+    pub fn new(client: ReadClient, shared: Arc<Shared>) -> Self {
         let shards = shared.keys.inboxes(&shared.config.node_id).len();
         Self {
             client,
             shared,
-            delivery,
             drained_at: vec![now_ms(); shards],
             lags: vec![0; shards],
             pending_work: PendingWork::default(),
@@ -267,9 +265,9 @@ impl BusConsumer {
         match self.check_epoch(conn).await? {
             Epoch::Changed => {
                 tracing::warn!("Redis lost its data; restoring this node's sessions and reporting gaps");
-                self.delivery.renumbered();
-                for position in self.delivery.catch_up_positions() {
-                    self.delivery.deliver(BusEvent::Gap { room: position.room, after: Some(position.after) });
+                self.shared.delivery.renumbered();
+                for position in self.shared.delivery.catch_up_positions() {
+                    self.shared.delivery.deliver(BusEvent::Gap { room: position.room, after: Some(position.after) });
                 }
                 self.pending_work.restore = true;
                 self.pending_work.catch_up = true;
@@ -317,8 +315,8 @@ impl BusConsumer {
             for (id, fields) in entries {
                 // A pending entry trimmed from the stream comes back without fields.
                 match fields.as_deref().map(decode) {
-                    Some(Some((Some(seq), event))) => self.delivery.deliver_numbered(seq, event),
-                    Some(Some((None, event))) => self.delivery.deliver(event),
+                    Some(Some((Some(seq), event))) => self.shared.delivery.deliver_numbered(seq, event),
+                    Some(Some((None, event))) => self.shared.delivery.deliver(event),
                     Some(None) => self.shared.metrics.bus_event("undecodable"),
                     None => self.shared.metrics.bus_event("trimmed"),
                 }

@@ -136,8 +136,8 @@ pub(crate) struct Shared {
     /// Set when this node's registrations were written back after it was reaped: events of its
     /// rooms went to no inbox of its meanwhile, so the bus consumer catches up from history.
     catch_up_requested: AtomicBool,
-    /// Where this node's events go: the bus consumer's, and this node's own messages, which
-    /// no inbox of its holds (see `store::Published`).
+    /// Where this node's events go: what the bus consumer reads, and this node's own messages,
+    /// which no inbox of its holds (see `store::Published`).
     delivery: Arc<dyn Delivery>,
 }
 
@@ -255,7 +255,7 @@ impl RedisEngine {
             metrics,
             stopping: AtomicBool::new(false),
             catch_up_requested: AtomicBool::new(false),
-            delivery: delivery.clone(),
+            delivery,
             keys,
             redis,
             thread_connections,
@@ -277,8 +277,7 @@ impl RedisEngine {
         drop(conn);
         // Their log lines name the node.
         let context = || tracing::info_span!(target: CONTEXT_TARGET, "engine", node = %shared.config.node_id);
-        let consumer =
-            tokio::spawn(bus::BusConsumer::new(read_client, shared.clone(), delivery).run().instrument(context()));
+        let consumer = tokio::spawn(bus::BusConsumer::new(read_client, shared.clone()).run().instrument(context()));
         let heartbeat = tokio::spawn(nodes::run(shared.clone()).instrument(context()));
         Ok(Self { shared, consumer: Mutex::new(Some(consumer)), heartbeat })
     }

@@ -50,17 +50,19 @@ fn message_id(raw: &str) -> Result<MessageId, EngineError> {
     raw.parse().map_err(|_| bad_data(&format!("message id {raw:?}")))
 }
 
+/// A room's event number (see `rooms::order`), as Redis wrote it.
+fn event_number(raw: &str) -> Result<u64, EngineError> {
+    raw.parse().map_err(|_| bad_data(&format!("event number {raw:?}")))
+}
+
 /// The publish function's reply: `{id}` or `{id, event number}`.
 fn published(reply: Vec<String>) -> Result<Published, EngineError> {
-    match reply.as_slice() {
-        [id] => Ok(Published { id: message_id(id)?, seq: None, not_replicated: None }),
-        [id, seq] => Ok(Published {
-            id: message_id(id)?,
-            seq: Some(seq.parse().map_err(|_| bad_data(&format!("event number {seq:?}")))?),
-            not_replicated: None,
-        }),
-        _ => Err(bad_data("publish reply")),
-    }
+    let (id, seq) = match reply.as_slice() {
+        [id] => (id, None),
+        [id, seq] => (id, Some(event_number(seq)?)),
+        _ => return Err(bad_data("publish reply")),
+    };
+    Ok(Published { id: message_id(id)?, seq, not_replicated: None })
 }
 
 impl MessageStore {
@@ -200,7 +202,7 @@ pub fn recovery_reply(room: &RoomName, since: Option<MessageId>, reply: &[String
     let [deleted, newest, seq, entries @ ..] = reply else {
         return Err(bad_data("recover reply"));
     };
-    let seq = seq.parse().map_err(|_| bad_data(&format!("event number {seq:?}")))?;
+    let seq = event_number(seq)?;
     let deleted = message_id(deleted)?;
     // `0-0` means nothing was ever trimmed.
     let trimmed_through = (deleted != MessageId::default()).then_some(deleted);

@@ -33,7 +33,7 @@ impl BusConsumer {
             self.pending_work.restore = false;
         }
         if self.pending_work.catch_up {
-            self.catch_up(self.delivery.catch_up_positions()).await?;
+            self.catch_up(self.shared.delivery.catch_up_positions()).await?;
             self.pending_work.catch_up = false;
             self.drained_at.fill(started);
         }
@@ -56,13 +56,13 @@ impl BusConsumer {
                 .await
                 .map_err(from_engine)?;
             if !position.is_whole(&recovery) {
-                self.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(after) });
+                self.shared.delivery.deliver(BusEvent::Gap { room: room.clone(), after: Some(after) });
             }
             for message in recovery.messages {
-                self.delivery.deliver(BusEvent::Message(Arc::new(message)));
+                self.shared.delivery.deliver(BusEvent::Message(Arc::new(message)));
             }
             if let Some(seq) = recovery.seq {
-                self.delivery.caught_up(room, seq);
+                self.shared.delivery.caught_up(room, seq);
             }
         }
         Ok(())
@@ -76,12 +76,12 @@ impl BusConsumer {
     pub(super) async fn resolve_overdue(&self) -> redis::RedisResult<()> {
         let stall = 2 * self.shared.redis.longest_call();
         let Some(before) = std::time::Instant::now().checked_sub(stall) else { return Ok(()) };
-        let mut overdue = self.delivery.overdue(before).into_iter();
+        let mut overdue = self.shared.delivery.overdue(before).into_iter();
         while let Some(position) = overdue.next() {
             let room = position.room.clone();
             if let Err(error) = self.catch_up(vec![position]).await {
-                self.delivery.check_soon(&room);
-                overdue.for_each(|position| self.delivery.check_soon(&position.room));
+                self.shared.delivery.check_soon(&room);
+                overdue.for_each(|position| self.shared.delivery.check_soon(&position.room));
                 return Err(error);
             }
             self.shared.metrics.bus_event("overdue");
