@@ -82,6 +82,7 @@ impl Application {
                     history_len: settings.history_len,
                     read_batch: settings.bus_read_count,
                     read_interval: settings.bus_read_interval,
+                    publish_interval: settings.publish_interval,
                     node_ttl_ms: settings.node_ttl_ms,
                     max_lag_ms: settings.ready_max_lag_ms,
                     presence_max_users: settings.presence_max_users,

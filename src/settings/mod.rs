@@ -81,6 +81,8 @@ pub struct Settings {
     pub bus_read_count: usize,
     /// While busy, bus reads start at most this often (0: as soon as the last one returned).
     pub bus_read_interval: Duration,
+    /// While busy, a worker thread's publishes go to Redis at most this often, together.
+    pub publish_interval: Duration,
     pub node_ttl_ms: u64,
     pub ready_max_lag_ms: u64,
     pub drain_delay_ms: u64,
@@ -170,6 +172,7 @@ impl Settings {
             bus_retention_ms: env.number("ROOKERY_BUS_RETENTION_MS", 1_000..=604_800_000)?,
             bus_read_count: env.number("ROOKERY_BUS_READ_COUNT", 1..=100_000)?,
             bus_read_interval: Duration::from_millis(env.number("ROOKERY_BUS_READ_INTERVAL_MS", 0..=1000)?),
+            publish_interval: Duration::from_millis(env.number("ROOKERY_PUBLISH_INTERVAL_MS", 0..=100)?),
             node_ttl_ms: env.number("ROOKERY_NODE_TTL_MS", 1_000..=3_600_000)?,
             ready_max_lag_ms: env.number("ROOKERY_READY_MAX_LAG_MS", 100..=3_600_000)?,
             drain_delay_ms: env.number("ROOKERY_DRAIN_DELAY_MS", 0..=600_000)?,

@@ -136,6 +136,12 @@ pub const VARIABLES: &[Variable] = &[
          (less CPU per message for up to this much latency; `0`: read again at once)",
     ),
     var(
+        "ROOKERY_PUBLISH_INTERVAL_MS",
+        Value("2"),
+        "while busy, a worker thread's publishes go to Redis at most this often, together \
+         (less Redis CPU per message for up to this much latency; `0`: each at once)",
+    ),
+    var(
         "ROOKERY_NODE_TTL_MS",
         Value("15000"),
         "a node silent this long is reaped: its users leave their rooms within it (same on every node)",

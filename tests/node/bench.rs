@@ -143,6 +143,27 @@ fn the_idle_script_spreads_connections_over_processes_and_reports_memory_per_con
     assert!(per_connection.abs() < 1024.0, "an idle connection costs KiB, not MiB: {stdout}");
 }
 
+/// `scripts/bench-redis-requests.py` calls the publish function as the nodes do (an error reply
+/// fails the run) and reports Redis's CPU per request for each shape it was asked for.
+#[test]
+fn the_redis_requests_script_reports_cpu_per_request_for_each_shape() {
+    let output = Command::new("python3")
+        .args(["scripts/bench-redis-requests.py", "--rate", "400", "--connections", "2", "--seconds", "0.3"])
+        .args(["--batches", "1,4"])
+        .output()
+        .expect("run scripts/bench-redis-requests.py");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for shape in ["| ping | 1 |", "| ping | 4 |", "| publish | 1 |", "| publish | 4 |"] {
+        let row = stdout.lines().find(|line| line.starts_with(shape)).unwrap_or_else(|| panic!("{shape}: {stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let requests: u64 = cells[3].parse().unwrap_or_else(|_| panic!("a request count: {row}"));
+        // 400 a second for 0.3 s; a loaded machine may fall short, never over.
+        assert!((40..=130).contains(&requests), "{row}");
+        assert!(cells[5].ends_with(" us"), "{row}");
+    }
+}
+
 /// A run that does not do what was asked fails, and says why: connections that cannot be made,
 /// or messages the node refuses.
 #[actix_web::test]

@@ -43,6 +43,7 @@ async fn connect(
         history_len,
         read_batch: 100,
         read_interval: std::time::Duration::from_millis(2),
+        publish_interval: std::time::Duration::from_millis(2),
         node_ttl_ms: 15_000,
         max_lag_ms: 10_000,
         presence_max_users: contract::PRESENCE_MAX_USERS,

@@ -30,6 +30,7 @@ mod on_redis_cluster;
 mod on_redis_sentinel;
 mod own_messages;
 mod protocol;
+mod publish_pacing;
 mod readme;
 mod redis_cluster;
 mod redis_sentinel;

@@ -175,6 +175,7 @@ mod cluster {
             history_len: 100,
             read_batch: 10,
             read_interval: std::time::Duration::from_millis(2),
+            publish_interval: std::time::Duration::from_millis(2),
             node_ttl_ms: 15_000,
             max_lag_ms: 10_000,
             presence_max_users: rookery::engine::DEFAULT_PRESENCE_MAX_USERS,

@@ -26,6 +26,7 @@ mod epoch;
 mod keys;
 mod migrate;
 mod nodes;
+mod pacing;
 mod presence;
 mod publish;
 mod sentinel;
@@ -91,6 +92,8 @@ pub struct RedisConfig {
     pub read_batch: usize,
     /// While busy, bus reads start at most this often (see `bus`).
     pub read_interval: std::time::Duration,
+    /// While busy, a worker thread's publishes go to Redis at most this often (see `pacing`).
+    pub publish_interval: std::time::Duration,
     /// A node silent this long has its users removed from presence (see `nodes`).
     pub node_ttl_ms: u64,
     /// Readiness fails while the bus consumer is further behind than this.
@@ -120,6 +123,7 @@ pub(crate) struct Shared {
     redis: RedisConnection,
     /// On one server: the publishing threads' own connections.
     thread_connections: Option<ThreadConnections>,
+    pacing: pacing::PublishPacing,
     keys: Keys,
     store: MessageStore,
     presence: RedisPresence,
@@ -259,6 +263,7 @@ impl RedisEngine {
             keys,
             redis,
             thread_connections,
+            pacing: pacing::PublishPacing::new(config.publish_interval),
             config,
         });
         let mut conn = shared.redis.clone();

@@ -20,6 +20,8 @@ impl Shared {
         let within = self.redis.longest_call();
         let deadline = tokio::time::Instant::now() + within;
         let published = async {
+            // Counted in the call's time: a session waits for the whole of it.
+            self.pacing.turn().await;
             let conn = match &self.thread_connections {
                 // Nothing was sent when the connection cannot be opened, whatever the reason.
                 Some(connections) => match tokio::time::timeout_at(deadline, connections.get()).await {
