@@ -74,21 +74,19 @@ local function remember_key(hash, order, key, id, now, window_ms, max_keys)
 end
 
 -- Appends a message to the room's history (trimmed back to ARGV[4] entries once it holds more
--- than ARGV[4] + ARGV[5], the newest trimmed id recorded, because XINFO's max-deleted-entry-id
+-- than ARGV[4] + ARGV[11], the newest trimmed id recorded, because XINFO's max-deleted-entry-id
 -- ignores trimming), numbers it, and appends it to the inbox of every node serving the room but
--- the publishing node ARGV[9], in one step. Returns {id, event number} when the publishing node
+-- the publishing node ARGV[12], in one step. Returns {id, event number} when the publishing node
 -- serves the room (it delivers the message to its own members), {id} when it does not. With an
--- idempotency key (ARGV[10]) that the room has seen within the window, it stores nothing and
+-- idempotency key (ARGV[8]) that the room has seen within the window, it stores nothing and
 -- returns {the id stored then}.
--- KEYS: history, room nodes, event number, and with an idempotency key: sent keys (hash), sent
--- keys by time (sorted set). ARGV: room, user, body, history_len, trim step (see
--- `engine::history_trim_step`), inbox prefix, retention_ms, trace ('' for none), publishing node
--- ('' for none), and with an idempotency key: the key, the key window ms, keys kept per room.
--- What only some calls need is not sent with the others, and the trimmed id's key is made from
--- the history's when it is written: every argument costs Redis a little on every call.
+-- KEYS: history, trimmed, room nodes, sent keys (hash), sent keys by time (sorted set), event
+-- number. ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency
+-- key ('' for none), key window ms, keys kept per room, trim step (see
+-- `engine::history_trim_step`), publishing node.
 local function publish(keys, args)
-  local key = args[10]
-  if key then
+  local key = args[8]
+  if key ~= '' then
     local stored = redis.call('HGET', keys[4], key)
     if stored then return {stored} end
   end
@@ -97,25 +95,24 @@ local function publish(keys, args)
   -- every time, and the newest trimmed id would be read every time too.
   local limit = tonumber(args[4])
   local length = redis.call('XLEN', keys[1])
-  if length > limit + tonumber(args[5]) then
+  if length > limit + (tonumber(args[11]) or 0) then
     local leaving = redis.call('XRANGE', keys[1], '-', '+', 'COUNT', length - limit)
-    local trimmed = string.gsub(keys[1], ':history:', ':trimmed:', 1)
-    redis.call('SET', trimmed, leaving[#leaving][1])
+    redis.call('SET', keys[2], leaving[#leaving][1])
     redis.call('XTRIM', keys[1], 'MAXLEN', limit)
   end
   -- The id's milliseconds are the server's clock: no TIME call needed.
   local now = tonumber(string.match(id, '^%d+'))
-  local seq = redis.call('INCR', keys[3])
+  local seq = redis.call('INCR', keys[6])
   local serves
-  if args[8] ~= '' then
-    serves = to_nodes(keys[2], args[6], now, args[7], args[9], seq,
-      'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3], 'trace', args[8])
+  if args[6] ~= '' then
+    serves = to_nodes(keys[3], args[7], now, args[5], args[12], seq,
+      'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3], 'trace', args[6])
   else
-    serves = to_nodes(keys[2], args[6], now, args[7], args[9], seq,
+    serves = to_nodes(keys[3], args[7], now, args[5], args[12], seq,
       'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3])
   end
-  if key then
-    remember_key(keys[4], keys[5], key, id, now, tonumber(args[11]), tonumber(args[12]))
+  if key ~= '' then
+    remember_key(keys[4], keys[5], key, id, now, tonumber(args[9]), tonumber(args[10]))
   end
   if serves then return {id, seq} end
   return {id}

@@ -79,9 +79,10 @@ class Connection:
 def publish(n):
     room = f"room{n % ROOMS}"
     tag = "{s0}"
-    keys = [f"rookery:{tag}:{kind}:{room}" for kind in ("history", "nodes", "events")]
-    # room, user, body, history_len, trim step, inbox prefix, retention_ms, trace, publishing node
-    args = [room, "alice", "hello there", 1000, 64, f"rookery:{tag}:inbox:", 600000, "", "node-a"]
+    keys = [f"rookery:{tag}:{kind}:{room}" for kind in ("history", "trimmed", "nodes", "sent", "sent-at", "events")]
+    # room, user, body, history_len, retention_ms, trace, inbox prefix, key, key window ms,
+    # keys kept, trim step, publishing node
+    args = [room, "alice", "hello there", 1000, 600000, "", f"rookery:{tag}:inbox:", "", 600000, 10000, 64, "node-a"]
     return encode("FCALL", "rookery_v1_publish", len(keys), *keys, *args)
 
 

@@ -81,7 +81,7 @@ pub struct Settings {
     pub bus_read_count: usize,
     /// While busy, bus reads start at most this often (0: as soon as the last one returned).
     pub bus_read_interval: Duration,
-    /// While busy, a worker thread's publishes go to Redis at most this often, together.
+    /// On one Redis server, while busy, a worker thread's publishes go at most this often, together.
     pub publish_interval: Duration,
     pub node_ttl_ms: u64,
     pub ready_max_lag_ms: u64,

@@ -138,8 +138,8 @@ pub const VARIABLES: &[Variable] = &[
     var(
         "ROOKERY_PUBLISH_INTERVAL_MS",
         Value("2"),
-        "while busy, a worker thread's publishes go to Redis at most this often, together \
-         (less Redis CPU per message for up to this much latency; `0`: each at once)",
+        "on one Redis server, while busy, a worker thread's publishes go to Redis at most this \
+         often, together (less Redis CPU per message for up to this much latency; `0`: each at once)",
     ),
     var(
         "ROOKERY_NODE_TTL_MS",

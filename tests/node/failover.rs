@@ -454,20 +454,24 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
     for n in 0..3000 {
         pipe.cmd("FCALL")
             .arg("rookery_v1_publish")
-            .arg(3)
+            .arg(6)
             .arg(format!("rookery:{{s{shard}}}:history:{room}"))
+            .arg(format!("rookery:{{s{shard}}}:trimmed:{room}"))
             .arg(format!("rookery:{{s{shard}}}:nodes:{room}"))
+            .arg(format!("rookery:{{s{shard}}}:sent:{room}"))
+            .arg(format!("rookery:{{s{shard}}}:sent-at:{room}"))
             .arg(format!("rookery:{{s{shard}}}:events:{room}"))
             .arg(room)
             .arg("loader")
             .arg(format!("entry {n}"))
             .arg(10)
-            .arg(0)
-            .arg(format!("rookery:{{s{shard}}}:inbox:"))
             .arg(600_000)
             .arg("")
-            // Published by no node: every node in the room's set gets it in its inbox.
+            .arg(format!("rookery:{{s{shard}}}:inbox:"))
             .arg("")
+            .arg(600_000)
+            .arg(100)
+            .arg(0)
             .ignore();
     }
     let () = pipe.query_async(&mut conn).await.expect("publish the backlog");

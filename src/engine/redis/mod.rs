@@ -235,6 +235,12 @@ impl RedisEngine {
                 (RedisConnection::sentinel(primary.clone()), bus::ReadClient::Sentinel(primary))
             }
         };
+        // Paced on one server only, where each thread's publishes have a connection of their own
+        // to go out together on (and where it was measured).
+        let pacing = pacing::PublishPacing::new(match thread_connections {
+            Some(_) => config.publish_interval,
+            None => std::time::Duration::ZERO,
+        });
         let keys = Keys::new(config.bus_shards);
         let shared = Arc::new(Shared {
             store: MessageStore::new(
@@ -263,7 +269,7 @@ impl RedisEngine {
             keys,
             redis,
             thread_connections,
-            pacing: pacing::PublishPacing::new(config.publish_interval),
+            pacing,
             config,
         });
         let mut conn = shared.redis.clone();

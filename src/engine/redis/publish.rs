@@ -17,11 +17,12 @@ impl Shared {
     /// waiting on a Redis that does not answer stays able to answer its heartbeats. Out of time
     /// before the connection was open, nothing was sent (`unavailable`); after, it may have been.
     pub(super) async fn publish(&self, message: NewMessage) -> Result<MessageId, EngineError> {
+        // Before the call's time starts: the wait is bounded by the pacing's interval, and the
+        // call's time and its metric stay Redis's.
+        self.pacing.turn().await;
         let within = self.redis.longest_call();
         let deadline = tokio::time::Instant::now() + within;
         let published = async {
-            // Counted in the call's time: a session waits for the whole of it.
-            self.pacing.turn().await;
             let conn = match &self.thread_connections {
                 // Nothing was sent when the connection cannot be opened, whatever the reason.
                 Some(connections) => match tokio::time::timeout_at(deadline, connections.get()).await {

@@ -110,29 +110,29 @@ impl MessageStore {
         Ok(published)
     }
 
-    /// The publish function's call: what only a send with an idempotency key needs goes only
-    /// with those (see the function's doc in `migrations/`).
     fn publish_cmd(&self, message: &NewMessage) -> redis::Cmd {
-        let room = &message.room;
         let mut cmd = redis::cmd("FCALL");
-        cmd.arg("rookery_v1_publish").arg(if message.key.is_some() { 5 } else { 3 });
-        cmd.arg(self.keys.history(room)).arg(self.keys.room_nodes(room)).arg(self.keys.events(room));
-        if message.key.is_some() {
-            cmd.arg(self.keys.sent(room)).arg(self.keys.sent_at(room));
-        }
-        cmd.arg(room.as_str())
+        cmd.arg("rookery_v1_publish")
+            .arg(6)
+            .arg(self.keys.history(&message.room))
+            .arg(self.keys.trimmed(&message.room))
+            .arg(self.keys.room_nodes(&message.room))
+            .arg(self.keys.sent(&message.room))
+            .arg(self.keys.sent_at(&message.room))
+            .arg(self.keys.events(&message.room))
+            .arg(message.room.as_str())
             .arg(message.user.as_str())
             .arg(&message.body)
             .arg(self.history_len)
-            .arg(crate::engine::history_trim_step(self.history_len))
-            .arg(self.keys.inbox_prefix(room))
             .arg(self.bus_retention_ms)
             .arg(&message.trace)
-            .arg(&self.node);
-        if let Some(key) = &message.key {
+            .arg(self.keys.inbox_prefix(&message.room))
+            .arg(message.key.as_deref().unwrap_or_default())
             // Keys are remembered at least as long as the inboxes keep entries.
-            cmd.arg(key).arg(self.bus_retention_ms).arg(KEYS_PER_ROOM);
-        }
+            .arg(self.bus_retention_ms)
+            .arg(KEYS_PER_ROOM)
+            .arg(crate::engine::history_trim_step(self.history_len))
+            .arg(&self.node);
         cmd
     }
 
