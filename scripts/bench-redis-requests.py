@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""What Redis spends per request at a paced rate: a bare PING against the publish function
-(`rookery_v1_publish`, rooms served by the publishing node only), sent one at a time or several
-in one write. It starts a redis-server of its own on a free port, loads migrations/, and reads
+"""What Redis spends per request at a paced rate: a bare PING, the publish function
+(`rookery_v1_publish`, rooms served by the publishing node only), and the four commands the
+function makes for such a room sent without Lua (XADD, XLEN, INCR, HKEYS: what the function
+costs beyond its commands), one at a time or several in one write. It starts a redis-server of its own on a free port, loads migrations/, and reads
 Redis's CPU from /proc. Standard library only.
 
     scripts/bench-redis-requests.py                       # 5,000 requests/s over 4 connections
@@ -76,10 +77,26 @@ class Connection:
         return replies
 
 
-def publish(n):
+def room_keys(n):
     room = f"room{n % ROOMS}"
     tag = "{s0}"
-    keys = [f"rookery:{tag}:{kind}:{room}" for kind in ("history", "trimmed", "nodes", "sent", "sent-at", "events")]
+    return room, tag, [f"rookery:{tag}:{kind}:{room}" for kind in ("history", "trimmed", "nodes", "sent", "sent-at", "events")]
+
+
+def plain(n):
+    """The commands `publish` makes for a room only the publishing node serves, without Lua."""
+    _, _, keys = room_keys(n)
+    history, nodes, events = keys[0], keys[2], keys[5]
+    return [
+        encode("XADD", history, "*", "user", "alice", "body", "hello there"),
+        encode("XLEN", history),
+        encode("INCR", events),
+        encode("HKEYS", nodes),
+    ]
+
+
+def publish(n):
+    room, tag, keys = room_keys(n)
     # room, user, body, history_len, retention_ms, trace, inbox prefix, key, key window ms,
     # keys kept, trim step, publishing node
     args = [room, "alice", "hello there", 1000, 600000, "", f"rookery:{tag}:inbox:", "", 600000, 10000, 64, "node-a"]
@@ -106,6 +123,8 @@ def run(port, pid, mode, batch, rate, connections, seconds):
         while time.monotonic() - start < seconds:
             if mode == "ping":
                 conn.call(*[encode("PING")] * batch)
+            elif mode == "plain":
+                conn.call(*[command for j in range(batch) for command in plain((n + j) * connections + k)])
             else:
                 conn.call(*[publish((n + j) * connections + k) for j in range(batch)])
             n += batch
@@ -157,10 +176,10 @@ def main():
             # Every room is served by the publishing node only, as with pairs on one node.
             for n in range(ROOMS):
                 setup.call(encode("HSET", f"rookery:{{s0}}:nodes:room{n}", "node-a", 1))
-            print(f"{options.rate} requests/s over {options.connections} connections, {options.seconds:.0f} s each")
-            print("| request | per write | requests | Redis CPU | per request |")
+            print(f"{options.rate} requests/s over {options.connections} connections, {options.seconds:g} s each")
+            print("| request | per write | requests | Redis CPU | per request (a plain one: its four commands) |")
             print("|---|---|---|---|---|")
-            for mode in ("ping", "publish"):
+            for mode in ("ping", "publish", "plain"):
                 for batch in batches:
                     run(port, server.pid, mode, batch, options.rate, options.connections, options.seconds)
         finally:

@@ -154,7 +154,9 @@ fn the_redis_requests_script_reports_cpu_per_request_for_each_shape() {
         .expect("run scripts/bench-redis-requests.py");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    for shape in ["| ping | 1 |", "| ping | 4 |", "| publish | 1 |", "| publish | 4 |"] {
+    for shape in
+        ["| ping | 1 |", "| ping | 4 |", "| publish | 1 |", "| publish | 4 |", "| plain | 1 |", "| plain | 4 |"]
+    {
         let row = stdout.lines().find(|line| line.starts_with(shape)).unwrap_or_else(|| panic!("{shape}: {stdout}"));
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         let requests: u64 = cells[3].parse().unwrap_or_else(|_| panic!("a request count: {row}"));
