@@ -13,8 +13,8 @@
 --                                       joins, leaves), raised by the call that makes the event
 --   rookery:{s<shard>}:inbox:<node>     stream: the events of the shard's rooms where the node has
 --                                       sessions, for that node alone
---   rookery:{s<shard>}:sent:<room>      hash: idempotency key -> id of the message stored with it
---   rookery:{s<shard>}:sent-at:<room>   sorted set: idempotency key by time (ms), to forget old keys
+--   rookery:{s<shard>}:sent:<room>|<key> string: the id of the message stored with idempotency
+--                                       key <key> (expires with the window)
 --   rookery:{n<node>}:session:<session> hash: user, node, connected_at, last_seen, rooms (TTL)
 --   rookery:{n<node>}:sessions          hash: session -> "<user> <room> <room> ..." (no TTL; what
 --                                       the reaper removes from presence when the node dies)
@@ -52,42 +52,22 @@ local function to_nodes(nodes_key, inbox_prefix, now, retention_ms, publisher, s
   return serves
 end
 
--- Remembers a send's idempotency key: key -> id in the room's hash, key by time in the room's
--- sorted set; keys older than `window_ms`, and the oldest beyond `max_keys`, are forgotten (a few
--- per call, so a call's work stays bounded), and both keys expire with the window when the room
--- goes quiet.
-local function remember_key(hash, order, key, id, now, window_ms, max_keys)
-  redis.call('HSET', hash, key, id)
-  redis.call('ZADD', order, now, key)
-  local oldest_kept = string.format('(%d', now - window_ms)
-  local expired = redis.call('ZRANGEBYSCORE', order, '-inf', oldest_kept, 'LIMIT', 0, 16)
-  local count = redis.call('ZCARD', order)
-  if count > max_keys then
-    for _, oldest in ipairs(redis.call('ZRANGE', order, 0, count - max_keys - 1)) do table.insert(expired, oldest) end
-  end
-  if #expired > 0 then
-    redis.call('HDEL', hash, unpack(expired))
-    redis.call('ZREM', order, unpack(expired))
-  end
-  redis.call('PEXPIRE', hash, window_ms)
-  redis.call('PEXPIRE', order, window_ms)
-end
-
 -- Appends a message to the room's history (trimmed back to ARGV[4] entries once it holds more
--- than ARGV[4] + ARGV[11], the newest trimmed id recorded, because XINFO's max-deleted-entry-id
+-- than ARGV[4] + ARGV[8], the newest trimmed id recorded, because XINFO's max-deleted-entry-id
 -- ignores trimming), numbers it, and appends it to the inbox of every node serving the room but
--- the publishing node ARGV[12], in one step. Returns {id, event number} when the publishing node
+-- the publishing node ARGV[9], in one step. Returns {id, event number} when the publishing node
 -- serves the room (it delivers the message to its own members), {id} when it does not. With an
--- idempotency key (ARGV[8]) that the room has seen within the window, it stores nothing and
--- returns {the id stored then}.
--- KEYS: history, trimmed, room nodes, sent keys (hash), sent keys by time (sorted set), event
--- number. ARGV: room, user, body, history_len, retention_ms, trace, inbox prefix, idempotency
--- key ('' for none), key window ms, keys kept per room, trim step (see
--- `engine::history_trim_step`), publishing node.
+-- idempotency key (KEYS[5], the key's own string) that the room has seen within the window
+-- ARGV[5], it stores nothing and returns {the id stored then}. Each key is a string of its own
+-- that Redis expires: remembering one is one `SET`, where a per-room index of keys to forget
+-- cost five more calls a publish (BENCHMARKS.md, change 26).
+-- KEYS: history, trimmed, room nodes, event number, and the idempotency key's string when the
+-- send has one. ARGV: room, user, body, history_len, retention_ms (also how long a key is
+-- remembered), trace, inbox prefix, trim step (see `engine::history_trim_step`), publishing node.
 local function publish(keys, args)
-  local key = args[8]
-  if key ~= '' then
-    local stored = redis.call('HGET', keys[4], key)
+  local sent = keys[5]
+  if sent then
+    local stored = redis.call('GET', sent)
     if stored then return {stored} end
   end
   local id = redis.call('XADD', keys[1], '*', 'user', args[2], 'body', args[3])
@@ -95,25 +75,23 @@ local function publish(keys, args)
   -- every time, and the newest trimmed id would be read every time too.
   local limit = tonumber(args[4])
   local length = redis.call('XLEN', keys[1])
-  if length > limit + (tonumber(args[11]) or 0) then
+  if length > limit + (tonumber(args[8]) or 0) then
     local leaving = redis.call('XRANGE', keys[1], '-', '+', 'COUNT', length - limit)
     redis.call('SET', keys[2], leaving[#leaving][1])
     redis.call('XTRIM', keys[1], 'MAXLEN', limit)
   end
   -- The id's milliseconds are the server's clock: no TIME call needed.
   local now = tonumber(string.match(id, '^%d+'))
-  local seq = redis.call('INCR', keys[6])
+  local seq = redis.call('INCR', keys[4])
   local serves
   if args[6] ~= '' then
-    serves = to_nodes(keys[3], args[7], now, args[5], args[12], seq,
+    serves = to_nodes(keys[3], args[7], now, args[5], args[9], seq,
       'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3], 'trace', args[6])
   else
-    serves = to_nodes(keys[3], args[7], now, args[5], args[12], seq,
+    serves = to_nodes(keys[3], args[7], now, args[5], args[9], seq,
       'kind', 'message', 'room', args[1], 'id', id, 'user', args[2], 'body', args[3])
   end
-  if key ~= '' then
-    remember_key(keys[4], keys[5], key, id, now, tonumber(args[9]), tonumber(args[10]))
-  end
+  if sent then redis.call('SET', sent, id, 'PX', args[5]) end
   if serves then return {id, seq} end
   return {id}
 end

@@ -80,13 +80,13 @@ class Connection:
 def room_keys(n):
     room = f"room{n % ROOMS}"
     tag = "{s0}"
-    return room, tag, [f"rookery:{tag}:{kind}:{room}" for kind in ("history", "trimmed", "nodes", "sent", "sent-at", "events")]
+    return room, tag, [f"rookery:{tag}:{kind}:{room}" for kind in ("history", "trimmed", "nodes", "events")]
 
 
 def plain(n):
     """The commands `publish` makes for a room only the publishing node serves, without Lua."""
     _, _, keys = room_keys(n)
-    history, nodes, events = keys[0], keys[2], keys[5]
+    history, nodes, events = keys[0], keys[2], keys[3]
     return [
         encode("XADD", history, "*", "user", "alice", "body", "hello there"),
         encode("XLEN", history),
@@ -97,9 +97,8 @@ def plain(n):
 
 def publish(n):
     room, tag, keys = room_keys(n)
-    # room, user, body, history_len, retention_ms, trace, inbox prefix, key, key window ms,
-    # keys kept, trim step, publishing node
-    args = [room, "alice", "hello there", 1000, 600000, "", f"rookery:{tag}:inbox:", "", 600000, 10000, 64, "node-a"]
+    # room, user, body, history_len, retention_ms, trace, inbox prefix, trim step, publishing node
+    args = [room, "alice", "hello there", 1000, 600000, "", f"rookery:{tag}:inbox:", 64, "node-a"]
     return encode("FCALL", "rookery_v1_publish", len(keys), *keys, *args)
 
 

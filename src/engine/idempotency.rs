@@ -1,8 +1,10 @@
 //! Idempotent sends: a client may give a `send` a key, and a retry with the same key in the same
 //! room within the window is answered with the id stored the first time instead of being stored
 //! again. This is what makes a retry safe after an answer that could not say whether the message
-//! was stored (`timeout`). The Redis engine keeps the keys in Redis, in its publish function; this
-//! is the same bookkeeping for the in-memory engine, and the limits both share.
+//! was stored (`timeout`). The Redis engine keeps each key in Redis as a string that expires with
+//! the window, in its publish function; this is the same bookkeeping for the in-memory engine,
+//! which also caps a room's keys so one process's memory stays bounded (in Redis, memory is the
+//! keyed send rate times the window, and an operator's to size).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -11,8 +13,8 @@ use crate::domain::MessageId;
 /// The longest key a client may give, in bytes.
 pub const MAX_KEY_BYTES: usize = 64;
 
-/// How many keys a room remembers at most; past it the oldest are forgotten first, so memory is
-/// bounded however fast a room's senders go.
+/// How many keys a room remembers at most on the in-memory engine; past it the oldest are
+/// forgotten first, so memory is bounded however fast a room's senders go.
 pub const KEYS_PER_ROOM: usize = 10_000;
 
 /// One room's remembered keys.

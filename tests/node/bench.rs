@@ -52,7 +52,7 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     let b = NodeProcess::start(&vars("node-b")).await;
     let (url_a, url_b) = (format!("ws://127.0.0.1:{}/ws", a.port), format!("ws://127.0.0.1:{}/ws", b.port));
     let pids = format!("{},{}", a.pid(), b.pid());
-    let args = ["--connections", "40", "--rooms", "4", "--senders", "4", "--rate", "20", "--duration", "1.5"];
+    let args = ["--connections", "40", "--rooms", "4", "--senders", "4", "--rate", "20", "--duration", "1.5", "--keys"];
     let output = Command::new(bench_bin())
         .args(args)
         .args(["--drain", "5", "--json", "--pids", &pids, &url_a, &url_b])
@@ -68,6 +68,11 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     assert_eq!(report["deliveries_expected"].as_u64(), Some(acked * 10));
     assert_eq!(report["deliveries_received"], report["deliveries_expected"]);
     assert_eq!((report["lost"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(0)));
+    // With --keys every send carried an idempotency key of its own, as the clients' do.
+    let mut conn = redis.connection().await;
+    let remembered: Vec<String> =
+        redis::cmd("KEYS").arg("rookery:*:sent:*").query_async(&mut conn).await.expect("KEYS");
+    assert_eq!(remembered.len() as u64, acked, "one key remembered per message");
     // Every delivery was timed, and the percentiles are ordered and within loopback's reach.
     let latency = &report["latency_ms"];
     assert_eq!(latency["count"], report["deliveries_received"], "{report}");

@@ -454,12 +454,10 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
     for n in 0..3000 {
         pipe.cmd("FCALL")
             .arg("rookery_v1_publish")
-            .arg(6)
+            .arg(4)
             .arg(format!("rookery:{{s{shard}}}:history:{room}"))
             .arg(format!("rookery:{{s{shard}}}:trimmed:{room}"))
             .arg(format!("rookery:{{s{shard}}}:nodes:{room}"))
-            .arg(format!("rookery:{{s{shard}}}:sent:{room}"))
-            .arg(format!("rookery:{{s{shard}}}:sent-at:{room}"))
             .arg(format!("rookery:{{s{shard}}}:events:{room}"))
             .arg(room)
             .arg("loader")
@@ -468,9 +466,6 @@ async fn a_node_far_behind_the_bus_is_not_ready_until_it_catches_up() {
             .arg(600_000)
             .arg("")
             .arg(format!("rookery:{{s{shard}}}:inbox:"))
-            .arg("")
-            .arg(600_000)
-            .arg(100)
             .arg(0)
             .ignore();
     }

@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// New connections per second
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub ramp: u32,
+    /// Every send carries an idempotency key, as the project's clients' sends do (`rookery
+    /// chat`, the TypeScript client, the page)
+    #[arg(long)]
+    pub keys: bool,
     /// Connect, join and hold; send nothing
     #[arg(long)]
     pub idle: bool,
@@ -132,15 +136,16 @@ mod tests {
     fn parses_every_option() {
         let parsed = args(
             "--connections 2000 --rooms 20 --senders 20 --rate 50 --duration 1.5 --body-bytes 100 \
-             --ramp 500 --drain 2 --pids 1,2 --source-ips 127.0.0.2,127.0.0.3 --json ws://a/ws ws://b/ws",
+             --ramp 500 --drain 2 --keys --pids 1,2 --source-ips 127.0.0.2,127.0.0.3 --json ws://a/ws ws://b/ws",
         )
         .unwrap();
         assert_eq!((parsed.connections, parsed.rooms, parsed.senders, parsed.rate), (2000, 20, 20, 50.0));
         assert_eq!((parsed.duration, parsed.body_bytes, parsed.ramp), (Duration::from_millis(1500), 100, 500));
         assert_eq!((parsed.pids, parsed.source_ips.len(), parsed.urls.len()), (vec![1, 2], 2, 2));
-        assert!(parsed.json && !parsed.idle);
+        assert!(parsed.json && parsed.keys && !parsed.idle);
         let defaults = args("ws://a/ws").unwrap();
         assert_eq!((defaults.connections, defaults.rooms, defaults.senders), (100, 10, 10));
+        assert!(!defaults.keys);
         assert_eq!((defaults.duration, defaults.drain), (Duration::from_secs(10), Duration::from_secs(5)));
         assert_eq!(args("--churn --ramp 100 --duration 2 ws://a").unwrap().connections, 200);
     }

@@ -45,6 +45,8 @@ pub struct Plan {
     /// Leave right after joining (a churn run).
     pub leave_at_once: bool,
     pub body_bytes: usize,
+    /// Send an idempotency key with every message.
+    pub keys: bool,
 }
 
 /// Why a connection did not get going.
@@ -164,7 +166,11 @@ pub async fn run(plan: Plan, tally: Arc<Tally>, mut phase: watch::Receiver<Phase
             }
             _ = ticker.tick(), if sending => {
                 sequence += 1;
-                let frame = json!({"type":"send","room":plan.room_name,"body":body(plan.index, sequence, plan.body_bytes)});
+                let mut frame = json!({"type":"send","room":plan.room_name,"body":body(plan.index, sequence, plan.body_bytes)});
+                if plan.keys {
+                    // Unique per message, and as long as the clients' random keys.
+                    frame["key"] = json!(format!("{:016x}{sequence:016x}", plan.index));
+                }
                 if writer.text(frame.to_string()).await.is_err() {
                     tally.failed("send failed");
                     break;
@@ -269,6 +275,7 @@ mod tests {
             first_send_after: Duration::ZERO,
             leave_at_once: false,
             body_bytes: 64,
+            keys: false,
         };
         let mut checker = Checker::default();
         let frame = |id: &str, sender: usize, sequence: u64| {

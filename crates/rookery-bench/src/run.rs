@@ -87,6 +87,7 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
                 first_send_after: if sends { first_send_after(next, args.senders, args.rate) } else { Duration::ZERO },
                 leave_at_once: args.churn,
                 body_bytes: args.body_bytes,
+                keys: args.keys,
             };
             tasks.push(tokio::spawn(connection::run(plan, tally.clone(), watching.clone())));
             next += 1;

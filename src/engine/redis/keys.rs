@@ -42,14 +42,10 @@ impl Keys {
         format!("rookery:{{s{}}}:members:{room}", self.shard(room))
     }
 
-    /// The room's idempotency keys: key -> the id stored with it.
-    pub fn sent(&self, room: &RoomName) -> String {
-        format!("rookery:{{s{}}}:sent:{room}", self.shard(room))
-    }
-
-    /// The room's idempotency keys by when they were stored (ms), to forget the old ones.
-    pub fn sent_at(&self, room: &RoomName) -> String {
-        format!("rookery:{{s{}}}:sent-at:{room}", self.shard(room))
+    /// The id of the message stored in the room with idempotency key `key` (a string Redis
+    /// expires with the window). `|` cannot be in a room name, so no room's key is another's.
+    pub fn sent(&self, room: &RoomName, key: &str) -> String {
+        format!("rookery:{{s{}}}:sent:{room}|{key}", self.shard(room))
     }
 
     /// The nodes with sessions in the room, each with how many: the nodes its events go to.
@@ -126,8 +122,9 @@ mod tests {
             keys.presence(&room),
             keys.members(&room),
             keys.room_nodes(&room),
-            keys.sent(&room),
-            keys.sent_at(&room),
+            keys.sent(&room, "a-key"),
+            // A key of the client's may hold braces: the room's tag comes first all the same.
+            keys.sent(&room, "{x}"),
             keys.events(&room),
         ] {
             assert_eq!(tag(&key), tag(&inbox), "{key}");

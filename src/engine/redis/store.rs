@@ -3,7 +3,7 @@
 use super::{Keys, RedisConnection, engine_error, field};
 use crate::{
     domain::{Message, MessageId, RoomName, UserName},
-    engine::{EngineError, NewMessage, Recovery, idempotency::KEYS_PER_ROOM},
+    engine::{EngineError, NewMessage, Recovery},
     protocol::HistoryQuery,
 };
 
@@ -113,24 +113,22 @@ impl MessageStore {
     fn publish_cmd(&self, message: &NewMessage) -> redis::Cmd {
         let mut cmd = redis::cmd("FCALL");
         cmd.arg("rookery_v1_publish")
-            .arg(6)
+            .arg(if message.key.is_some() { 5 } else { 4 })
             .arg(self.keys.history(&message.room))
             .arg(self.keys.trimmed(&message.room))
             .arg(self.keys.room_nodes(&message.room))
-            .arg(self.keys.sent(&message.room))
-            .arg(self.keys.sent_at(&message.room))
-            .arg(self.keys.events(&message.room))
-            .arg(message.room.as_str())
+            .arg(self.keys.events(&message.room));
+        if let Some(key) = &message.key {
+            cmd.arg(self.keys.sent(&message.room, key));
+        }
+        cmd.arg(message.room.as_str())
             .arg(message.user.as_str())
             .arg(&message.body)
             .arg(self.history_len)
+            // Keys are remembered as long as the inboxes keep entries.
             .arg(self.bus_retention_ms)
             .arg(&message.trace)
             .arg(self.keys.inbox_prefix(&message.room))
-            .arg(message.key.as_deref().unwrap_or_default())
-            // Keys are remembered at least as long as the inboxes keep entries.
-            .arg(self.bus_retention_ms)
-            .arg(KEYS_PER_ROOM)
             .arg(crate::engine::history_trim_step(self.history_len))
             .arg(&self.node);
         cmd
