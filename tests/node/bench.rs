@@ -73,6 +73,19 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     let remembered: Vec<String> =
         redis::cmd("KEYS").arg("rookery:*:sent:*").query_async(&mut conn).await.expect("KEYS");
     assert_eq!(remembered.len() as u64, acked, "one key remembered per message");
+    // A second run into the same rooms while Redis remembers the first run's keys: its keys are
+    // its own, so its sends are stored and delivered, not answered with the first run's ids.
+    let again = Command::new(bench_bin())
+        .args(["--connections", "8", "--rooms", "2", "--senders", "2", "--rate", "20", "--duration", "0.5", "--keys"])
+        .args(["--drain", "5", "--json", &url_a])
+        .output()
+        .expect("run rookery-bench again");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&again.stderr));
+    let acked_again = serde_json::from_str::<Value>(&stdout).expect("a JSON report")["messages_acked"].as_u64();
+    let remembered: Vec<String> =
+        redis::cmd("KEYS").arg("rookery:*:sent:*").query_async(&mut conn).await.expect("KEYS");
+    assert_eq!(Some(remembered.len() as u64), acked_again.map(|n| n + acked), "the second run's keys are new");
     // Every delivery was timed, and the percentiles are ordered and within loopback's reach.
     let latency = &report["latency_ms"];
     assert_eq!(latency["count"], report["deliveries_received"], "{report}");

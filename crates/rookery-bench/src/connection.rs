@@ -45,8 +45,10 @@ pub struct Plan {
     /// Leave right after joining (a churn run).
     pub leave_at_once: bool,
     pub body_bytes: usize,
-    /// Send an idempotency key with every message.
-    pub keys: bool,
+    /// Send an idempotency key with every message, made from this run's number (see
+    /// `run::run_number`), so a run against a Redis that still remembers an earlier run's keys
+    /// is not answered with that run's ids.
+    pub keys: Option<u32>,
 }
 
 /// Why a connection did not get going.
@@ -167,9 +169,9 @@ pub async fn run(plan: Plan, tally: Arc<Tally>, mut phase: watch::Receiver<Phase
             _ = ticker.tick(), if sending => {
                 sequence += 1;
                 let mut frame = json!({"type":"send","room":plan.room_name,"body":body(plan.index, sequence, plan.body_bytes)});
-                if plan.keys {
-                    // Unique per message, and as long as the clients' random keys.
-                    frame["key"] = json!(format!("{:016x}{sequence:016x}", plan.index));
+                if let Some(run) = plan.keys {
+                    // Unique per message and run, and as long as the clients' random keys.
+                    frame["key"] = json!(format!("{run:08x}{:08x}{sequence:016x}", plan.index));
                 }
                 if writer.text(frame.to_string()).await.is_err() {
                     tally.failed("send failed");
@@ -275,7 +277,7 @@ mod tests {
             first_send_after: Duration::ZERO,
             leave_at_once: false,
             body_bytes: 64,
-            keys: false,
+            keys: None,
         };
         let mut checker = Checker::default();
         let frame = |id: &str, sender: usize, sequence: u64| {

@@ -38,6 +38,12 @@ async fn resolve(url: &str) -> Result<SocketAddr, RunError> {
         .ok_or_else(|| RunError::Resolve(url.to_owned()))
 }
 
+/// A number for this run, different from one run to the next: the low 32 bits of the clock in
+/// nanoseconds. It goes into the idempotency keys of `--keys`.
+fn run_number() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u32)
+}
+
 /// When sender `sender` of `senders` sends first, after sending starts: sender n starts n/S of
 /// a period in, so the senders' messages are spread over each period as independent clients'
 /// would be. Started together they would send in lockstep, bursts the nodes' latency would show.
@@ -64,6 +70,7 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
     let tally = Arc::new(Tally::new(args.rooms));
     let (phase, watching) = watch::channel(Phase::Holding);
     let started = Instant::now();
+    let run_number = run_number();
     let mut tasks = Vec::with_capacity(args.connections);
     let mut ramp =
         tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.ramp)).max(Duration::from_micros(100)));
@@ -87,7 +94,7 @@ pub async fn run(args: &BenchArgs, progress: impl Fn(&str)) -> Result<Report, Ru
                 first_send_after: if sends { first_send_after(next, args.senders, args.rate) } else { Duration::ZERO },
                 leave_at_once: args.churn,
                 body_bytes: args.body_bytes,
-                keys: args.keys,
+                keys: args.keys.then_some(run_number),
             };
             tasks.push(tokio::spawn(connection::run(plan, tally.clone(), watching.clone())));
             next += 1;
