@@ -43,6 +43,23 @@ pub fn bench_bin() -> PathBuf {
         .clone()
 }
 
+/// Runs the load generator with the options and URLs of `line` and `--json`; it must succeed.
+/// Returns its report.
+fn successful_run(line: &str) -> Value {
+    let output =
+        Command::new(bench_bin()).args(line.split_whitespace()).arg("--json").output().expect("run rookery-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_str(&stdout).expect("a JSON report")
+}
+
+/// How many idempotency keys Redis remembers.
+async fn remembered_keys(redis: &RedisServer) -> u64 {
+    let mut conn = redis.connection().await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg("rookery:*:sent:*").query_async(&mut conn).await.expect("KEYS");
+    keys.len() as u64
+}
+
 #[actix_web::test]
 async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     let redis = RedisServer::start();
@@ -52,15 +69,9 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     let b = NodeProcess::start(&vars("node-b")).await;
     let (url_a, url_b) = (format!("ws://127.0.0.1:{}/ws", a.port), format!("ws://127.0.0.1:{}/ws", b.port));
     let pids = format!("{},{}", a.pid(), b.pid());
-    let args = ["--connections", "40", "--rooms", "4", "--senders", "4", "--rate", "20", "--duration", "1.5", "--keys"];
-    let output = Command::new(bench_bin())
-        .args(args)
-        .args(["--drain", "5", "--json", "--pids", &pids, &url_a, &url_b])
-        .output()
-        .expect("run rookery-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    let report = successful_run(&format!(
+        "--connections 40 --rooms 4 --senders 4 --rate 20 --duration 1.5 --keys --drain 5 --pids {pids} {url_a} {url_b}"
+    ));
     assert_eq!(report["connections_established"], 40);
     let acked = report["messages_acked"].as_u64().unwrap_or(0);
     assert!(acked >= 4 * 20, "four senders for 1.5 s at 20/s: {report}");
@@ -69,23 +80,14 @@ async fn the_load_generator_checks_every_delivery_across_two_nodes() {
     assert_eq!(report["deliveries_received"], report["deliveries_expected"]);
     assert_eq!((report["lost"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(0)));
     // With --keys every send carried an idempotency key of its own, as the clients' do.
-    let mut conn = redis.connection().await;
-    let remembered: Vec<String> =
-        redis::cmd("KEYS").arg("rookery:*:sent:*").query_async(&mut conn).await.expect("KEYS");
-    assert_eq!(remembered.len() as u64, acked, "one key remembered per message");
+    assert_eq!(remembered_keys(&redis).await, acked, "one key remembered per message");
     // A second run into the same rooms while Redis remembers the first run's keys: its keys are
     // its own, so its sends are stored and delivered, not answered with the first run's ids.
-    let again = Command::new(bench_bin())
-        .args(["--connections", "8", "--rooms", "2", "--senders", "2", "--rate", "20", "--duration", "0.5", "--keys"])
-        .args(["--drain", "5", "--json", &url_a])
-        .output()
-        .expect("run rookery-bench again");
-    let stdout = String::from_utf8_lossy(&again.stdout);
-    assert!(again.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&again.stderr));
-    let acked_again = serde_json::from_str::<Value>(&stdout).expect("a JSON report")["messages_acked"].as_u64();
-    let remembered: Vec<String> =
-        redis::cmd("KEYS").arg("rookery:*:sent:*").query_async(&mut conn).await.expect("KEYS");
-    assert_eq!(Some(remembered.len() as u64), acked_again.map(|n| n + acked), "the second run's keys are new");
+    let again = successful_run(&format!(
+        "--connections 8 --rooms 2 --senders 2 --rate 20 --duration 0.5 --keys --drain 5 {url_a}"
+    ));
+    let acked_again = again["messages_acked"].as_u64().unwrap_or(0);
+    assert_eq!(remembered_keys(&redis).await, acked + acked_again, "the second run's keys are new");
     // Every delivery was timed, and the percentiles are ordered and within loopback's reach.
     let latency = &report["latency_ms"];
     assert_eq!(latency["count"], report["deliveries_received"], "{report}");
@@ -103,13 +105,7 @@ async fn a_churn_run_connects_joins_and_leaves_and_the_node_returns_to_zero() {
 
     let node = NodeProcess::start(&[]).await;
     let url = format!("ws://127.0.0.1:{}/ws", node.port);
-    let output = Command::new(bench_bin())
-        .args(["--churn", "--ramp", "100", "--duration", "1", "--rooms", "3", "--drain", "0.5", "--json", &url])
-        .output()
-        .expect("run rookery-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}");
-    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    let report = successful_run(&format!("--churn --ramp 100 --duration 1 --rooms 3 --drain 0.5 {url}"));
     assert_eq!(
         (report["connections_established"].as_u64(), report["connections_failed"].as_u64()),
         (Some(100), Some(0))
@@ -224,13 +220,7 @@ async fn runs_that_do_not_do_what_was_asked_fail_and_say_why() {
 async fn idle_connections_answer_heartbeats_and_are_held_to_the_end() {
     let node = NodeProcess::start(&[("ROOKERY_HEARTBEAT_MS", "200")]).await;
     let url = format!("ws://127.0.0.1:{}/ws", node.port);
-    let output = Command::new(bench_bin())
-        .args(["--idle", "--connections", "10", "--rooms", "2", "--duration", "1.5", "--json", &url])
-        .output()
-        .expect("run rookery-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let report: Value = serde_json::from_str(&stdout).expect("a JSON report");
+    let report = successful_run(&format!("--idle --connections 10 --rooms 2 --duration 1.5 {url}"));
     assert_eq!(
         (report["connections_established"].as_u64(), report["connections_dropped"].as_u64()),
         (Some(10), Some(0))

@@ -1,11 +1,12 @@
 //! The bus consumer: each node reads its own inboxes (one stream per shard, holding the events of
 //! the shard's rooms where the node has sessions; see `presence`) through a consumer group, hands
 //! each entry to the node's [`Delivery`](crate::engine::Delivery) in inbox order, with its number
-//! in its room, and acknowledges it after the handoff. A node with no session in a room reads nothing of it, and
-//! its inboxes hold none of its own messages (it delivers those from their publishes' answers,
-//! and the numbers put both in one order; see `rooms::order`). On start it first re-reads the entries
-//! it had been handed but not acknowledged (a restart with the same node id), so none is lost;
-//! the room directory and the sessions drop what they already delivered, so none is shown twice.
+//! in its room, and acknowledges it after the handoff. A node with no session in a room reads
+//! nothing of it, and its inboxes hold none of its own messages (it delivers those from their
+//! publishes' answers, and the numbers put both in one order; see `rooms::order`). On start it
+//! first re-reads the entries it had been handed but not acknowledged (a restart with the same
+//! node id), so none is lost; the room directory and the sessions drop what they already
+//! delivered, so none is shown twice.
 //!
 //! It never skips silently. When it may have missed entries, it catches up every room with
 //! local members from the room's history, starting after the newest message it delivered, and
